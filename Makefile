@@ -1,0 +1,44 @@
+# withdraw — PGXS build
+EXTENSION = withdraw
+MODULE_big = withdraw
+OBJS = \
+	src/withdraw.o \
+	src/shmem.o \
+	src/worker.o \
+	src/store.o \
+	src/policy.o \
+	src/http.o \
+	src/crypto.o \
+	src/jsonutil.o \
+	src/api.o \
+	src/accounts.o \
+	src/providers/registry.o \
+	src/providers/common.o \
+	src/providers/request.o \
+	src/providers/zoomex.o
+
+DATA = sql/withdraw--0.1.0.sql
+PGFILEDESC = "withdraw - transactional payouts sent by background workers"
+
+SHLIB_LINK += -lcurl -lcrypto
+PG_CFLAGS += -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare -Werror=implicit-function-declaration
+
+# pg_regress needs the library preloaded: a temporary instance with our config
+REGRESS = setup validation idempotency accounts privileges cancel views
+REGRESS_OPTS = --temp-config=$(srcdir)/test/regress.conf --temp-instance=$(abs_top_builddir)/tmp_check
+abs_top_builddir := $(CURDIR)
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+.PHONY: test integration bench
+# everything: pg_regress, the mock's self-test and the integration suite
+test:
+	bash test/run_all.sh
+
+integration:
+	bash test/integration/run.sh
+
+bench:
+	bash bench/run

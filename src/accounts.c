@@ -1,0 +1,311 @@
+/*-------------------------------------------------------------------------
+ *
+ * accounts.c
+ *	  withdraw_account_create/update/drop: the admin's SQL interface to
+ *	  provider accounts.
+ *
+ * The statements that call these functions carry credentials, so every
+ * error raised here hides the statement from the server log
+ * (errhidestmt), and no message ever quotes a credential value.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <limits.h>
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+
+#include "jsonutil.h"
+#include "providers/provider.h"
+#include "withdraw.h"
+
+PG_FUNCTION_INFO_V1(withdraw_account_create);
+PG_FUNCTION_INFO_V1(withdraw_account_update);
+PG_FUNCTION_INFO_V1(withdraw_account_drop);
+
+/* options every account understands, whatever its provider */
+static const char *const generic_option_keys[] = {
+	"create_interval_ms", "polls_per_second", "poll_interval_ms", "request_timeout_ms",
+	"max_attempts", "idempotency_window_ms", "reconcile_timeout_ms", NULL
+};
+
+#define account_error(code, ...) \
+	ereport(ERROR, (errcode(code), errhidestmt(true), __VA_ARGS__))
+
+static bool
+key_in(const char *key, const char *const *list)
+{
+	for (; list && *list; list++)
+		if (strcmp(*list, key) == 0)
+			return true;
+	return false;
+}
+
+static char *
+required_arg(FunctionCallInfo fcinfo, int n, const char *name)
+{
+	if (PG_ARGISNULL(n))
+		account_error(ERRCODE_NULL_VALUE_NOT_ALLOWED,
+					  errmsg("argument \"%s\" must not be null", name));
+	return text_to_cstring(PG_GETARG_TEXT_PP(n));
+}
+
+static void
+check_name(const char *name)
+{
+	int			len = strlen(name);
+	bool		ok = len >= 1 && len <= 63 && name[0] >= 'a' && name[0] <= 'z';
+
+	for (int i = 0; ok && i < len; i++)
+		ok = (name[i] >= 'a' && name[i] <= 'z') || (name[i] >= '0' && name[i] <= '9') ||
+			name[i] == '_';
+	if (!ok)
+		account_error(ERRCODE_INVALID_PARAMETER_VALUE,
+					  errmsg("invalid account name \"%s\"", name),
+					  errhint("Use 1 to 63 lower-case letters, digits or underscores, starting with a letter."));
+}
+
+static void
+check_base_url(const char *url)
+{
+	bool		https = strncmp(url, "https://", 8) == 0;
+	bool		http = strncmp(url, "http://", 7) == 0;
+
+	if (!https && !http)
+		account_error(ERRCODE_INVALID_PARAMETER_VALUE,
+					  errmsg("base_url must start with https://"));
+	if (http && !withdraw_allow_http)
+		account_error(ERRCODE_INVALID_PARAMETER_VALUE,
+					  errmsg("base_url must use https"),
+					  errhint("Plain http is refused unless withdraw.allow_http is on, which is meant for local test providers only."));
+	if (strlen(url) > 2048 || strpbrk(url, " \t\r\n?#") != NULL)
+		account_error(ERRCODE_INVALID_PARAMETER_VALUE,
+					  errmsg("base_url must be a URL without spaces, query or fragment"));
+}
+
+/* Every required key present as a non-empty string, and nothing else. */
+static void
+check_credentials(const Provider *provider, Jsonb *credentials)
+{
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken token;
+
+	if (!JB_ROOT_IS_OBJECT(credentials) || JB_ROOT_IS_SCALAR(credentials))
+		account_error(ERRCODE_INVALID_PARAMETER_VALUE,
+					  errmsg("credentials must be a JSON object"));
+	for (const char *const *k = provider->credential_keys; *k; k++)
+	{
+		if (!json_get(&credentials->root, *k, &v))
+			account_error(ERRCODE_INVALID_PARAMETER_VALUE,
+						  errmsg("%s credentials lack \"%s\"", provider->name, *k));
+		if (v.type != jbvString || v.val.string.len == 0)
+			account_error(ERRCODE_INVALID_PARAMETER_VALUE,
+						  errmsg("%s credential \"%s\" must be a non-empty string", provider->name, *k));
+	}
+	it = JsonbIteratorInit(&credentials->root);
+	while ((token = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		if (token == WJB_KEY)
+		{
+			char	   *key = pnstrdup(v.val.string.val, v.val.string.len);
+
+			if (!key_in(key, provider->credential_keys))
+				account_error(ERRCODE_INVALID_PARAMETER_VALUE,
+							  errmsg("%s credentials have unknown key \"%s\"", provider->name, key));
+		}
+	}
+}
+
+static void
+check_options(const Provider *provider, Jsonb *options)
+{
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken token;
+
+	if (!JB_ROOT_IS_OBJECT(options) || JB_ROOT_IS_SCALAR(options))
+		account_error(ERRCODE_INVALID_PARAMETER_VALUE,
+					  errmsg("options must be a JSON object"));
+	it = JsonbIteratorInit(&options->root);
+	while ((token = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		if (token == WJB_KEY)
+		{
+			char	   *key = pnstrdup(v.val.string.val, v.val.string.len);
+
+			if (!key_in(key, generic_option_keys) && !key_in(key, provider->option_keys))
+				account_error(ERRCODE_INVALID_PARAMETER_VALUE,
+							  errmsg("unknown option \"%s\" for a %s account", key, provider->name),
+							  errhint("See the README's list of account options."));
+		}
+	}
+	(void) account_option_int(options, "create_interval_ms", 0, 0, 24 * 3600 * 1000);
+	(void) account_option_int(options, "polls_per_second", 0, 0, 100000);
+	(void) account_option_int(options, "poll_interval_ms", 0, 10, 24 * 3600 * 1000);
+	(void) account_option_int(options, "request_timeout_ms", 0, 100, 600 * 1000);
+	(void) account_option_int(options, "max_attempts", 0, 1, 10000);
+	(void) account_option_int(options, "idempotency_window_ms", 0, 0, INT_MAX);
+	(void) account_option_int(options, "reconcile_timeout_ms", 0, 1000, INT_MAX);
+	if (provider->check_options)
+		provider->check_options(options);
+}
+
+static void
+run(const char *sql, int nargs, Oid *types, Datum *values, int expected)
+{
+	int			rc = SPI_execute_with_args(sql, nargs, types, values, NULL, false, 0);
+
+	if (rc != expected)
+		elog(ERROR, "account statement failed: %s", SPI_result_code_string(rc));
+}
+
+/* The account's id and provider, or an undefined_object error. */
+static int32
+find_account(const char *name, const Provider **provider)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1] = {CStringGetTextDatum(name)};
+	bool		isnull;
+
+	run("SELECT id, provider FROM withdraw.account WHERE name = $1 FOR UPDATE",
+		1, types, values, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		account_error(ERRCODE_UNDEFINED_OBJECT,
+					  errmsg("account \"%s\" does not exist", name));
+	*provider = provider_lookup_or_error(SPI_getvalue(SPI_tuptable->vals[0],
+													  SPI_tuptable->tupdesc, 2));
+	return DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+Datum
+withdraw_account_create(PG_FUNCTION_ARGS)
+{
+	char	   *name = required_arg(fcinfo, 0, "name");
+	char	   *provider_name = required_arg(fcinfo, 1, "provider");
+	char	   *base_url = required_arg(fcinfo, 2, "base_url");
+	Jsonb	   *credentials;
+	Jsonb	   *options;
+	const Provider *provider;
+	Oid			types[5] = {TEXTOID, TEXTOID, TEXTOID, JSONBOID, INT4OID};
+	Datum		values[5];
+	bool		isnull;
+
+	if (PG_ARGISNULL(3))
+		account_error(ERRCODE_NULL_VALUE_NOT_ALLOWED,
+					  errmsg("argument \"credentials\" must not be null"));
+	credentials = PG_GETARG_JSONB_P(3);
+	options = PG_ARGISNULL(4) ? NULL : PG_GETARG_JSONB_P(4);
+
+	check_name(name);
+	provider = provider_lookup(provider_name);
+	if (provider == NULL)
+		account_error(ERRCODE_UNDEFINED_OBJECT,
+					  errmsg("provider \"%s\" does not exist", provider_name),
+					  errhint("Known providers: %s.", provider_names()));
+	check_base_url(base_url);
+	check_credentials(provider, credentials);
+	if (options)
+		check_options(provider, options);
+
+	SPI_connect();
+	values[0] = CStringGetTextDatum(name);
+	run("SELECT 1 FROM withdraw.account WHERE name = $1", 1, types, values, SPI_OK_SELECT);
+	if (SPI_processed > 0)
+		account_error(ERRCODE_DUPLICATE_OBJECT,
+					  errmsg("account \"%s\" already exists", name),
+					  errhint("Change it with withdraw_account_update."));
+
+	values[1] = CStringGetTextDatum(provider_name);
+	values[2] = CStringGetTextDatum(base_url);
+	values[3] = JsonbPGetDatum(options ? options : DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}"))));
+	run("INSERT INTO withdraw.account (name, provider, base_url, options)"
+		" VALUES ($1, $2, $3, $4) RETURNING id", 4, types, values, SPI_OK_INSERT_RETURNING);
+	values[4] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+	values[3] = JsonbPGetDatum(credentials);
+	{
+		Oid			stypes[2] = {INT4OID, JSONBOID};
+		Datum		svalues[2] = {values[4], values[3]};
+
+		run("INSERT INTO withdraw.account_secret (account_id, credentials) VALUES ($1, $2)",
+			2, stypes, svalues, SPI_OK_INSERT);
+	}
+	SPI_finish();
+	PG_RETURN_VOID();
+}
+
+Datum
+withdraw_account_update(PG_FUNCTION_ARGS)
+{
+	char	   *name = required_arg(fcinfo, 0, "name");
+	const Provider *provider;
+	int32		id;
+	Oid			types[2] = {INT4OID, TEXTOID};
+	Datum		values[2];
+
+	SPI_connect();
+	id = find_account(name, &provider);
+	values[0] = Int32GetDatum(id);
+
+	if (!PG_ARGISNULL(1))
+	{
+		char	   *base_url = text_to_cstring(PG_GETARG_TEXT_PP(1));
+
+		check_base_url(base_url);
+		values[1] = CStringGetTextDatum(base_url);
+		run("UPDATE withdraw.account SET base_url = $2, updated_at = now() WHERE id = $1",
+			2, types, values, SPI_OK_UPDATE);
+	}
+	if (!PG_ARGISNULL(2))
+	{
+		Jsonb	   *credentials = PG_GETARG_JSONB_P(2);
+
+		check_credentials(provider, credentials);
+		types[1] = JSONBOID;
+		values[1] = JsonbPGetDatum(credentials);
+		run("UPDATE withdraw.account_secret SET credentials = $2 WHERE account_id = $1",
+			2, types, values, SPI_OK_UPDATE);
+		run("UPDATE withdraw.account SET updated_at = now() WHERE id = $1",
+			1, types, values, SPI_OK_UPDATE);
+	}
+	if (!PG_ARGISNULL(3))
+	{
+		Jsonb	   *options = PG_GETARG_JSONB_P(3);
+
+		check_options(provider, options);
+		types[1] = JSONBOID;
+		values[1] = JsonbPGetDatum(options);
+		run("UPDATE withdraw.account SET options = $2, updated_at = now() WHERE id = $1",
+			2, types, values, SPI_OK_UPDATE);
+	}
+	SPI_finish();
+	PG_RETURN_VOID();
+}
+
+Datum
+withdraw_account_drop(PG_FUNCTION_ARGS)
+{
+	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	const Provider *provider;
+	Oid			types[1] = {INT4OID};
+	Datum		values[1];
+
+	SPI_connect();
+	values[0] = Int32GetDatum(find_account(name, &provider));
+	run("SELECT 1 FROM withdraw.withdrawal WHERE account_id = $1 LIMIT 1",
+		1, types, values, SPI_OK_SELECT);
+	if (SPI_processed > 0)
+		account_error(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST,
+					  errmsg("account \"%s\" has withdrawals and cannot be dropped", name),
+					  errdetail("Its withdrawals and their history refer to it."),
+					  errhint("Keep the account, or change its credentials with withdraw_account_update."));
+	run("DELETE FROM withdraw.account WHERE id = $1", 1, types, values, SPI_OK_DELETE);
+	SPI_finish();
+	PG_RETURN_VOID();
+}

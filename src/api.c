@@ -1,0 +1,169 @@
+/*-------------------------------------------------------------------------
+ *
+ * api.c
+ *	  withdraw_create: the SQL entry point an application calls inside its
+ *	  own transaction.
+ *
+ * The request is validated by its provider before anything is stored; a
+ * bad request raises an ERROR naming the field and leaves nothing behind.
+ * The row is the outbox: the worker sends it only once this transaction
+ * has committed, and is woken at commit.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+
+#include "providers/provider.h"
+#include "withdraw.h"
+
+PG_FUNCTION_INFO_V1(withdraw_create);
+
+static SPIPlanPtr account_plan = NULL;
+static SPIPlanPtr insert_plan = NULL;
+static SPIPlanPtr existing_plan = NULL;
+
+static SPIPlanPtr
+prepare_kept(const char *sql, int nargs, Oid *types)
+{
+	SPIPlanPtr	plan = SPI_prepare(sql, nargs, types);
+
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+	SPI_keepplan(plan);
+	return plan;
+}
+
+/* Finds the account and its provider, or raises undefined_object. */
+static const Provider *
+lookup_account(const char *name, int32 *account_id)
+{
+	Datum		args[1];
+	bool		isnull;
+	char	   *provider_name;
+
+	if (account_plan == NULL)
+	{
+		Oid			types[1] = {TEXTOID};
+
+		account_plan = prepare_kept("SELECT id, provider FROM withdraw.account WHERE name = $1",
+									1, types);
+	}
+	args[0] = CStringGetTextDatum(name);
+	if (SPI_execute_plan(account_plan, args, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "account lookup failed");
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("account \"%s\" does not exist", name),
+				 errhint("The first argument of withdraw_create names an account of withdraw.accounts; create one with withdraw_account_create.")));
+	*account_id = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	provider_name = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+	return provider_lookup_or_error(provider_name);
+}
+
+/* Inserts the withdrawal; returns its id, or 0 when the key already exists. */
+static int64
+insert_withdrawal(int32 account_id, ValidatedRequest *v)
+{
+	Datum		args[7];
+	char		nulls[7] = "       ";
+	bool		isnull;
+
+	if (insert_plan == NULL)
+	{
+		Oid			types[7] = {INT4OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, NAMEOID};
+
+		insert_plan = prepare_kept(
+								   "INSERT INTO withdraw.withdrawal"
+								   " (account_id, idempotency_key, request, asset, amount, destination, created_by)"
+								   " VALUES ($1, $2, $3::jsonb, $4, $5::numeric, $6, $7)"
+								   " ON CONFLICT (account_id, idempotency_key) DO NOTHING"
+								   " RETURNING id", 7, types);
+	}
+	args[0] = Int32GetDatum(account_id);
+	args[1] = CStringGetTextDatum(v->idempotency_key);
+	args[2] = CStringGetTextDatum(v->request_json);
+	args[3] = v->asset ? CStringGetTextDatum(v->asset) : (Datum) 0;
+	nulls[3] = v->asset ? ' ' : 'n';
+	args[4] = CStringGetTextDatum(v->amount);
+	args[5] = v->destination ? CStringGetTextDatum(v->destination) : (Datum) 0;
+	nulls[5] = v->destination ? ' ' : 'n';
+	args[6] = DirectFunctionCall1(namein,
+								  CStringGetDatum(GetUserNameFromId(GetOuterUserId(), false)));
+
+	if (SPI_execute_plan(insert_plan, args, nulls, false, 1) != SPI_OK_INSERT_RETURNING)
+		elog(ERROR, "withdrawal insert failed");
+	if (SPI_processed == 0)
+		return 0;
+	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/*
+ * The key exists: the same request gets the existing id back (a retried
+ * call is harmless); a different request under the same key is an error.
+ */
+static int64
+existing_withdrawal(const char *account_name, int32 account_id, ValidatedRequest *v)
+{
+	Datum		args[3];
+	bool		isnull;
+	int64		id;
+	bool		same;
+
+	if (existing_plan == NULL)
+	{
+		Oid			types[3] = {INT4OID, TEXTOID, TEXTOID};
+
+		existing_plan = prepare_kept(
+									 "SELECT id, request = $3::jsonb FROM withdraw.withdrawal"
+									 " WHERE account_id = $1 AND idempotency_key = $2", 3, types);
+	}
+	args[0] = Int32GetDatum(account_id);
+	args[1] = CStringGetTextDatum(v->idempotency_key);
+	args[2] = CStringGetTextDatum(v->request_json);
+	if (SPI_execute_plan(existing_plan, args, NULL, false, 1) != SPI_OK_SELECT ||
+		SPI_processed != 1)
+		elog(ERROR, "withdrawal with idempotency key \"%s\" vanished", v->idempotency_key);
+	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	same = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	if (!same)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNIQUE_VIOLATION),
+				 errmsg("idempotency key \"%s\" of account \"%s\" is already used by a different withdrawal",
+						v->idempotency_key, account_name),
+				 errdetail("Withdrawal " INT64_FORMAT " was created with this key and other fields.", id),
+				 errhint("Use a new key for a new withdrawal; repeating the exact request returns the existing id.")));
+	return id;
+}
+
+Datum
+withdraw_create(PG_FUNCTION_ARGS)
+{
+	char	   *account_name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	Jsonb	   *request = PG_GETARG_JSONB_P(1);
+	const Provider *provider;
+	ValidatedRequest validated;
+	int32		account_id;
+	int64		id;
+
+	SPI_connect();
+	provider = lookup_account(account_name, &account_id);
+	memset(&validated, 0, sizeof(validated));
+	provider->validate(request, &validated);
+
+	id = insert_withdrawal(account_id, &validated);
+	if (id == 0)
+		id = existing_withdrawal(account_name, account_id, &validated);
+	else
+		WithdrawWakeWorkerAtCommit();
+	SPI_finish();
+
+	PG_RETURN_INT64(id);
+}

@@ -1,0 +1,348 @@
+/*-------------------------------------------------------------------------
+ *
+ * http.c
+ *	  libcurl's multi interface inside the worker's wait loop.
+ *
+ * curl tells us, through its socket and timer callbacks, which sockets to
+ * watch and when it needs a timeout; each wait builds one WaitEventSet
+ * with the latch, postmaster death and those sockets, so a commit that
+ * wakes the worker is seen at once even while requests are in flight.
+ * One multi handle keeps the connection cache, so requests to the same
+ * provider reuse connections (keep-alive).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <curl/curl.h>
+
+#include "miscadmin.h"
+#include "storage/latch.h"
+#include "utils/memutils.h"
+
+#include "http.h"
+#include "withdraw.h"
+
+#define HTTP_MAX_RESPONSE (1024 * 1024)
+#define HTTP_MAX_SOCKETS 1024
+
+typedef struct Transfer
+{
+	CURL	   *easy;
+	struct curl_slist *headers;
+	HttpRequest *request;
+	HttpResponse *response;
+	void	   *tag;
+	MemoryContext cxt;
+	char		errbuf[CURL_ERROR_SIZE];
+	bool		truncated;
+} Transfer;
+
+typedef struct WatchedSocket
+{
+	curl_socket_t fd;
+	int			what;			/* CURL_POLL_IN/OUT/INOUT */
+} WatchedSocket;
+
+static CURLM *multi = NULL;
+static WatchedSocket sockets[HTTP_MAX_SOCKETS];
+static int	nsockets = 0;
+static long curl_timeout_ms = -1;
+static int	in_flight = 0;
+static List *completed = NIL;
+static MemoryContext http_cxt = NULL;
+
+static int
+socket_callback(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
+{
+	int			i;
+
+	for (i = 0; i < nsockets; i++)
+		if (sockets[i].fd == fd)
+			break;
+	if (what == CURL_POLL_REMOVE)
+	{
+		if (i < nsockets)
+			sockets[i] = sockets[--nsockets];
+		return 0;
+	}
+	if (i == nsockets)
+	{
+		if (nsockets == HTTP_MAX_SOCKETS)
+			return -1;
+		nsockets++;
+	}
+	sockets[i].fd = fd;
+	sockets[i].what = what;
+	return 0;
+}
+
+static int
+timer_callback(CURLM *m, long timeout_ms, void *userp)
+{
+	curl_timeout_ms = timeout_ms;
+	return 0;
+}
+
+static size_t
+write_callback(char *data, size_t size, size_t nmemb, void *userp)
+{
+	Transfer   *t = (Transfer *) userp;
+	size_t		len = size * nmemb;
+
+	if (t->response->body.len + len > HTTP_MAX_RESPONSE)
+	{
+		t->truncated = true;
+		return 0;				/* makes curl fail the transfer */
+	}
+	appendBinaryStringInfo(&t->response->body, data, len);
+	return len;
+}
+
+void
+http_init(void)
+{
+	if (curl_global_init(CURL_GLOBAL_ALL) != CURLE_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not initialize libcurl")));
+	multi = curl_multi_init();
+	if (multi == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("could not create a libcurl multi handle")));
+	curl_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, socket_callback);
+	curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, timer_callback);
+	curl_multi_setopt(multi, CURLMOPT_MAX_HOST_CONNECTIONS, 64L);
+	curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, 256L);
+	http_cxt = AllocSetContextCreate(TopMemoryContext, "withdraw http",
+									 ALLOCSET_DEFAULT_SIZES);
+}
+
+int
+http_in_flight(void)
+{
+	return in_flight;
+}
+
+/*
+ * Starts one exchange.  The request and the response live in cxt, which
+ * the caller deletes once it has recorded the completion.
+ */
+void
+http_start(HttpRequest *request, void *tag, MemoryContext cxt)
+{
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	Transfer   *t = palloc0(sizeof(Transfer));
+	ListCell   *lc;
+	CURLMcode	mc;
+
+	t->request = request;
+	t->tag = tag;
+	t->cxt = cxt;
+	t->response = palloc0(sizeof(HttpResponse));
+	initStringInfo(&t->response->body);
+	t->easy = curl_easy_init();
+	if (t->easy == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("could not create a libcurl handle")));
+
+	foreach(lc, request->headers)
+		t->headers = curl_slist_append(t->headers, (char *) lfirst(lc));
+	/* no "Expect: 100-continue" round trip on larger bodies */
+	t->headers = curl_slist_append(t->headers, "Expect:");
+
+	curl_easy_setopt(t->easy, CURLOPT_URL, request->url);
+	curl_easy_setopt(t->easy, CURLOPT_HTTPHEADER, t->headers);
+	curl_easy_setopt(t->easy, CURLOPT_PRIVATE, t);
+	curl_easy_setopt(t->easy, CURLOPT_ERRORBUFFER, t->errbuf);
+	curl_easy_setopt(t->easy, CURLOPT_WRITEFUNCTION, write_callback);
+	curl_easy_setopt(t->easy, CURLOPT_WRITEDATA, t);
+	curl_easy_setopt(t->easy, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(t->easy, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(t->easy, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(t->easy, CURLOPT_TIMEOUT_MS,
+					 (long) (request->timeout_ms > 0 ? request->timeout_ms : withdraw_request_timeout_ms));
+	curl_easy_setopt(t->easy, CURLOPT_CONNECTTIMEOUT_MS, (long) withdraw_connect_timeout_ms);
+	curl_easy_setopt(t->easy, CURLOPT_SSL_VERIFYPEER, 1L);
+	curl_easy_setopt(t->easy, CURLOPT_SSL_VERIFYHOST, 2L);
+	if (withdraw_ca_file != NULL && withdraw_ca_file[0] != '\0')
+		curl_easy_setopt(t->easy, CURLOPT_CAINFO, withdraw_ca_file);
+	curl_easy_setopt(t->easy, CURLOPT_USERAGENT, "withdraw/0.1.0");
+	if (strcmp(request->method, "POST") == 0)
+	{
+		curl_easy_setopt(t->easy, CURLOPT_POST, 1L);
+		curl_easy_setopt(t->easy, CURLOPT_POSTFIELDS, request->body.data);
+		curl_easy_setopt(t->easy, CURLOPT_POSTFIELDSIZE, (long) request->body.len);
+	}
+	else
+		curl_easy_setopt(t->easy, CURLOPT_HTTPGET, 1L);
+
+	mc = curl_multi_add_handle(multi, t->easy);
+	if (mc != CURLM_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not start an HTTP request: %s", curl_multi_strerror(mc))));
+	in_flight++;
+	MemoryContextSwitchTo(old);
+}
+
+/* Did the request surely never reach the provider? */
+static bool
+surely_undelivered(CURL *easy, CURLcode code)
+{
+	curl_off_t	pretransfer = 0;
+
+	switch (code)
+	{
+		case CURLE_COULDNT_RESOLVE_PROXY:
+		case CURLE_COULDNT_RESOLVE_HOST:
+		case CURLE_COULDNT_CONNECT:
+		case CURLE_SSL_CONNECT_ERROR:
+		case CURLE_PEER_FAILED_VERIFICATION:
+		case CURLE_SSL_CERTPROBLEM:
+		case CURLE_SSL_CACERT_BADFILE:
+		case CURLE_UNSUPPORTED_PROTOCOL:
+		case CURLE_URL_MALFORMAT:
+			return true;
+		default:
+			break;
+	}
+	/* timed out before a single byte of the request was written */
+	if (curl_easy_getinfo(easy, CURLINFO_PRETRANSFER_TIME_T, &pretransfer) == CURLE_OK &&
+		pretransfer == 0)
+		return true;
+	return false;
+}
+
+static void
+finish_transfer(CURL *easy, CURLcode code)
+{
+	Transfer   *t = NULL;
+	HttpResponse *res;
+	curl_off_t	total_us = 0;
+	MemoryContext old;
+
+	curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **) &t);
+	res = t->response;
+	old = MemoryContextSwitchTo(t->cxt);
+
+	curl_easy_getinfo(easy, CURLINFO_TOTAL_TIME_T, &total_us);
+	res->latency_ms = total_us / 1000.0;
+	if (code == CURLE_OK)
+	{
+		curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &res->status);
+		res->maybe_delivered = true;
+	}
+	else
+	{
+		res->transport_failed = true;
+		res->status = 0;
+		res->maybe_delivered = !surely_undelivered(easy, code);
+		res->error = psprintf("%s%s%s", curl_easy_strerror(code),
+							  t->errbuf[0] ? ": " : "", t->errbuf);
+		if (t->truncated)
+			res->error = psprintf("response larger than %d bytes", HTTP_MAX_RESPONSE);
+	}
+
+	curl_multi_remove_handle(multi, easy);
+	curl_easy_cleanup(easy);
+	curl_slist_free_all(t->headers);
+	in_flight--;
+
+	MemoryContextSwitchTo(http_cxt);
+	{
+		HttpCompletion *c = palloc(sizeof(HttpCompletion));
+
+		c->tag = t->tag;
+		c->response = res;
+		completed = lappend(completed, c);
+	}
+	MemoryContextSwitchTo(old);
+}
+
+static void
+drain_messages(void)
+{
+	CURLMsg    *msg;
+	int			left;
+
+	while ((msg = curl_multi_info_read(multi, &left)) != NULL)
+		if (msg->msg == CURLMSG_DONE)
+			finish_transfer(msg->easy_handle, msg->data.result);
+}
+
+bool
+http_wait(long timeout_ms, uint32 wait_event_info)
+{
+	WaitEventSet *set;
+	WaitEvent	events[HTTP_MAX_SOCKETS + 2];
+	int			nevents;
+	int			running;
+	bool		latch_set = false;
+	bool		socket_ready = false;
+
+	if (in_flight > 0 && curl_timeout_ms >= 0 && curl_timeout_ms < timeout_ms)
+		timeout_ms = curl_timeout_ms;
+
+	set = CreateWaitEventSet(CurrentMemoryContext, nsockets + 2);
+	AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+	AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+	for (int i = 0; i < nsockets; i++)
+	{
+		uint32		ev = 0;
+
+		if (sockets[i].what & CURL_POLL_IN)
+			ev |= WL_SOCKET_READABLE;
+		if (sockets[i].what & CURL_POLL_OUT)
+			ev |= WL_SOCKET_WRITEABLE;
+		AddWaitEventToSet(set, ev, sockets[i].fd, NULL, NULL);
+	}
+
+	nevents = WaitEventSetWait(set, timeout_ms, events, lengthof(events), wait_event_info);
+	FreeWaitEventSet(set);
+
+	for (int i = 0; i < nevents; i++)
+	{
+		if (events[i].events & WL_LATCH_SET)
+		{
+			latch_set = true;
+			continue;
+		}
+		if (events[i].events & (WL_SOCKET_READABLE | WL_SOCKET_WRITEABLE))
+		{
+			int			mask = 0;
+
+			if (events[i].events & WL_SOCKET_READABLE)
+				mask |= CURL_CSELECT_IN;
+			if (events[i].events & WL_SOCKET_WRITEABLE)
+				mask |= CURL_CSELECT_OUT;
+			curl_multi_socket_action(multi, events[i].fd, mask, &running);
+			socket_ready = true;
+		}
+	}
+	/* let curl handle its timeouts (and start newly added transfers) */
+	if (!socket_ready || in_flight > 0)
+		curl_multi_socket_action(multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	drain_messages();
+	return latch_set;
+}
+
+/* The completions since the last call; the caller frees them. */
+List *
+http_collect(void)
+{
+	List	   *result = completed;
+
+	completed = NIL;
+	return result;
+}
+
+void
+http_shutdown(void)
+{
+	if (multi != NULL)
+		curl_multi_cleanup(multi);
+	multi = NULL;
+}

@@ -1,0 +1,63 @@
+/*-------------------------------------------------------------------------
+ *
+ * job.h
+ *	  One exchange the worker has in flight for one withdrawal, and the
+ *	  change to the withdrawal's row that its outcome leads to.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef WITHDRAW_JOB_H
+#define WITHDRAW_JOB_H
+
+#include "providers/provider.h"
+
+typedef enum JobKind
+{
+	JOB_CREATE,					/* send (or resend) the withdrawal */
+	JOB_STATUS					/* ask the provider where it stands */
+} JobKind;
+
+typedef struct Job
+{
+	WithdrawalJob w;			/* what the provider sees */
+	JobKind		kind;
+	const char *state;			/* state when claimed ("sending" for creates) */
+	int			attempts;		/* create attempts so far, this one included */
+	bool		maybe_delivered;
+	MemoryContext cxt;			/* holds the job, its request and response */
+	HttpRequest request;
+	TimestampTz started_at;
+} Job;
+
+/* A change to apply to a withdrawal's row. */
+typedef struct Change
+{
+	const char *state;			/* the new state (may be the current one) */
+	char	   *provider_status;	/* NULL keeps the current one */
+	char	   *provider_id;	/* NULL keeps the current one */
+	char	   *last_error;		/* NULL clears it */
+	bool		maybe_delivered;	/* set, never cleared */
+	bool		needs_reconcile;
+	int64		retry_in_ms;	/* next create attempt, -1 keeps it */
+	int64		poll_in_ms;		/* next status poll, -1 for none */
+	const char *outcome;		/* short word for withdraw.attempts */
+} Change;
+
+/* Per-account settings read from options, with provider defaults. */
+typedef struct AccountPolicy
+{
+	int			create_interval_ms;
+	int			polls_per_second;
+	int			poll_interval_ms;
+	int			request_timeout_ms;
+	int			max_attempts;
+	int			idempotency_window_ms;
+	int			reconcile_timeout_ms;
+} AccountPolicy;
+
+/* policy.c */
+extern void account_policy(const Provider *provider, Jsonb *options, AccountPolicy *policy);
+extern void outcome_of_transport_failure(Job *job, HttpResponse *res, Outcome *out);
+extern void decide_change(Job *job, const AccountPolicy *policy, Outcome *out, Change *change);
+
+#endif							/* WITHDRAW_JOB_H */

@@ -1,0 +1,209 @@
+/*-------------------------------------------------------------------------
+ *
+ * policy.c
+ *	  The decisions that keep money safe: what an outcome does to a
+ *	  withdrawal's state, when to retry, when to give up.
+ *
+ * The rules, in short:
+ *	- an exchange that may have reached the provider makes the withdrawal
+ *	  maybe_delivered; from then on it is never declared failed or rejected
+ *	  without the provider's word: it goes to review instead;
+ *	- retries reuse the stored idempotency key; a provider that says it knows
+ *	  the key is asked for the status only (needs_reconcile);
+ *	- retries back off exponentially with jitter, capped, and honour the
+ *	  provider's own wait; after max_attempts the withdrawal is given up:
+ *	  failed if nothing can have been delivered, review otherwise.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <limits.h>
+
+#include "common/pg_prng.h"
+#include "utils/timestamp.h"
+
+#include "job.h"
+#include "withdraw.h"
+
+#define RECONCILE_FIRST_POLL_MS 500
+
+void
+account_policy(const Provider *provider, Jsonb *options, AccountPolicy *policy)
+{
+	policy->create_interval_ms = account_option_int(options, "create_interval_ms",
+													provider->default_create_interval_ms,
+													0, 24 * 3600 * 1000);
+	policy->polls_per_second = account_option_int(options, "polls_per_second",
+												  provider->default_polls_per_second, 0, 100000);
+	policy->poll_interval_ms = account_option_int(options, "poll_interval_ms",
+												  withdraw_poll_interval_ms, 10, 24 * 3600 * 1000);
+	policy->request_timeout_ms = account_option_int(options, "request_timeout_ms",
+													withdraw_request_timeout_ms, 100, 600 * 1000);
+	policy->max_attempts = account_option_int(options, "max_attempts",
+											  withdraw_max_attempts, 1, 10000);
+	policy->idempotency_window_ms = account_option_int(options, "idempotency_window_ms",
+													   24 * 3600 * 1000, 0, INT_MAX);
+	policy->reconcile_timeout_ms = account_option_int(options, "reconcile_timeout_ms",
+													  3600 * 1000, 1000, INT_MAX);
+}
+
+/* No HTTP answer: what do we know? */
+void
+outcome_of_transport_failure(Job *job, HttpResponse *res, Outcome *out)
+{
+	memset(out, 0, sizeof(Outcome));
+	out->message = pstrdup(res->error ? res->error : "no answer");
+	if (job->kind == JOB_STATUS)
+		out->kind = OUTCOME_NO_CHANGE;
+	else
+		out->kind = res->maybe_delivered ? OUTCOME_UNKNOWN : OUTCOME_NOT_DELIVERED;
+}
+
+/* exponential backoff with "equal jitter": half fixed, half random */
+static int64
+backoff_ms(int attempts, int retry_after_ms)
+{
+	double		delay = withdraw_retry_base_ms;
+
+	for (int i = 1; i < attempts && delay < withdraw_retry_max_ms; i++)
+		delay *= 2;
+	if (delay > withdraw_retry_max_ms)
+		delay = withdraw_retry_max_ms;
+	delay = delay / 2 + pg_prng_double(&pg_global_prng_state) * delay / 2;
+	return Max((int64) delay, (int64) retry_after_ms);
+}
+
+static bool
+is_terminal(const char *state)
+{
+	return strcmp(state, "succeeded") == 0 || strcmp(state, "failed") == 0 ||
+		strcmp(state, "rejected") == 0 || strcmp(state, "cancelled") == 0 ||
+		strcmp(state, "expired") == 0;
+}
+
+static void
+give_up(Job *job, bool maybe_delivered, Change *change, const char *why)
+{
+	change->state = maybe_delivered ? "review" : "failed";
+	change->last_error = psprintf("%s; gave up after %d attempts%s", why, job->attempts,
+								  maybe_delivered ? " (an attempt may have reached the provider: check it there)" : "");
+	change->retry_in_ms = -1;
+	change->poll_in_ms = maybe_delivered ? 1000 : -1;	/* keep looking for it */
+}
+
+static void
+decide_create(Job *job, const AccountPolicy *policy, Outcome *out, Change *change)
+{
+	bool		delivered = job->maybe_delivered;
+
+	switch (out->kind)
+	{
+		case OUTCOME_SUBMITTED:
+			change->state = "submitted";
+			change->provider_id = out->provider_id;
+			change->poll_in_ms = policy->poll_interval_ms;
+			change->last_error = NULL;
+			change->outcome = "submitted";
+			return;
+		case OUTCOME_NOT_DELIVERED:
+			change->outcome = "not delivered";
+			if (job->attempts >= policy->max_attempts)
+				give_up(job, delivered, change, out->message);
+			else
+			{
+				change->state = delivered ? "unknown" : "queued";
+				change->retry_in_ms = backoff_ms(job->attempts, out->retry_after_ms);
+			}
+			return;
+		case OUTCOME_UNKNOWN:
+			change->outcome = "unknown";
+			change->maybe_delivered = true;
+			if (job->attempts >= policy->max_attempts)
+				give_up(job, true, change, out->message);
+			else
+			{
+				change->state = "unknown";
+				change->retry_in_ms = backoff_ms(job->attempts, out->retry_after_ms);
+			}
+			return;
+		case OUTCOME_RECONCILE:
+			change->outcome = "reconcile";
+			change->state = "unknown";
+			change->maybe_delivered = true;
+			change->needs_reconcile = true;
+			change->poll_in_ms = Max(RECONCILE_FIRST_POLL_MS, out->retry_after_ms);
+			return;
+		case OUTCOME_REJECTED:
+			change->outcome = "rejected";
+			if (delivered)
+			{
+				change->state = "review";
+				change->last_error = psprintf("%s (an earlier attempt may have reached the provider: check it there)",
+											  out->message);
+			}
+			else
+				change->state = "rejected";
+			return;
+		case OUTCOME_STATE:
+		case OUTCOME_NO_CHANGE:
+			/* a create exchange answered like a status query: not expected */
+			change->outcome = "unknown";
+			change->state = "unknown";
+			change->maybe_delivered = true;
+			change->retry_in_ms = backoff_ms(job->attempts, out->retry_after_ms);
+			return;
+	}
+}
+
+static void
+decide_status(Job *job, const AccountPolicy *policy, Outcome *out, Change *change)
+{
+	change->state = job->state;
+	change->poll_in_ms = Max(policy->poll_interval_ms, out->retry_after_ms);
+	change->needs_reconcile = (strcmp(job->state, "unknown") == 0);
+
+	if (out->kind == OUTCOME_STATE)
+	{
+		change->outcome = "status";
+		change->state = out->state;
+		change->provider_id = out->provider_id;
+		change->needs_reconcile = false;
+		if (is_terminal(out->state))
+			change->poll_in_ms = -1;
+		return;
+	}
+
+	change->outcome = "no change";
+	/* a withdrawal we cannot find at the provider goes to a person in time */
+	if (strcmp(job->state, "unknown") == 0 && job->w.first_sent_at != 0 &&
+		TimestampDifferenceExceeds(job->w.first_sent_at, GetCurrentTimestamp(),
+								   policy->reconcile_timeout_ms))
+	{
+		change->state = "review";
+		change->needs_reconcile = false;
+		change->last_error = psprintf("not found at the provider within %d s of sending: %s",
+									  policy->reconcile_timeout_ms / 1000,
+									  out->message ? out->message : "no answer");
+	}
+}
+
+/*
+ * Turns an outcome into the change of the row.  last_error starts as the
+ * outcome's message; decide_* may replace it.
+ */
+void
+decide_change(Job *job, const AccountPolicy *policy, Outcome *out, Change *change)
+{
+	memset(change, 0, sizeof(Change));
+	change->provider_status = out->provider_status;
+	change->last_error = out->message;
+	change->retry_in_ms = -1;
+	change->poll_in_ms = -1;
+	change->maybe_delivered = job->maybe_delivered;
+
+	if (job->kind == JOB_CREATE)
+		decide_create(job, policy, out, change);
+	else
+		decide_status(job, policy, out, change);
+}

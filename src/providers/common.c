@@ -1,0 +1,222 @@
+/*-------------------------------------------------------------------------
+ *
+ * common.c
+ *	  Helpers every provider needs in the worker: credentials and options
+ *	  of an account, URLs, headers, decimals, times and the sorted
+ *	  key=value lists several providers sign.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "utils/builtins.h"
+#include "utils/numeric.h"
+
+#include "../jsonutil.h"
+#include "provider.h"
+
+/* A credential of the account; its absence is a configuration error. */
+char *
+account_credential(WithdrawAccount *account, const char *key)
+{
+	char	   *value = json_get_text(&account->credentials->root, key);
+
+	if (value == NULL || value[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("account \"%s\" has no credential \"%s\"", account->name, key),
+				 errhint("Set it with withdraw_account_update.")));
+	return value;
+}
+
+/* An integer option with a default; out-of-range values are refused. */
+int
+account_option_int(Jsonb *options, const char *key, int default_value,
+				   int min_value, int max_value)
+{
+	JsonbValue	v;
+	int64		result;
+
+	if (options == NULL || !json_get(&options->root, key, &v) || v.type == jbvNull)
+		return default_value;
+	if (v.type != jbvNumeric)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errhidestmt(true),
+				 errmsg("account option \"%s\" must be an integer", key)));
+	result = DatumGetInt64(DirectFunctionCall1(numeric_int8,
+											   NumericGetDatum(v.val.numeric)));
+	if (result < min_value || result > max_value)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errhidestmt(true),
+				 errmsg("account option \"%s\" must be between %d and %d", key,
+						min_value, max_value)));
+	return (int) result;
+}
+
+char *
+join_url(const char *base_url, const char *path)
+{
+	size_t		len = strlen(base_url);
+
+	while (len > 0 && base_url[len - 1] == '/')
+		len--;
+	return psprintf("%.*s%s", (int) len, base_url, path);
+}
+
+void
+http_request_init(HttpRequest *req, const char *method, char *url)
+{
+	memset(req, 0, sizeof(HttpRequest));
+	req->method = method;
+	req->url = url;
+	req->headers = NIL;
+	initStringInfo(&req->body);
+}
+
+void
+http_request_header(HttpRequest *req, const char *name, const char *value)
+{
+	/* a value cannot smuggle another header line */
+	if (strpbrk(value, "\r\n") != NULL)
+		elog(ERROR, "header %s contains a line break", name);
+	req->headers = lappend(req->headers, psprintf("%s: %s", name, value));
+}
+
+/* digits, optionally a point and more digits, and not zero */
+bool
+is_positive_decimal(const char *s)
+{
+	const char *p = s;
+	bool		nonzero = false;
+	int			digits = 0;
+
+	if (s == NULL || *s == '\0' || strlen(s) > 64)
+		return false;
+	while (isdigit((unsigned char) *p))
+	{
+		nonzero |= (*p != '0');
+		p++;
+		digits++;
+	}
+	if (digits == 0)
+		return false;
+	if (*p == '.')
+	{
+		p++;
+		if (!isdigit((unsigned char) *p))
+			return false;
+		while (isdigit((unsigned char) *p))
+		{
+			nonzero |= (*p != '0');
+			p++;
+		}
+	}
+	return *p == '\0' && nonzero;
+}
+
+/* numeric equality of two decimal strings ("1.50" equals "1.5") */
+bool
+decimal_equal(const char *a, const char *b)
+{
+	Datum		na,
+				nb;
+
+	if (!is_positive_decimal(a) || !is_positive_decimal(b))
+		return false;
+	na = DirectFunctionCall3(numeric_in, CStringGetDatum(a), ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
+	nb = DirectFunctionCall3(numeric_in, CStringGetDatum(b), ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
+	return DatumGetBool(DirectFunctionCall2(numeric_eq, na, nb));
+}
+
+int64
+epoch_ms(TimestampTz t)
+{
+	return t / 1000 + (int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY * 1000;
+}
+
+void
+params_init(ParamList *list)
+{
+	list->count = 0;
+	list->capacity = 16;
+	list->keys = palloc(sizeof(char *) * list->capacity);
+	list->values = palloc(sizeof(char *) * list->capacity);
+}
+
+void
+params_add(ParamList *list, const char *key, const char *value)
+{
+	if (list->count == list->capacity)
+	{
+		list->capacity *= 2;
+		list->keys = repalloc(list->keys, sizeof(char *) * list->capacity);
+		list->values = repalloc(list->values, sizeof(char *) * list->capacity);
+	}
+	list->keys[list->count] = pstrdup(key);
+	list->values[list->count] = pstrdup(value);
+	list->count++;
+}
+
+/* byte order of keys, as the providers' reference code sorts */
+void
+params_sort(ParamList *list)
+{
+	for (int i = 1; i < list->count; i++)
+	{
+		char	   *k = list->keys[i];
+		char	   *v = list->values[i];
+		int			j = i - 1;
+
+		while (j >= 0 && strcmp(list->keys[j], k) > 0)
+		{
+			list->keys[j + 1] = list->keys[j];
+			list->values[j + 1] = list->values[j];
+			j--;
+		}
+		list->keys[j + 1] = k;
+		list->values[j + 1] = v;
+	}
+}
+
+static void
+append_url_encoded(StringInfo buf, const char *s)
+{
+	static const char hex[] = "0123456789ABCDEF";
+
+	for (const unsigned char *p = (const unsigned char *) s; *p; p++)
+	{
+		if (isalnum(*p) || *p == '-' || *p == '_' || *p == '.' || *p == '~')
+			appendStringInfoChar(buf, (char) *p);
+		else
+		{
+			appendStringInfoChar(buf, '%');
+			appendStringInfoChar(buf, hex[*p >> 4]);
+			appendStringInfoChar(buf, hex[*p & 0x0F]);
+		}
+	}
+}
+
+/* "k1=v1&k2=v2", raw (the string to sign) or percent-encoded (the wire) */
+char *
+params_join(const ParamList *list, bool url_encode)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	for (int i = 0; i < list->count; i++)
+	{
+		if (i > 0)
+			appendStringInfoChar(&buf, '&');
+		if (url_encode)
+		{
+			append_url_encoded(&buf, list->keys[i]);
+			appendStringInfoChar(&buf, '=');
+			append_url_encoded(&buf, list->values[i]);
+		}
+		else
+			appendStringInfo(&buf, "%s=%s", list->keys[i], list->values[i]);
+	}
+	return buf.data;
+}

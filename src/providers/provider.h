@@ -1,0 +1,155 @@
+/*-------------------------------------------------------------------------
+ *
+ * provider.h
+ *	  The interface every provider implements, and the registry.
+ *
+ * A provider turns a user's request into a normalized, validated request
+ * (in the backend that runs withdraw_create), and, in the worker, builds
+ * the signed HTTP exchanges and reads their answers into an Outcome.  It
+ * never touches the database: the worker applies outcomes.  Adding a
+ * provider is one new file here plus one line in registry.c.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef WITHDRAW_PROVIDER_H
+#define WITHDRAW_PROVIDER_H
+
+#include "datatype/timestamp.h"
+#include "utils/jsonb.h"
+
+#include "../http.h"
+
+struct Provider;
+
+/* An account with its secrets, as the worker uses it. */
+typedef struct WithdrawAccount
+{
+	int32		id;
+	char	   *name;
+	const struct Provider *provider;
+	char	   *base_url;
+	Jsonb	   *options;
+	Jsonb	   *credentials;
+} WithdrawAccount;
+
+/* withdraw_create's view of a request once the provider accepted it. */
+typedef struct ValidatedRequest
+{
+	char	   *idempotency_key;
+	char	   *request_json;	/* normalized request, JSON text */
+	char	   *asset;
+	char	   *amount;			/* positive decimal string */
+	char	   *destination;
+} ValidatedRequest;
+
+/* One withdrawal handed to a provider by the worker. */
+typedef struct WithdrawalJob
+{
+	int64		id;
+	WithdrawAccount *account;
+	char	   *idempotency_key;
+	Jsonb	   *request;
+	char	   *amount;
+	char	   *provider_id;	/* NULL until the provider named it */
+	TimestampTz created_at;
+	TimestampTz first_sent_at;
+} WithdrawalJob;
+
+typedef enum OutcomeKind
+{
+	OUTCOME_SUBMITTED,			/* accepted; provider_id set */
+	OUTCOME_STATE,				/* status learned: state, provider_status */
+	OUTCOME_NO_CHANGE,			/* status poll learned nothing new */
+	OUTCOME_NOT_DELIVERED,		/* surely not executed: queue again */
+	OUTCOME_UNKNOWN,			/* may have executed: resend the same key */
+	OUTCOME_RECONCILE,			/* provider knows the key: status query only */
+	OUTCOME_REJECTED			/* refused for good */
+} OutcomeKind;
+
+typedef struct Outcome
+{
+	OutcomeKind kind;
+	const char *state;			/* OUTCOME_STATE: one of DESIGN.md's states */
+	char	   *provider_status;	/* raw status or code, as the provider said */
+	char	   *provider_id;
+	char	   *message;		/* what went wrong, for last_error and events */
+	int			retry_after_ms; /* provider-imposed wait, 0 for policy */
+	bool		ambiguous;		/* OUTCOME_STATE for a reconcile that found
+								 * several candidates */
+} Outcome;
+
+typedef struct Provider
+{
+	const char *name;
+	/* credential keys every account must carry */
+	const char *const *credential_keys;
+	/* provider-specific option keys, besides the generic ones */
+	const char *const *option_keys;
+	/* minimum milliseconds between two creates of one account, 0 = none */
+	int			default_create_interval_ms;
+	/* status polls per second per account, 0 = unlimited */
+	int			default_polls_per_second;
+
+	/* backend: checks options beyond the generic ones; ERROR on bad input */
+	void		(*check_options) (Jsonb *options);
+	/* backend: validates and normalizes a request; ERROR naming the field */
+	void		(*validate) (Jsonb *request, ValidatedRequest *out);
+
+	/* worker: the create exchange */
+	void		(*build_create) (WithdrawalJob *job, HttpRequest *req);
+	void		(*parse_create) (WithdrawalJob *job, HttpResponse *res, Outcome *out);
+	/* worker: the status exchange (provider_id may be NULL: reconcile) */
+	void		(*build_status) (WithdrawalJob *job, HttpRequest *req);
+	void		(*parse_status) (WithdrawalJob *job, HttpResponse *res, Outcome *out);
+} Provider;
+
+/* registry.c */
+extern const Provider *provider_lookup(const char *name);
+extern const Provider *provider_lookup_or_error(const char *name);
+extern char *provider_names(void);
+
+/* common.c: helpers every provider uses */
+extern char *account_credential(WithdrawAccount *account, const char *key);
+extern int	account_option_int(Jsonb *options, const char *key, int default_value,
+							   int min_value, int max_value);
+extern char *join_url(const char *base_url, const char *path);
+extern void http_request_init(HttpRequest *req, const char *method, char *url);
+extern void http_request_header(HttpRequest *req, const char *name, const char *value);
+extern bool is_positive_decimal(const char *s);
+extern bool decimal_equal(const char *a, const char *b);
+extern int64 epoch_ms(TimestampTz t);
+
+/* Sorted key=value lists, the string-to-sign of several providers. */
+typedef struct ParamList
+{
+	int			count;
+	int			capacity;
+	char	  **keys;
+	char	  **values;
+} ParamList;
+
+extern void params_init(ParamList *list);
+extern void params_add(ParamList *list, const char *key, const char *value);
+extern void params_sort(ParamList *list);
+extern char *params_join(const ParamList *list, bool url_encode);
+
+/* the providers */
+extern const Provider zoomex_provider;
+
+
+
+/* request.c: validation helpers for provider validate() callbacks */
+extern void request_reject_unknown_fields(Jsonb *request, const char *provider,
+										  const char *const *allowed);
+extern char *request_string(Jsonb *request, const char *provider, const char *field,
+							bool required, int max_chars);
+extern bool request_int(Jsonb *request, const char *provider, const char *field,
+						bool required, int64 *value);
+extern void request_amount(Jsonb *request, const char *provider, const char *field,
+						   char **amount);
+extern pg_attribute_noreturn() void request_field_error(const char *provider, const char *field,
+														const char *problem, const char *hint);
+extern void request_to_params(Jsonb *request, ParamList *params);
+extern void request_to_json_fields(Jsonb *request, StringInfo buf, bool *first);
+
+#endif							/* WITHDRAW_PROVIDER_H */

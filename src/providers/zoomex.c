@@ -1,0 +1,526 @@
+/*-------------------------------------------------------------------------
+ *
+ * zoomex.c
+ *	  The zoomex provider: internal transfers through the v1 private API
+ *	  (POST /private/v1/asset/withdraw/inner-create), status through
+ *	  GET /private/v1/asset/withdraw/query-record.
+ *
+ * Signing follows the provider's sample code: every body parameter but
+ * sign (business fields plus api_key, timestamp, recv_window), sorted by
+ * key in byte order, joined as k=v&..., HMAC-SHA256 in lowercase hex; the
+ * signature goes both in the body and in X-BAPI-SIGN.  The provider has
+ * no lookup by requestId, so an unknown outcome is settled by resending
+ * the same requestId (the provider refuses a duplicate with 10014) and
+ * then by finding the transfer in query-record by coin, amount and
+ * address within the time it was sent.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "utils/builtins.h"
+#include "utils/timestamp.h"
+
+#include "../crypto.h"
+#include "../jsonutil.h"
+#include "provider.h"
+
+#define ZOOMEX_CREATE_PATH "/private/v1/asset/withdraw/inner-create"
+#define ZOOMEX_QUERY_PATH "/private/v1/asset/withdraw/query-record"
+#define ZOOMEX_DEFAULT_RECV_WINDOW 5000
+#define ZOOMEX_DEFAULT_IP_BAN_WAIT_MS (10 * 60 * 1000)
+#define ZOOMEX_RATE_LIMIT_WAIT_MS 1000
+
+static const char *const zoomex_credential_keys[] = {"api_key", "api_secret", NULL};
+static const char *const zoomex_option_keys[] = {"recv_window", "ip_ban_wait_ms", NULL};
+static const char *const zoomex_fields[] = {
+	"requestId", "coin", "addressType", "areaCode", "address", "amount", "remark", NULL
+};
+
+typedef struct ZoomexStatus
+{
+	const char *provider_status;
+	const char *state;
+} ZoomexStatus;
+
+/* withdrawStatus enum of the provider's docs */
+static const ZoomexStatus zoomex_statuses[] = {
+	{"Pending Review", "review"},
+	{"Pending Transfer", "processing"},
+	{"Transferred successfully", "succeeded"},
+	{"Rejected", "rejected"},
+	{"Cancelled", "cancelled"},
+	{"Fail", "failed"},
+};
+
+typedef enum ZoomexCodeClass
+{
+	ZOOMEX_RETRY,				/* not executed, try again later */
+	ZOOMEX_RATE_LIMITED,		/* not executed, wait then try again */
+	ZOOMEX_DUPLICATE,			/* requestId known: reconcile */
+	ZOOMEX_MAYBE,				/* outcome unknown */
+	ZOOMEX_TERMINAL				/* refused for good */
+} ZoomexCodeClass;
+
+typedef struct ZoomexCode
+{
+	int			code;
+	ZoomexCodeClass class;
+	const char *explanation;
+} ZoomexCode;
+
+/* documented error codes (providers.md, section 0) */
+static const ZoomexCode zoomex_codes[] = {
+	{10001, ZOOMEX_TERMINAL, "the provider rejected a parameter"},
+	{10002, ZOOMEX_RETRY, "the request time was outside the receive window; check the server clock"},
+	{10003, ZOOMEX_TERMINAL, "the API key is invalid; check the account's api_key"},
+	{10004, ZOOMEX_TERMINAL, "the signature was refused; check the account's api_secret"},
+	{10005, ZOOMEX_TERMINAL, "the API key lacks the withdraw permission"},
+	{10006, ZOOMEX_RATE_LIMITED, "rate limit reached"},
+	{10007, ZOOMEX_TERMINAL, "authentication failed"},
+	{10009, ZOOMEX_TERMINAL, "the server's IP address is banned by the provider"},
+	{10010, ZOOMEX_TERMINAL, "the server's IP address is not bound to the API key"},
+	{10014, ZOOMEX_DUPLICATE, "duplicate requestId"},
+	{10016, ZOOMEX_MAYBE, "provider server error"},
+	{10018, ZOOMEX_RATE_LIMITED, "IP rate limit reached"},
+	{110004, ZOOMEX_TERMINAL, "insufficient balance"},
+	{110007, ZOOMEX_TERMINAL, "insufficient balance"},
+	{110012, ZOOMEX_TERMINAL, "insufficient balance"},
+};
+
+static bool
+is_alnum_id(const char *s, int max_len)
+{
+	int			len = strlen(s);
+
+	if (len < 1 || len > max_len)
+		return false;
+	for (int i = 0; i < len; i++)
+		if (!isalnum((unsigned char) s[i]))
+			return false;
+	return true;
+}
+
+static void
+zoomex_check_options(Jsonb *options)
+{
+	(void) account_option_int(options, "recv_window", ZOOMEX_DEFAULT_RECV_WINDOW, 1, 3600 * 1000);
+	(void) account_option_int(options, "ip_ban_wait_ms", ZOOMEX_DEFAULT_IP_BAN_WAIT_MS, 0, 24 * 3600 * 1000);
+}
+
+static void
+zoomex_validate(Jsonb *request, ValidatedRequest *out)
+{
+	const char *p = "zoomex";
+	char	   *request_id;
+	char	   *coin;
+	char	   *address;
+	char	   *remark;
+	char	   *amount;
+	int64		address_type;
+	int64		area_code;
+	bool		has_area_code;
+	StringInfoData json;
+	bool		first = true;
+
+	request_reject_unknown_fields(request, p, zoomex_fields);
+
+	request_id = request_string(request, p, "requestId", false, 0);
+	if (request_id == NULL)
+		request_id = random_hex(16);
+	else if (!is_alnum_id(request_id, 64))
+		request_field_error(p, "requestId", "must be 1 to 64 letters or digits", NULL);
+
+	coin = request_string(request, p, "coin", true, 32);
+	request_int(request, p, "addressType", true, &address_type);
+	if (address_type < 1 || address_type > 3)
+		request_field_error(p, "addressType", "must be 1 (email), 2 (phone) or 3 (UID)", NULL);
+	has_area_code = request_int(request, p, "areaCode", false, &area_code);
+	if (address_type == 2 && !has_area_code)
+		request_field_error(p, "areaCode", "is required when addressType is 2 (phone)", NULL);
+	if (has_area_code && (area_code < 1 || area_code > 9999))
+		request_field_error(p, "areaCode", "must be a country calling code between 1 and 9999", NULL);
+	address = request_string(request, p, "address", true, 256);
+	request_amount(request, p, "amount", &amount);
+	remark = request_string(request, p, "remark", false, 50);
+
+	initStringInfo(&json);
+	appendStringInfoChar(&json, '{');
+	json_append_string(&json, &first, "requestId", request_id);
+	json_append_string(&json, &first, "coin", coin);
+	json_append_raw(&json, &first, "addressType", psprintf(INT64_FORMAT, address_type));
+	if (has_area_code)
+		json_append_raw(&json, &first, "areaCode", psprintf(INT64_FORMAT, area_code));
+	json_append_string(&json, &first, "address", address);
+	json_append_string(&json, &first, "amount", amount);
+	if (remark != NULL)
+		json_append_string(&json, &first, "remark", remark);
+	appendStringInfoChar(&json, '}');
+
+	out->idempotency_key = request_id;
+	out->request_json = json.data;
+	out->asset = coin;
+	out->amount = amount;
+	out->destination = address;
+}
+
+/*
+ * Adds api_key, timestamp and recv_window to params, signs them and sets
+ * the X-BAPI-* headers; returns the signature.
+ */
+static char *
+zoomex_sign(WithdrawalJob *job, ParamList *params, HttpRequest *req)
+{
+	char	   *api_key = account_credential(job->account, "api_key");
+	char	   *api_secret = account_credential(job->account, "api_secret");
+	char	   *timestamp = psprintf(INT64_FORMAT, epoch_ms(GetCurrentTimestamp()));
+	char	   *recv_window = psprintf("%d",
+									   account_option_int(job->account->options, "recv_window",
+														  ZOOMEX_DEFAULT_RECV_WINDOW, 1, 3600 * 1000));
+	char	   *to_sign;
+	char	   *sign;
+
+	params_add(params, "api_key", api_key);
+	params_add(params, "timestamp", timestamp);
+	params_add(params, "recv_window", recv_window);
+	params_sort(params);
+	to_sign = params_join(params, false);
+	sign = hmac_sha256_hex(api_secret, strlen(api_secret), to_sign, strlen(to_sign));
+	explicit_bzero(api_secret, strlen(api_secret));
+
+	http_request_header(req, "X-BAPI-API-KEY", api_key);
+	http_request_header(req, "X-BAPI-SIGN", sign);
+	http_request_header(req, "X-BAPI-TIMESTAMP", timestamp);
+	http_request_header(req, "X-BAPI-RECV-WINDOW", recv_window);
+	return sign;
+}
+
+static void
+zoomex_build_create(WithdrawalJob *job, HttpRequest *req)
+{
+	ParamList	params;
+	char	   *sign;
+	StringInfoData audit;
+	bool		first = true;
+
+	http_request_init(req, "POST", join_url(job->account->base_url, ZOOMEX_CREATE_PATH));
+	params_init(&params);
+	request_to_params(job->request, &params);
+	sign = zoomex_sign(job, &params, req);
+	http_request_header(req, "Content-Type", "application/json");
+
+	/* the body: the request's fields, then the authentication fields */
+	appendStringInfoChar(&req->body, '{');
+	request_to_json_fields(job->request, &req->body, &first);
+	initStringInfo(&audit);
+	appendBinaryStringInfo(&audit, req->body.data, req->body.len);
+	for (int i = 0; i < params.count; i++)
+	{
+		const char *key = params.keys[i];
+		bool		audit_first = false;
+
+		if (strcmp(key, "api_key") == 0)
+		{
+			json_append_string(&req->body, &first, key, params.values[i]);
+			json_append_string(&audit, &audit_first, key, "[redacted]");
+		}
+		else if (strcmp(key, "timestamp") == 0 || strcmp(key, "recv_window") == 0)
+		{
+			json_append_raw(&req->body, &first, key, params.values[i]);
+			json_append_raw(&audit, &audit_first, key, params.values[i]);
+		}
+	}
+	json_append_string(&req->body, &first, "sign", sign);
+	appendStringInfoString(&audit, ",\"sign\":\"[redacted]\"}");
+	appendStringInfoChar(&req->body, '}');
+	req->audit = audit.data;
+}
+
+static const ZoomexCode *
+zoomex_code_lookup(int code)
+{
+	for (int i = 0; i < lengthof(zoomex_codes); i++)
+		if (zoomex_codes[i].code == code)
+			return &zoomex_codes[i];
+	return NULL;
+}
+
+/*
+ * Reads either envelope (retCode/retMsg or the legacy ret_code/ret_msg);
+ * returns the parsed body or NULL with out set to an unknown outcome.
+ */
+static Jsonb *
+zoomex_envelope(HttpResponse *res, Outcome *out, int *code, char **message)
+{
+	char	   *error;
+	Jsonb	   *body = json_parse_untrusted(res->body.data, res->body.len, &error);
+	char	   *code_text;
+
+	if (body == NULL)
+	{
+		out->kind = OUTCOME_UNKNOWN;
+		out->message = psprintf("HTTP %ld, %s", res->status, error);
+		return NULL;
+	}
+	code_text = json_get_text(&body->root, "retCode");
+	if (code_text == NULL)
+		code_text = json_get_text(&body->root, "ret_code");
+	*message = json_get_text(&body->root, "retMsg");
+	if (*message == NULL)
+		*message = json_get_text(&body->root, "ret_msg");
+	if (*message == NULL)
+		*message = "";
+	if (code_text == NULL || strspn(code_text, "0123456789-") != strlen(code_text) ||
+		strlen(code_text) > 9)
+	{
+		out->kind = OUTCOME_UNKNOWN;
+		out->message = psprintf("HTTP %ld, answer without a return code", res->status);
+		return NULL;
+	}
+	*code = atoi(code_text);
+	out->provider_status = psprintf("retCode %d", *code);
+	return body;
+}
+
+/* Answers that are not a JSON envelope: HTTP-level refusals. */
+static bool
+zoomex_http_refusal(WithdrawalJob *job, HttpResponse *res, Outcome *out)
+{
+	if (res->status == 403)
+	{
+		out->kind = OUTCOME_NOT_DELIVERED;
+		out->retry_after_ms = account_option_int(job->account->options, "ip_ban_wait_ms",
+												 ZOOMEX_DEFAULT_IP_BAN_WAIT_MS, 0, 24 * 3600 * 1000);
+		out->message = pstrdup("HTTP 403: the provider limits this IP address; waiting before the next request");
+		return true;
+	}
+	if (res->status == 401)
+	{
+		out->kind = OUTCOME_REJECTED;
+		out->message = pstrdup("HTTP 401: the provider refused the API key; check the account's api_key and api_secret");
+		return true;
+	}
+	return false;
+}
+
+static void
+zoomex_parse_create(WithdrawalJob *job, HttpResponse *res, Outcome *out)
+{
+	Jsonb	   *body;
+	int			code;
+	char	   *message;
+	const ZoomexCode *known;
+
+	if (zoomex_http_refusal(job, res, out))
+		return;
+	body = zoomex_envelope(res, out, &code, &message);
+	if (body == NULL)
+		return;
+
+	if (code == 0)
+	{
+		char	   *withdraw_id = json_get_text(json_get_container(&body->root, "result"),
+											   "withdraw_id");
+
+		if (withdraw_id == NULL || withdraw_id[0] == '\0')
+		{
+			/* executed, but we were not told its id: find it */
+			out->kind = OUTCOME_RECONCILE;
+			out->message = pstrdup("accepted without a withdraw_id");
+			return;
+		}
+		out->kind = OUTCOME_SUBMITTED;
+		out->provider_id = withdraw_id;
+		out->provider_status = pstrdup("accepted");
+		return;
+	}
+
+	known = zoomex_code_lookup(code);
+	out->message = psprintf("retCode %d: %s%s%s", code, message,
+							known ? " — " : "", known ? known->explanation : "");
+	switch (known ? known->class : ZOOMEX_MAYBE)
+	{
+		case ZOOMEX_RETRY:
+			out->kind = OUTCOME_NOT_DELIVERED;
+			break;
+		case ZOOMEX_RATE_LIMITED:
+			out->kind = OUTCOME_NOT_DELIVERED;
+			out->retry_after_ms = ZOOMEX_RATE_LIMIT_WAIT_MS;
+			break;
+		case ZOOMEX_DUPLICATE:
+			out->kind = OUTCOME_RECONCILE;
+			break;
+		case ZOOMEX_MAYBE:
+			out->kind = OUTCOME_UNKNOWN;
+			break;
+		case ZOOMEX_TERMINAL:
+			out->kind = OUTCOME_REJECTED;
+			break;
+	}
+}
+
+static void
+zoomex_build_status(WithdrawalJob *job, HttpRequest *req)
+{
+	ParamList	params;
+	char	   *sign;
+	char	   *query;
+	char	   *audit;
+
+	params_init(&params);
+	params_add(&params, "withdrawType", "1");
+	if (job->provider_id != NULL)
+		params_add(&params, "withdrawId", job->provider_id);
+	else
+	{
+		/* reconcile: list internal transfers of this coin since it was sent */
+		int64		sent_s = epoch_ms(job->first_sent_at ? job->first_sent_at : job->created_at) / 1000;
+
+		params_add(&params, "coin", json_get_text(&job->request->root, "coin"));
+		params_add(&params, "startTime", psprintf(INT64_FORMAT, sent_s - 60));
+		params_add(&params, "endTime", psprintf(INT64_FORMAT, epoch_ms(GetCurrentTimestamp()) / 1000 + 60));
+		params_add(&params, "pageSize", "50");
+	}
+	http_request_init(req, "GET", NULL);
+	sign = zoomex_sign(job, &params, req);
+	query = params_join(&params, true);
+	req->url = psprintf("%s?%s&sign=%s",
+						join_url(job->account->base_url, ZOOMEX_QUERY_PATH), query, sign);
+
+	/* the audit copy names no key and no signature */
+	for (int i = 0; i < params.count; i++)
+		if (strcmp(params.keys[i], "api_key") == 0)
+			params.values[i] = "[redacted]";
+	audit = params_join(&params, false);
+	req->audit = psprintf("%s&sign=[redacted]", audit);
+}
+
+static const char *
+zoomex_state_of(const char *status)
+{
+	for (int i = 0; i < lengthof(zoomex_statuses); i++)
+		if (strcmp(zoomex_statuses[i].provider_status, status) == 0)
+			return zoomex_statuses[i].state;
+	return NULL;
+}
+
+static bool
+zoomex_row_matches(WithdrawalJob *job, JsonbContainer *row)
+{
+	char	   *coin = json_get_text(row, "coin");
+	char	   *amount = json_get_text(row, "amount");
+	char	   *to_address = json_get_text(row, "to_address");
+
+	return coin && amount && to_address &&
+		strcmp(coin, json_get_text(&job->request->root, "coin")) == 0 &&
+		strcmp(to_address, json_get_text(&job->request->root, "address")) == 0 &&
+		decimal_equal(amount, job->amount);
+}
+
+static void
+zoomex_parse_status(WithdrawalJob *job, HttpResponse *res, Outcome *out)
+{
+	Jsonb	   *body;
+	int			code;
+	char	   *message;
+	JsonbContainer *rows;
+	JsonbContainer *found = NULL;
+	int			matches = 0;
+	char	   *status;
+
+	out->kind = OUTCOME_NO_CHANGE;
+	if (zoomex_http_refusal(job, res, out))
+	{
+		out->kind = OUTCOME_NO_CHANGE;
+		return;
+	}
+	body = zoomex_envelope(res, out, &code, &message);
+	if (body == NULL)
+	{
+		out->kind = OUTCOME_NO_CHANGE;
+		return;
+	}
+	out->provider_status = NULL;
+	if (code != 0)
+	{
+		const ZoomexCode *known = zoomex_code_lookup(code);
+
+		out->message = psprintf("status query refused, retCode %d: %s", code, message);
+		if (known && known->class == ZOOMEX_RATE_LIMITED)
+			out->retry_after_ms = ZOOMEX_RATE_LIMIT_WAIT_MS;
+		return;
+	}
+
+	rows = json_get_container(json_get_container(&body->root, "result"), "rows");
+	if (rows == NULL || !JsonContainerIsArray(rows))
+	{
+		out->message = pstrdup("status answer without result.rows");
+		return;
+	}
+	for (int i = 0; i < JsonContainerSize(rows); i++)
+	{
+		JsonbValue *elem = getIthJsonbValueFromContainer(rows, i);
+		JsonbContainer *row;
+
+		if (elem == NULL || elem->type != jbvBinary)
+			continue;
+		row = elem->val.binary.data;
+		if (job->provider_id != NULL)
+		{
+			char	   *id = json_get_text(row, "withdraw_id");
+
+			if (id != NULL && strcmp(id, job->provider_id) == 0)
+			{
+				found = row;
+				matches = 1;
+				break;
+			}
+		}
+		else if (zoomex_row_matches(job, row))
+		{
+			found = row;
+			matches++;
+		}
+	}
+
+	if (matches == 0)
+	{
+		out->message = pstrdup(job->provider_id ? "withdrawal not listed by the provider yet"
+							   : "no matching transfer listed by the provider yet");
+		return;
+	}
+	if (matches > 1)
+	{
+		out->kind = OUTCOME_STATE;
+		out->state = "review";
+		out->ambiguous = true;
+		out->message = psprintf("%d transfers of the same coin, amount and address match; a person must decide",
+								matches);
+		return;
+	}
+
+	status = json_get_text(found, "status");
+	out->provider_id = json_get_text(found, "withdraw_id");
+	out->provider_status = status;
+	out->state = status ? zoomex_state_of(status) : NULL;
+	if (out->state == NULL)
+	{
+		out->message = psprintf("unrecognized status \"%s\"", status ? status : "(none)");
+		return;
+	}
+	out->kind = OUTCOME_STATE;
+}
+
+const Provider zoomex_provider = {
+	.name = "zoomex",
+	.credential_keys = zoomex_credential_keys,
+	.option_keys = zoomex_option_keys,
+	.default_create_interval_ms = 1000,
+	.default_polls_per_second = 5,
+	.check_options = zoomex_check_options,
+	.validate = zoomex_validate,
+	.build_create = zoomex_build_create,
+	.parse_create = zoomex_parse_create,
+	.build_status = zoomex_build_status,
+	.parse_status = zoomex_parse_status,
+};

@@ -1,0 +1,33 @@
+/*-------------------------------------------------------------------------
+ *
+ * store.h
+ *	  Every query the worker runs.  Callers hold a transaction and an SPI
+ *	  connection.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef WITHDRAW_STORE_H
+#define WITHDRAW_STORE_H
+
+#include "job.h"
+
+/* A due withdrawal, locked, not yet taken. */
+typedef struct Candidate
+{
+	int64		id;
+	int32		account_id;
+	const Provider *provider;
+	Jsonb	   *options;
+	bool		unknown;		/* state 'unknown': this would be a resend */
+	TimestampTz first_sent_at;
+} Candidate;
+
+extern int	store_recover_sending(void);
+extern List *store_candidates(JobKind kind, List *excluded_accounts, List *excluded_ids,
+							  int limit, MemoryContext cxt);
+extern List *store_take(JobKind kind, List *ids, MemoryContext parent);
+extern void store_mark_reconcile(List *ids);
+extern void store_record(Job *job, HttpResponse *res, Change *change);
+extern bool store_provider_id_taken(Job *job, const char *provider_id);
+
+#endif							/* WITHDRAW_STORE_H */

@@ -1,0 +1,146 @@
+/*-------------------------------------------------------------------------
+ *
+ * withdraw.c
+ *	  Module entry point: defines the extension's settings and starts the
+ *	  pieces that must exist from postmaster start (shared memory and the
+ *	  background worker).  Nothing else lives here.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/guc.h"
+
+#include "withdraw.h"
+
+PG_MODULE_MAGIC;
+
+char	   *withdraw_database_name = NULL;
+int			withdraw_max_in_flight = 64;
+int			withdraw_naptime_ms = 1000;
+int			withdraw_poll_interval_ms = 10000;
+int			withdraw_request_timeout_ms = 30000;
+int			withdraw_connect_timeout_ms = 5000;
+int			withdraw_retry_base_ms = 1000;
+int			withdraw_retry_max_ms = 300000;
+int			withdraw_max_attempts = 20;
+char	   *withdraw_ca_file = NULL;
+bool		withdraw_allow_http = false;
+
+void		_PG_init(void);
+
+static void
+define_settings(void)
+{
+	DefineCustomStringVariable("withdraw.database_name",
+							   "Database in which the withdraw worker runs.",
+							   "The extension must be created in this database.",
+							   &withdraw_database_name,
+							   "postgres",
+							   PGC_POSTMASTER,
+							   GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
+
+	DefineCustomIntVariable("withdraw.max_in_flight",
+							"Maximum number of provider requests in flight at once.",
+							NULL,
+							&withdraw_max_in_flight,
+							64, 1, 10000,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("withdraw.naptime",
+							"How often the worker looks for due retries and status polls when nothing wakes it.",
+							"New withdrawals wake the worker at commit; this tick only drives scheduled work.",
+							&withdraw_naptime_ms,
+							1000, 10, 3600 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("withdraw.poll_interval",
+							"Default interval between status polls of a submitted withdrawal.",
+							"An account's option poll_interval_ms overrides it.",
+							&withdraw_poll_interval_ms,
+							10000, 10, 24 * 3600 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("withdraw.request_timeout",
+							"Timeout of one HTTP exchange with a provider.",
+							"An account's option request_timeout_ms overrides it.",
+							&withdraw_request_timeout_ms,
+							30000, 100, 600 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("withdraw.connect_timeout",
+							"Timeout for establishing a connection to a provider.",
+							NULL,
+							&withdraw_connect_timeout_ms,
+							5000, 100, 600 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("withdraw.retry_base_delay",
+							"First delay of the exponential retry backoff.",
+							"Each retry doubles the delay, with jitter, up to withdraw.retry_max_delay.",
+							&withdraw_retry_base_ms,
+							1000, 1, 3600 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("withdraw.retry_max_delay",
+							"Largest delay between two retries of one withdrawal.",
+							NULL,
+							&withdraw_retry_max_ms,
+							300000, 1, 24 * 3600 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("withdraw.max_attempts",
+							"Attempts after which a withdrawal is given up.",
+							"A withdrawal that may have reached the provider goes to review instead of failed.",
+							&withdraw_max_attempts,
+							20, 1, 10000,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("withdraw.ca_file",
+							   "File of certificate authorities used to verify providers' TLS certificates.",
+							   "Empty means the system's default trust store.",
+							   &withdraw_ca_file,
+							   "",
+							   PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("withdraw.allow_http",
+							 "Allows accounts whose base URL uses plain http.",
+							 "Only for tests against local mock providers: real providers must be reached over https.",
+							 &withdraw_allow_http,
+							 false,
+							 PGC_SIGHUP,
+							 GUC_SUPERUSER_ONLY,
+							 NULL, NULL, NULL);
+
+	MarkGUCPrefixReserved("withdraw");
+}
+
+void
+_PG_init(void)
+{
+	if (!process_shared_preload_libraries_in_progress)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("withdraw must be loaded via shared_preload_libraries"),
+				 errhint("Add withdraw to shared_preload_libraries in postgresql.conf and restart the server.")));
+
+	if (IsBinaryUpgrade)
+		return;
+
+	define_settings();
+	WithdrawShmemInit();
+	WithdrawWorkerRegister();
+}

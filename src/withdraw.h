@@ -1,0 +1,50 @@
+/*-------------------------------------------------------------------------
+ *
+ * withdraw.h
+ *	  Declarations shared by the withdraw extension's C files: settings,
+ *	  shared memory, the worker and the SQL-callable entry points.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef WITHDRAW_H
+#define WITHDRAW_H
+
+#include "postgres.h"
+
+#include "datatype/timestamp.h"
+
+/* Settings (withdraw.c) */
+extern char *withdraw_database_name;
+extern int	withdraw_max_in_flight;
+extern int	withdraw_naptime_ms;
+extern int	withdraw_poll_interval_ms;
+extern int	withdraw_request_timeout_ms;
+extern int	withdraw_connect_timeout_ms;
+extern int	withdraw_retry_base_ms;
+extern int	withdraw_retry_max_ms;
+extern int	withdraw_max_attempts;
+extern char *withdraw_ca_file;
+extern bool withdraw_allow_http;
+
+/* Shared memory: worker presence, wake-ups and its figures (shmem.c) */
+typedef struct WithdrawWorkerFigures
+{
+	int			in_flight;
+	int64		requests_sent;
+	int64		responses;
+	int64		claims;
+} WithdrawWorkerFigures;
+
+extern void WithdrawShmemInit(void);
+extern void WithdrawShmemAttachWorker(void);
+extern void WithdrawShmemDetachWorker(void);
+extern void WithdrawShmemReport(const WithdrawWorkerFigures *figures);
+extern void WithdrawShmemReportError(const char *message);
+extern void WithdrawWakeWorker(void);
+extern void WithdrawWakeWorkerAtCommit(void);
+
+/* Background worker (worker.c) */
+extern void WithdrawWorkerRegister(void);
+extern PGDLLEXPORT void withdraw_worker_main(Datum main_arg);
+
+#endif							/* WITHDRAW_H */

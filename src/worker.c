@@ -1,0 +1,567 @@
+/*-------------------------------------------------------------------------
+ *
+ * worker.c
+ *	  The background worker: claims due withdrawals, sends them through
+ *	  libcurl multi, records outcomes, polls statuses on a schedule.
+ *
+ * One loop, shaped like worker_spi's, with the HTTP sockets added to the
+ * wait: every iteration records the exchanges that completed (one
+ * transaction), claims new work when woken or when the tick is due (one
+ * transaction, committed before any request leaves), and waits on the
+ * latch, curl's sockets and the next deadline.  Commits of new
+ * withdrawals set the latch.  No HTTP call ever runs inside a transaction.
+ *
+ * Rate limits are per account: an account with create_interval_ms sends
+ * its next create only when the previous one has been answered and the
+ * interval has passed since that answer, so the provider never sees two
+ * requests closer than the interval, whatever the network does.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "commands/extension.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
+#include "tcop/tcopprot.h"
+#include "utils/guc.h"
+#include "utils/hsearch.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "http.h"
+#include "job.h"
+#include "store.h"
+#include "withdraw.h"
+
+/* What the worker remembers of an account between iterations. */
+typedef struct AccountState
+{
+	int32		account_id;		/* hash key */
+	AccountPolicy policy;
+	int			creates_in_flight;
+	TimestampTz next_create_at;
+	bool		deferred;		/* has due creates held back by the limit */
+	double		poll_tokens;
+	TimestampTz poll_tokens_at;
+} AccountState;
+
+static HTAB *accounts = NULL;
+static MemoryContext jobs_cxt = NULL;
+static List *in_flight_jobs = NIL;	/* Job * in flight, in jobs_cxt */
+static WithdrawWorkerFigures figures;
+static bool recovered = false;
+
+/* error context: which withdrawal a log line is about */
+static int64 current_withdrawal = 0;
+
+static void
+worker_error_context(void *arg)
+{
+	if (current_withdrawal != 0)
+		errcontext("withdraw worker, withdrawal " INT64_FORMAT, current_withdrawal);
+	else
+		errcontext("withdraw worker");
+}
+
+static void
+begin_work(const char *activity)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, activity);
+}
+
+static void
+end_work(void)
+{
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_stat(false);
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+static AccountState *
+account_state(int32 account_id, const Provider *provider, Jsonb *options)
+{
+	bool		found;
+	AccountState *state = hash_search(accounts, &account_id, HASH_ENTER, &found);
+
+	if (!found)
+	{
+		memset(((char *) state) + sizeof(int32), 0, sizeof(AccountState) - sizeof(int32));
+		state->poll_tokens_at = GetCurrentTimestamp();
+	}
+	if (provider != NULL)
+		account_policy(provider, options, &state->policy);
+	if (!found)
+		state->poll_tokens = Max(1, state->policy.polls_per_second);
+	return state;
+}
+
+/* Accounts that must not be offered work of this kind right now. */
+static List *
+blocked_accounts(JobKind kind, TimestampTz now)
+{
+	HASH_SEQ_STATUS seq;
+	AccountState *state;
+	List	   *blocked = NIL;
+
+	hash_seq_init(&seq, accounts);
+	while ((state = hash_seq_search(&seq)) != NULL)
+	{
+		if (kind == JOB_CREATE && state->policy.create_interval_ms > 0 &&
+			(state->creates_in_flight > 0 || now < state->next_create_at))
+			blocked = lappend_int(blocked, state->account_id);
+		if (kind == JOB_STATUS && state->policy.polls_per_second > 0 && state->poll_tokens < 1)
+			blocked = lappend_int(blocked, state->account_id);
+	}
+	return blocked;
+}
+
+static void
+refill_poll_tokens(AccountState *state, TimestampTz now)
+{
+	double		rate = state->policy.polls_per_second;
+
+	if (rate <= 0)
+		return;
+	state->poll_tokens += rate * (now - state->poll_tokens_at) / 1000000.0;
+	if (state->poll_tokens > rate)
+		state->poll_tokens = rate;
+	state->poll_tokens_at = now;
+}
+
+/* Builds the signed request; a failure becomes the job's outcome. */
+static bool
+build_request(Job *job, Outcome *failure)
+{
+	const Provider *provider = job->w.account->provider;
+	MemoryContext old = MemoryContextSwitchTo(job->cxt);
+	volatile bool ok = true;
+
+	PG_TRY();
+	{
+		if (job->kind == JOB_CREATE)
+			provider->build_create(&job->w, &job->request);
+		else
+			provider->build_status(&job->w, &job->request);
+		job->request.timeout_ms = account_state(job->w.account->id, NULL, NULL)->policy.request_timeout_ms;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(job->cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		memset(failure, 0, sizeof(Outcome));
+		failure->kind = job->kind == JOB_CREATE ? OUTCOME_NOT_DELIVERED : OUTCOME_NO_CHANGE;
+		failure->message = psprintf("could not build the request: %s", edata->message);
+		ok = false;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(old);
+	return ok;
+}
+
+/* Applies one outcome inside a subtransaction, so one bad row spoils nothing else. */
+static void
+apply_outcome(Job *job, HttpResponse *res, Outcome *out)
+{
+	MemoryContext old = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	AccountState *state = account_state(job->w.account->id, NULL, NULL);
+	Change		change;
+
+	current_withdrawal = job->w.id;
+	decide_change(job, &state->policy, out, &change);
+	if (change.provider_id != NULL && job->w.provider_id == NULL &&
+		store_provider_id_taken(job, change.provider_id))
+	{
+		change.state = "review";
+		change.last_error = psprintf("provider id %s is already linked to another withdrawal",
+									 change.provider_id);
+		change.provider_id = NULL;
+	}
+
+	BeginInternalSubTransaction(NULL);
+	PG_TRY();
+	{
+		store_record(job, res, &change);
+		ReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(old);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(old);
+		CurrentResourceOwner = owner;
+		ereport(WARNING,
+				(errmsg("could not record the outcome of withdrawal " INT64_FORMAT ": %s",
+						job->w.id, edata->message),
+				 errdetail("The withdrawal is left for recovery; it will be settled by status query.")));
+		WithdrawShmemReportError(edata->message);
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(old);
+	CurrentResourceOwner = owner;
+	current_withdrawal = 0;
+}
+
+static void
+release_job(Job *job, TimestampTz now)
+{
+	if (job->kind == JOB_CREATE)
+	{
+		AccountState *state = account_state(job->w.account->id, NULL, NULL);
+
+		state->creates_in_flight--;
+		/* the interval runs from the answer: arrival order cannot squeeze it */
+		state->next_create_at = TimestampTzPlusMilliseconds(now, state->policy.create_interval_ms);
+	}
+	in_flight_jobs = list_delete_ptr(in_flight_jobs, job);
+	MemoryContextDelete(job->cxt);
+}
+
+/* Records every completed exchange in one transaction. */
+static void
+record_completions(List *completions)
+{
+	ListCell   *lc;
+	TimestampTz now = GetCurrentTimestamp();
+
+	begin_work("withdraw: recording outcomes");
+	foreach(lc, completions)
+	{
+		HttpCompletion *c = lfirst(lc);
+		Job		   *job = c->tag;
+		Outcome		out;
+		MemoryContext old = MemoryContextSwitchTo(job->cxt);
+
+		memset(&out, 0, sizeof(out));
+		if (c->response->transport_failed)
+			outcome_of_transport_failure(job, c->response, &out);
+		else if (job->kind == JOB_CREATE)
+			job->w.account->provider->parse_create(&job->w, c->response, &out);
+		else
+			job->w.account->provider->parse_status(&job->w, c->response, &out);
+		MemoryContextSwitchTo(old);
+		apply_outcome(job, c->response, &out);
+		figures.responses++;
+	}
+	end_work();
+
+	foreach(lc, completions)
+		release_job(((HttpCompletion *) lfirst(lc))->tag, now);
+	list_free_deep(completions);
+}
+
+/* Picks, among locked candidates, those the account limits allow now. */
+static List *
+choose(JobKind kind, List *candidates, TimestampTz now, List **reconcile)
+{
+	List	   *chosen = NIL;
+	ListCell   *lc;
+
+	foreach(lc, candidates)
+	{
+		Candidate  *c = lfirst(lc);
+		AccountState *state = account_state(c->account_id, c->provider, c->options);
+		int64	   *id;
+
+		if (kind == JOB_CREATE && c->unknown && c->first_sent_at != 0 &&
+			TimestampDifferenceExceeds(c->first_sent_at, now, state->policy.idempotency_window_ms))
+		{
+			id = palloc(sizeof(int64));
+			*id = c->id;
+			*reconcile = lappend(*reconcile, id);
+			continue;
+		}
+		if (kind == JOB_CREATE && state->policy.create_interval_ms > 0)
+		{
+			if (state->creates_in_flight > 0 || now < state->next_create_at)
+			{
+				state->deferred = true;
+				continue;
+			}
+			state->creates_in_flight++;		/* reserved; the job takes it over */
+		}
+		if (kind == JOB_STATUS && state->policy.polls_per_second > 0)
+		{
+			refill_poll_tokens(state, now);
+			if (state->poll_tokens < 1)
+				continue;
+			state->poll_tokens -= 1;
+		}
+		id = palloc(sizeof(int64));
+		*id = c->id;
+		chosen = lappend(chosen, id);
+	}
+	return chosen;
+}
+
+static List *
+in_flight_ids(void)
+{
+	List	   *ids = NIL;
+	ListCell   *lc;
+
+	foreach(lc, in_flight_jobs)
+	{
+		int64	   *id = palloc(sizeof(int64));
+
+		*id = ((Job *) lfirst(lc))->w.id;
+		ids = lappend(ids, id);
+	}
+	return ids;
+}
+
+/*
+ * One claim transaction for both kinds of work; the requests are built
+ * (signed) before the commit and started after it.  Returns true when the
+ * claim was cut short by the batch size, i.e. more work is waiting.
+ */
+static bool
+claim_and_send(void)
+{
+	int			capacity = withdraw_max_in_flight - list_length(in_flight_jobs);
+	TimestampTz now = GetCurrentTimestamp();
+	List	   *ready = NIL;
+	List	   *unbuildable = NIL;
+	bool		more = false;
+	ListCell   *lc;
+
+	if (capacity <= 0)
+		return false;
+
+	begin_work("withdraw: claiming work");
+	if (get_extension_oid("withdraw", true) == InvalidOid)
+	{
+		end_work();
+		return false;
+	}
+	if (!recovered)
+	{
+		int			n = store_recover_sending();
+
+		if (n > 0)
+			ereport(LOG,
+					(errmsg("withdraw worker found %d withdrawals in flight at its last stop; they are now unknown and will be reconciled", n)));
+		recovered = true;
+	}
+
+	for (JobKind kind = JOB_CREATE; kind <= JOB_STATUS && capacity > 0; kind++)
+	{
+		List	   *candidates;
+		List	   *reconcile = NIL;
+		List	   *jobs;
+
+		candidates = store_candidates(kind, blocked_accounts(kind, now), in_flight_ids(),
+									  capacity, CurrentMemoryContext);
+		if (list_length(candidates) == capacity)
+			more = true;
+		jobs = store_take(kind, choose(kind, candidates, now, &reconcile), jobs_cxt);
+		store_mark_reconcile(reconcile);
+
+		foreach(lc, jobs)
+		{
+			Job		   *job = lfirst(lc);
+			Outcome    *failure = palloc0(sizeof(Outcome));
+
+			job->started_at = GetCurrentTimestamp();
+			if (build_request(job, failure))
+				ready = lappend(ready, job);
+			else
+			{
+				apply_outcome(job, NULL, failure);
+				unbuildable = lappend(unbuildable, job);
+			}
+			capacity--;
+		}
+	}
+	end_work();
+
+	foreach(lc, unbuildable)
+	{
+		Job		   *job = lfirst(lc);
+
+		in_flight_jobs = lappend(in_flight_jobs, job);
+		release_job(job, now);
+	}
+	foreach(lc, ready)
+	{
+		Job		   *job = lfirst(lc);
+
+		in_flight_jobs = lappend(in_flight_jobs, job);
+		http_start(&job->request, job, job->cxt);
+		figures.requests_sent++;
+	}
+	figures.claims++;
+	return more;
+}
+
+/* How long until a rate-limited account may send again, in ms. */
+static long
+next_release_ms(TimestampTz now, long limit)
+{
+	HASH_SEQ_STATUS seq;
+	AccountState *state;
+
+	hash_seq_init(&seq, accounts);
+	while ((state = hash_seq_search(&seq)) != NULL)
+	{
+		if (state->deferred && state->creates_in_flight == 0)
+		{
+			long		ms = TimestampDifferenceMilliseconds(now, state->next_create_at);
+
+			if (ms < limit)
+				limit = ms;
+		}
+	}
+	return limit;
+}
+
+static void
+clear_deferred(void)
+{
+	HASH_SEQ_STATUS seq;
+	AccountState *state;
+
+	hash_seq_init(&seq, accounts);
+	while ((state = hash_seq_search(&seq)) != NULL)
+		state->deferred = false;
+}
+
+void
+WithdrawWorkerRegister(void)
+{
+	BackgroundWorker worker;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = 5;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "withdraw");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "withdraw_worker_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "withdraw worker");
+	snprintf(worker.bgw_type, BGW_MAXLEN, "withdraw worker");
+	RegisterBackgroundWorker(&worker);
+}
+
+/* The loop proper; never returns. */
+static void
+worker_loop(MemoryContext loop_cxt)
+{
+	TimestampTz next_tick = 0;
+	bool		claim_now = true;
+
+	for (;;)
+	{
+		TimestampTz now;
+		long		timeout;
+		List	   *completions;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		MemoryContextReset(loop_cxt);
+		MemoryContextSwitchTo(loop_cxt);
+
+		completions = http_collect();
+		if (completions != NIL)
+		{
+			record_completions(completions);
+			claim_now = true;
+		}
+
+		now = GetCurrentTimestamp();
+		if (claim_now || now >= next_tick)
+		{
+			clear_deferred();
+			claim_now = claim_and_send();
+			next_tick = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), withdraw_naptime_ms);
+		}
+
+		figures.in_flight = list_length(in_flight_jobs);
+		WithdrawShmemReport(&figures);
+
+		now = GetCurrentTimestamp();
+		timeout = claim_now ? 0 : TimestampDifferenceMilliseconds(now, next_tick);
+		timeout = next_release_ms(now, timeout);
+		if (http_wait(timeout, PG_WAIT_EXTENSION))
+		{
+			ResetLatch(MyLatch);
+			claim_now = true;
+		}
+	}
+}
+
+void
+withdraw_worker_main(Datum main_arg)
+{
+	MemoryContext loop_cxt;
+	HASHCTL		info;
+	ErrorContextCallback errcallback;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+
+	BackgroundWorkerInitializeConnection(withdraw_database_name, NULL, 0);
+	pgstat_report_appname("withdraw worker");
+	WithdrawShmemAttachWorker();
+
+	errcallback.callback = worker_error_context;
+	errcallback.arg = NULL;
+	errcallback.previous = error_context_stack;
+	error_context_stack = &errcallback;
+
+	http_init();
+	loop_cxt = AllocSetContextCreate(TopMemoryContext, "withdraw worker loop",
+									 ALLOCSET_DEFAULT_SIZES);
+	jobs_cxt = AllocSetContextCreate(TopMemoryContext, "withdraw jobs",
+									 ALLOCSET_DEFAULT_SIZES);
+	memset(&info, 0, sizeof(info));
+	info.keysize = sizeof(int32);
+	info.entrysize = sizeof(AccountState);
+	accounts = hash_create("withdraw accounts", 64, &info, HASH_ELEM | HASH_BLOBS);
+
+	ereport(LOG, (errmsg("withdraw worker started in database \"%s\"", withdraw_database_name)));
+
+	PG_TRY();
+	{
+		worker_loop(loop_cxt);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		/* show the error in withdraw.workers, then die as usual */
+		MemoryContextSwitchTo(TopMemoryContext);
+		edata = CopyErrorData();
+		WithdrawShmemReportError(edata->message);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+}

@@ -1,0 +1,452 @@
+#!/usr/bin/env python3
+"""
+mock_provider.py - mock payment-provider HTTP server for the withdraw test suites.
+
+One process serves every mock provider on 127.0.0.1.  The first path segment names
+the provider: /zoomex/private/v1/asset/withdraw/inner-create is handled by the
+zoomex module with path /private/v1/asset/withdraw/inner-create, so an account's
+base_url is http://127.0.0.1:PORT/zoomex.  The /_mock/ prefix is the control API
+used by the tests (health, reset, config, faults, ledger, requests, stats).
+
+Each provider is one module in this directory (an independent implementation of the
+provider's published protocol; nothing is shared with the extension's src/) and is
+plugged in with one line in REGISTRY.  A provider module exposes:
+
+    NAME            provider name (first path segment)
+    DEFAULT_CONFIG  dict of default settings
+    STATS           names of its counters (the core adds requests, faults_injected)
+    check_config(cfg)             raise ValueError if cfg is unusable
+    Provider(config, stats)       config: its live config dict; stats: a Counter
+      .handle(req) -> (status, body, info)   serve one Request (core lock held); body is
+                                  a dict (sent as JSON) or bytes/str (text/plain); info
+                                  holds log fields: api_key, requestId, ret_code,
+                                  sig_ok, executed
+      .peek(req) -> dict          log fields (api_key, requestId, sig_ok), no side effects
+      .error_reply(req, code, msg) -> (status, body)   an error in req's endpoint envelope
+      .reset()                    forget ledger and rate-limit state
+      .ledger() -> dict           what /_mock/ledger shows
+
+The core owns the single lock, the request log, the counters and the fault queue;
+faults are applied around the provider, so provider modules never see them.
+
+Usage: mock_provider.py --port PORT [--port-file FILE] [--config FILE.json] [--quiet]
+"""
+
+import argparse
+import copy
+import json
+import os
+import re
+import signal
+import socket
+import struct
+import sys
+import threading
+import time
+from collections import Counter
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qsl, urlsplit
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import zoomex  # noqa: E402
+
+REGISTRY = {
+    zoomex.NAME: zoomex,
+}
+
+MAX_BODY = 1 << 20
+
+# Fault kinds.  "before" kinds answer without executing, "after" kinds execute first.
+FAULTS_BEFORE = {"http_500", "http_502", "http_503", "http_403", "timeout_before",
+                 "reset", "garbage", "retcode", "down"}
+FAULTS_AFTER = {"timeout_after", "reset_after", "garbage_after"}
+FAULT_KINDS = FAULTS_BEFORE | FAULTS_AFTER
+
+GARBAGE_BODY = b'{"retCode":0,"retMsg":"succ\x00<html>502 upstream garbage'
+
+
+class Request:
+    """One provider request: path is relative to the provider, query is the raw string."""
+
+    def __init__(self, method, path, query, headers, body, t, mono):
+        self.method = method
+        self.path = path
+        self.query = query
+        self.headers = headers
+        self.body = body
+        self.t = t          # epoch seconds at arrival
+        self.mono = mono    # time.monotonic() at arrival
+
+
+class Reply:
+    """An HTTP response: a dict body is sent as JSON, bytes or str as text/plain."""
+
+    def __init__(self, status, body, content_type=None):
+        self.status = status
+        if isinstance(body, (dict, list)):
+            self.body = json.dumps(body, separators=(",", ":")).encode()
+            self.content_type = content_type or "application/json"
+        else:
+            self.body = body.encode() if isinstance(body, str) else body
+            self.content_type = content_type or "text/plain"
+
+
+def merge_config(dst, src):
+    """Merge src into dst one level deep: dict values are updated key by key
+    (a null removes that key), anything else is replaced."""
+    for k, v in src.items():
+        if isinstance(v, dict) and isinstance(dst.get(k), dict):
+            for kk, vv in v.items():
+                if vv is None:
+                    dst[k].pop(kk, None)
+                else:
+                    dst[k][kk] = vv
+        else:
+            dst[k] = v
+
+
+class Core:
+    """All mutable state of the server, guarded by one lock."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.config = {n: copy.deepcopy(m.DEFAULT_CONFIG) for n, m in REGISTRY.items()}
+        self.stats = {n: Counter() for n in REGISTRY}
+        self.providers = {n: m.Provider(self.config[n], self.stats[n]) for n, m in REGISTRY.items()}
+        self.log = {n: [] for n in REGISTRY}
+        self.faults = []
+        self.stopping = threading.Event()
+
+    def update_config(self, obj):
+        """Validate and merge {"provider": {...}, ...}; raises ValueError."""
+        if not isinstance(obj, dict):
+            raise ValueError("config must be a JSON object")
+        with self.lock:
+            staged = {}
+            for name, part in obj.items():
+                if name not in REGISTRY:
+                    raise ValueError(f"unknown provider {name!r}")
+                if not isinstance(part, dict):
+                    raise ValueError(f"config for {name} must be an object")
+                cfg = copy.deepcopy(self.config[name])
+                merge_config(cfg, part)
+                REGISTRY[name].check_config(cfg)
+                staged[name] = cfg
+            for name, cfg in staged.items():
+                self.config[name].clear()
+                self.config[name].update(cfg)
+
+    def reset(self):
+        with self.lock:
+            for name in REGISTRY:
+                self.providers[name].reset()
+                self.stats[name].clear()
+                self.log[name].clear()
+            self.faults.clear()
+
+    def stats_of(self, name):
+        keys = ("requests", "faults_injected") + tuple(REGISTRY[name].STATS)
+        with self.lock:
+            return {k: self.stats[name][k] for k in keys}
+
+    def add_fault(self, spec):
+        """Queue a fault from the /_mock/faults body; raises ValueError."""
+        if not isinstance(spec, dict):
+            raise ValueError("fault must be a JSON object")
+        kind = spec.get("kind")
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"kind must be one of {sorted(FAULT_KINDS)}")
+        provider = spec.get("provider")
+        if provider is not None and provider not in REGISTRY:
+            raise ValueError(f"unknown provider {provider!r}")
+        count = spec.get("count", 1)
+        duration = spec.get("duration_s")
+        delay = spec.get("delay_s", 30)
+        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+            raise ValueError("count must be an integer >= 1")
+        if duration is not None and (not isinstance(duration, (int, float)) or duration <= 0):
+            raise ValueError("duration_s must be a positive number")
+        if kind == "down" and duration is None:
+            raise ValueError("kind down needs duration_s")
+        if not isinstance(delay, (int, float)) or delay < 0:
+            raise ValueError("delay_s must be a number >= 0")
+        code = spec.get("code", 10016)
+        if not isinstance(code, int) or isinstance(code, bool):
+            raise ValueError("code must be an integer")
+        fault = {"provider": provider, "path": str(spec.get("path", "")), "kind": kind,
+                 "count": None if duration is not None else count, "code": code,
+                 "delay_s": float(delay), "duration_s": duration,
+                 "until": None if duration is None else time.monotonic() + duration}
+        with self.lock:
+            self.faults.append(fault)
+
+    def list_faults(self):
+        now = time.monotonic()
+        with self.lock:
+            return [{k: v for k, v in f.items() if k != "until"} |
+                    {"remaining_s": None if f["until"] is None else round(f["until"] - now, 3)}
+                    for f in self.faults if f["until"] is None or f["until"] > now]
+
+    def take_fault(self, name, path):
+        """The first queued fault matching this request (consuming one count), or None.
+        Called with the lock held."""
+        now = time.monotonic()
+        self.faults = [f for f in self.faults if f["until"] is None or f["until"] > now]
+        for f in self.faults:
+            if f["provider"] not in (None, name) or f["path"] not in path:
+                continue
+            if f["count"] is not None:
+                f["count"] -= 1
+                if f["count"] == 0:
+                    self.faults.remove(f)
+            return f
+        return None
+
+    def serve(self, name, req):
+        """Run one provider request through the fault layer and the provider.
+        Returns an action for the handler: ("reply", Reply), ("hold", seconds),
+        ("rst", None)."""
+        provider = self.providers[name]
+        with self.lock:
+            fault = self.take_fault(name, req.path)
+            kind = fault["kind"] if fault else None
+            entry = {"t": req.t, "path": req.path, "method": req.method, "api_key": None,
+                     "requestId": None, "ret_code": None, "sig_ok": False, "fault": kind,
+                     "http_status": None, "executed": False}
+            self.log[name].append(entry)
+            self.stats[name]["requests"] += 1
+            if fault:
+                self.stats[name]["faults_injected"] += 1
+            if kind in FAULTS_BEFORE:
+                entry.update(provider.peek(req))
+                reply = None
+                if kind == "retcode":
+                    reply = Reply(*provider.error_reply(req, fault["code"], "injected"))
+                    entry["ret_code"] = fault["code"]
+            else:
+                status, body, info = provider.handle(req)
+                reply = Reply(status, body)
+                entry.update(info)
+            if reply is not None and kind in (None, "retcode"):
+                entry["http_status"] = reply.status
+
+        if kind is None or kind == "retcode":
+            return ("reply", reply)
+        if kind.startswith("http_"):
+            status = int(kind[5:])
+            with self.lock:
+                entry["http_status"] = status
+            return ("reply", html_reply(status))
+        if kind in ("garbage", "garbage_after"):
+            with self.lock:
+                entry["http_status"] = 200
+            return ("reply", Reply(200, GARBAGE_BODY, "application/json"))
+        if kind in ("timeout_before", "timeout_after"):
+            return ("hold", fault["delay_s"])
+        return ("rst", None)     # reset, reset_after, down
+
+
+def html_reply(status):
+    phrase = HTTPStatus(status).phrase
+    body = (f"<html>\r\n<head><title>{status} {phrase}</title></head>\r\n"
+            f"<body>\r\n<center><h1>{status} {phrase}</h1></center>\r\n</body>\r\n</html>\r\n")
+    return Reply(status, body, "text/html")
+
+
+CORE = Core()
+QUIET = False
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "mock-provider/1"
+    sys_version = ""
+
+    def do_GET(self):
+        self.dispatch()
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_GET
+
+    # -- logging: never show query strings (they carry sign=) or headers
+    def log_request(self, code="-", size="-"):
+        if not QUIET:
+            path = self.path.split("?", 1)[0] if isinstance(self.path, str) else "?"
+            sys.stderr.write(f"mock_provider: {self.command} {path} -> {code}\n")
+
+    def log_message(self, fmt, *args):
+        if not QUIET:
+            msg = re.sub(r"\?\S*", "?...", fmt % args)
+            sys.stderr.write(f"mock_provider: {msg}\n")
+
+    def read_body(self):
+        """Read the request body (Content-Length or chunked); None after an error reply."""
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            chunks, total = [], 0
+            while True:
+                line = self.rfile.readline(1024)
+                try:
+                    size = int(line.split(b";")[0].strip(), 16)
+                except ValueError:
+                    self.send_json(400, {"error": "bad chunked encoding"}, close=True)
+                    return None
+                if size == 0:
+                    while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
+                        pass
+                    return b"".join(chunks)
+                total += size
+                if total > MAX_BODY:
+                    self.send_json(413, {"error": "body too large"}, close=True)
+                    return None
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline(1024)
+        length = self.headers.get("Content-Length")
+        if length is None:
+            return b""
+        if not length.strip().isdigit():
+            self.send_json(400, {"error": "bad Content-Length"}, close=True)
+            return None
+        if int(length) > MAX_BODY:
+            self.send_json(413, {"error": "body too large"}, close=True)
+            return None
+        return self.rfile.read(int(length))
+
+    def send_bytes(self, status, body, content_type, close=False):
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        if close:
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        self.end_headers()
+        self.wfile.write(body)
+
+    def send_json(self, status, obj, close=False):
+        self.send_bytes(status, json.dumps(obj, separators=(",", ":")).encode(),
+                        "application/json", close)
+
+    def dispatch(self):
+        t, mono = time.time(), time.monotonic()
+        body = self.read_body()
+        if body is None:
+            return
+        url = urlsplit(self.path)
+        _, _, rest = url.path.partition("/")
+        first, slash, tail = rest.partition("/")
+        if first == "_mock":
+            return self.control("/" + tail, url.query, body)
+        if first not in REGISTRY:
+            return self.send_json(404, {"error": f"unknown provider {first!r}"})
+        req = Request(self.command, slash + tail, url.query, self.headers, body, t, mono)
+        action, arg = CORE.serve(first, req)
+        if action == "reply":
+            self.send_bytes(arg.status, arg.body, arg.content_type)
+        elif action == "hold":
+            CORE.stopping.wait(arg)
+            self.close_connection = True
+        else:
+            self.rst = True
+            self.close_connection = True
+
+    def finish(self):
+        """Close with RST (SO_LINGER 0) when a reset fault asked for it."""
+        if getattr(self, "rst", False):
+            try:
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                           struct.pack("ii", 1, 0))
+                self.rfile.close()
+                self.connection.close()
+            except OSError:
+                pass
+            return
+        super().finish()
+
+    def control(self, path, query, body):
+        """The /_mock/ control API (JSON in and out, no auth)."""
+        params = dict(parse_qsl(query))
+        try:
+            obj = json.loads(body) if body.strip() else {}
+        except ValueError:
+            return self.send_json(400, {"ok": False, "error": "body is not JSON"})
+        method = self.command
+        name = params.get("provider")
+        if path in ("/ledger", "/requests", "/stats") and name not in REGISTRY:
+            return self.send_json(400 if name is None else 404,
+                                  {"ok": False, "error": "query parameter provider names no provider"})
+        try:
+            if method == "GET" and path == "/health":
+                return self.send_json(200, {"ok": True})
+            if method == "POST" and path == "/reset":
+                CORE.reset()
+                return self.send_json(200, {"ok": True})
+            if method == "POST" and path == "/config":
+                CORE.update_config(obj)
+                return self.send_json(200, {"ok": True})
+            if method == "POST" and path == "/faults":
+                CORE.add_fault(obj)
+                return self.send_json(200, {"ok": True})
+            if method == "GET" and path == "/faults":
+                return self.send_json(200, {"faults": CORE.list_faults()})
+            if method == "GET" and path == "/ledger":
+                with CORE.lock:
+                    out = CORE.providers[name].ledger()
+                    data = json.dumps(out, separators=(",", ":")).encode()
+                return self.send_bytes(200, data, "application/json")
+            if method == "GET" and path == "/requests":
+                with CORE.lock:
+                    data = json.dumps(CORE.log[name], separators=(",", ":")).encode()
+                return self.send_bytes(200, data, "application/json")
+            if method == "GET" and path == "/stats":
+                return self.send_json(200, CORE.stats_of(name))
+        except ValueError as e:
+            return self.send_json(400, {"ok": False, "error": str(e)})
+        return self.send_json(404, {"ok": False, "error": f"no control endpoint {method} /_mock{path}"})
+
+
+def main():
+    global QUIET
+    ap = argparse.ArgumentParser(description="mock payment-provider server for withdraw tests")
+    ap.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1 (0 = pick a free one)")
+    ap.add_argument("--port-file", help="write the bound port number to this file")
+    ap.add_argument("--config", help="JSON file: {\"zoomex\": {...}, ...}")
+    ap.add_argument("--quiet", action="store_true", help="no access log on stderr")
+    args = ap.parse_args()
+    QUIET = args.quiet
+
+    if args.config:
+        try:
+            with open(args.config) as f:
+                CORE.update_config(json.load(f))
+        except (OSError, ValueError) as e:
+            sys.stderr.write(f"mock_provider: bad --config {args.config}: {e}\n")
+            return 2
+
+    server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
+    server.daemon_threads = True
+    port = server.server_address[1]
+    if args.port_file:
+        tmp = args.port_file + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(f"{port}\n")
+        os.replace(tmp, args.port_file)
+
+    signal.signal(signal.SIGTERM, lambda *_: CORE.stopping.set())
+    signal.signal(signal.SIGINT, lambda *_: CORE.stopping.set())
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
+    thread.start()
+    if not QUIET:
+        sys.stderr.write(f"mock_provider: listening on http://127.0.0.1:{port} "
+                         f"(providers: {', '.join(REGISTRY)})\n")
+    while not CORE.stopping.wait(0.5):
+        pass
+    server.shutdown()
+    server.server_close()
+    if not QUIET:
+        sys.stderr.write("mock_provider: stopped\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
