@@ -59,6 +59,7 @@ static MemoryContext jobs_cxt = NULL;
 static List *in_flight_jobs = NIL;	/* Job * in flight, in jobs_cxt */
 static WithdrawWorkerFigures figures;
 static bool recovered = false;
+static TimestampTz worker_started_at = 0;
 
 /* error context: which withdrawal a log line is about */
 static int64 current_withdrawal = 0;
@@ -93,6 +94,11 @@ end_work(void)
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
 
+/*
+ * The worker's memory of an account.  A new worker waits one create
+ * interval after its start before an account's first create: the worker it
+ * replaces may have sent one just before it died.
+ */
 static AccountState *
 account_state(int32 account_id, const Provider *provider, Jsonb *options)
 {
@@ -100,14 +106,18 @@ account_state(int32 account_id, const Provider *provider, Jsonb *options)
 	AccountState *state = hash_search(accounts, &account_id, HASH_ENTER, &found);
 
 	if (!found)
-	{
-		memset(((char *) state) + sizeof(int32), 0, sizeof(AccountState) - sizeof(int32));
-		state->poll_tokens_at = GetCurrentTimestamp();
-	}
+		memset(&state->policy, 0, sizeof(AccountPolicy));
 	if (provider != NULL)
 		account_policy(provider, options, &state->policy);
 	if (!found)
+	{
+		state->creates_in_flight = 0;
+		state->deferred = false;
+		state->next_create_at = TimestampTzPlusMilliseconds(worker_started_at,
+															state->policy.create_interval_ms);
 		state->poll_tokens = Max(1, state->policy.polls_per_second);
+		state->poll_tokens_at = GetCurrentTimestamp();
+	}
 	return state;
 }
 
@@ -224,6 +234,16 @@ apply_outcome(Job *job, HttpResponse *res, Outcome *out)
 	MemoryContextSwitchTo(old);
 	CurrentResourceOwner = owner;
 	current_withdrawal = 0;
+}
+
+/* in_flight_jobs outlives the loop's context: it lives in jobs_cxt */
+static void
+track_job(Job *job)
+{
+	MemoryContext old = MemoryContextSwitchTo(jobs_cxt);
+
+	in_flight_jobs = lappend(in_flight_jobs, job);
+	MemoryContextSwitchTo(old);
 }
 
 static void
@@ -344,6 +364,7 @@ claim_and_send(void)
 {
 	int			capacity = withdraw_max_in_flight - list_length(in_flight_jobs);
 	TimestampTz now = GetCurrentTimestamp();
+	MemoryContext loop_cxt = CurrentMemoryContext;
 	List	   *ready = NIL;
 	List	   *unbuildable = NIL;
 	bool		more = false;
@@ -386,13 +407,21 @@ claim_and_send(void)
 			Job		   *job = lfirst(lc);
 			Outcome    *failure = palloc0(sizeof(Outcome));
 
+			MemoryContext spi_cxt;
+
 			job->started_at = GetCurrentTimestamp();
 			if (build_request(job, failure))
+			{
+				spi_cxt = MemoryContextSwitchTo(loop_cxt);
 				ready = lappend(ready, job);
+				MemoryContextSwitchTo(spi_cxt);
+			}
 			else
 			{
 				apply_outcome(job, NULL, failure);
+				spi_cxt = MemoryContextSwitchTo(loop_cxt);
 				unbuildable = lappend(unbuildable, job);
+				MemoryContextSwitchTo(spi_cxt);
 			}
 			capacity--;
 		}
@@ -403,14 +432,14 @@ claim_and_send(void)
 	{
 		Job		   *job = lfirst(lc);
 
-		in_flight_jobs = lappend(in_flight_jobs, job);
+		track_job(job);
 		release_job(job, now);
 	}
 	foreach(lc, ready)
 	{
 		Job		   *job = lfirst(lc);
 
-		in_flight_jobs = lappend(in_flight_jobs, job);
+		track_job(job);
 		http_start(&job->request, job, job->cxt);
 		figures.requests_sent++;
 	}
@@ -538,6 +567,7 @@ withdraw_worker_main(Datum main_arg)
 	error_context_stack = &errcallback;
 
 	http_init();
+	worker_started_at = GetCurrentTimestamp();
 	loop_cxt = AllocSetContextCreate(TopMemoryContext, "withdraw worker loop",
 									 ALLOCSET_DEFAULT_SIZES);
 	jobs_cxt = AllocSetContextCreate(TopMemoryContext, "withdraw jobs",

@@ -29,7 +29,27 @@ plugged in with one line in REGISTRY.  A provider module exposes:
 The core owns the single lock, the request log, the counters and the fault queue;
 faults are applied around the provider, so provider modules never see them.
 
+Control API (JSON in and out, no auth):
+    GET  /_mock/health                     {"ok": true}
+    POST /_mock/reset                      clear ledgers, request logs, faults, counters
+    POST /_mock/config   {"zoomex": {...}} merge into the config (dict values key by key,
+                                           a null value removes that key)
+    POST /_mock/faults   {"provider", "path", "kind", "count", "code", "delay_s",
+                          "duration_s"}    queue a fault for the next `count` (default 1)
+                                           requests whose provider-relative path contains
+                                           `path`, or for every one during duration_s;
+                                           no provider = any provider, no path = any path
+    GET  /_mock/faults                     faults still pending
+    GET  /_mock/ledger?provider=P          executed withdrawals
+    GET  /_mock/requests?provider=P        every request, in arrival order (no secrets)
+    GET  /_mock/stats?provider=P           counters
+Fault kinds: http_500 http_502 http_503 http_403 garbage retcode (answer without
+executing), timeout_before (hold delay_s, default 30, then close), reset (RST),
+down (RST for duration_s), and timeout_after reset_after garbage_after (execute first).
+
 Usage: mock_provider.py --port PORT [--port-file FILE] [--config FILE.json] [--quiet]
+--port 0 picks a free port; the port is written to --port-file once the socket is
+bound.  SIGTERM or SIGINT stops the server with exit status 0.
 """
 
 import argparse
@@ -43,6 +63,7 @@ import struct
 import sys
 import threading
 import time
+import traceback
 from collections import Counter
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -58,6 +79,7 @@ REGISTRY = {
 }
 
 MAX_BODY = 1 << 20
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
 # Fault kinds.  "before" kinds answer without executing, "after" kinds execute first.
 FAULTS_BEFORE = {"http_500", "http_502", "http_503", "http_403", "timeout_before",
@@ -227,26 +249,33 @@ class Core:
                     reply = Reply(*provider.error_reply(req, fault["code"], "injected"))
                     entry["ret_code"] = fault["code"]
             else:
-                status, body, info = provider.handle(req)
+                try:
+                    status, body, info = provider.handle(req)
+                except Exception:       # a mock bug must not look like an injected reset
+                    traceback.print_exc()
+                    status, body, info = 500, {"error": "mock provider crashed"}, {}
                 reply = Reply(status, body)
                 entry.update(info)
-            if reply is not None and kind in (None, "retcode"):
-                entry["http_status"] = reply.status
+            action = fault_action(fault, reply)
+            if action[0] == "reply":
+                entry["http_status"] = action[1].status
+            return action
 
-        if kind is None or kind == "retcode":
-            return ("reply", reply)
-        if kind.startswith("http_"):
-            status = int(kind[5:])
-            with self.lock:
-                entry["http_status"] = status
-            return ("reply", html_reply(status))
-        if kind in ("garbage", "garbage_after"):
-            with self.lock:
-                entry["http_status"] = 200
-            return ("reply", Reply(200, GARBAGE_BODY, "application/json"))
-        if kind in ("timeout_before", "timeout_after"):
-            return ("hold", fault["delay_s"])
-        return ("rst", None)     # reset, reset_after, down
+
+def fault_action(fault, reply):
+    """What the handler does for a request given its fault (or None) and the reply the
+    provider produced (None when the fault kept the provider out):
+    ("reply", Reply), ("hold", seconds) or ("rst", None)."""
+    kind = fault["kind"] if fault else None
+    if kind is None or kind == "retcode":
+        return ("reply", reply)
+    if kind.startswith("http_"):
+        return ("reply", html_reply(int(kind[5:])))
+    if kind in ("garbage", "garbage_after"):
+        return ("reply", Reply(200, GARBAGE_BODY, "application/json"))
+    if kind in ("timeout_before", "timeout_after"):
+        return ("hold", fault["delay_s"])
+    return ("rst", None)     # reset, reset_after, down
 
 
 def html_reply(status):
@@ -414,6 +443,8 @@ def main():
     ap.add_argument("--quiet", action="store_true", help="no access log on stderr")
     args = ap.parse_args()
     QUIET = args.quiet
+    # Block SIGTERM/SIGINT in every thread; the main thread takes them with sigwait().
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
 
     if args.config:
         try:
@@ -432,15 +463,13 @@ def main():
             f.write(f"{port}\n")
         os.replace(tmp, args.port_file)
 
-    signal.signal(signal.SIGTERM, lambda *_: CORE.stopping.set())
-    signal.signal(signal.SIGINT, lambda *_: CORE.stopping.set())
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
     thread.start()
     if not QUIET:
         sys.stderr.write(f"mock_provider: listening on http://127.0.0.1:{port} "
                          f"(providers: {', '.join(REGISTRY)})\n")
-    while not CORE.stopping.wait(0.5):
-        pass
+    signal.sigwait(STOP_SIGNALS)
+    CORE.stopping.set()         # releases connections held by timeout faults
     server.shutdown()
     server.server_close()
     if not QUIET:

@@ -277,6 +277,8 @@ def test_auth_errors(c):
         ("timestamp as a string -> 10001", lambda p, h: p.update(timestamp=str(p["timestamp"])), 10001, 200),
         ("body sign missing -> 10001", lambda p, h: p.pop("sign"), 10001, 200),
         ("signature over other params -> 10004", lambda p, h: p.update(amount="2"), 10004, 200),
+        ("non-ASCII signature -> 10004",
+         lambda p, h: (p.update(sign="\u00e9" * 64), h.update({"X-BAPI-SIGN": "\u00e9" * 64})), 10004, 200),
         ("uppercase hex signature -> 10004",
          lambda p, h: (p.update(sign=p["sign"].upper()), h.update({"X-BAPI-SIGN": p["sign"]})), 10004, 200),
     ]
@@ -330,6 +332,8 @@ def test_validation(c):
     key = c.free_key()
     st, r = c.create(key, fields(addressType=2, areaCode=1, address="5551234", remark=None))
     check(r["retCode"] == 0, "phone with areaCode, no remark accepted", r)
+    st, r = c.create(c.free_key(), fields(remark="caf\u00e9 \u2713 a&b=c"))
+    check(r["retCode"] == 0, "non-ASCII remark with & and = (signed as raw UTF-8) accepted", r)
 
 
 def test_rate_limit(c):
@@ -547,6 +551,12 @@ def test_query_record(c):
           and ids == sorted(ids, key=int, reverse=True) and len(set(ids)) == 3 and ids[-1] == wid,
           "pageSize 2 + cursor pages newest first", (page1, page2))
 
+    c.ctl("POST", "/config", {"zoomex": {"time_fields_as_strings": True}})
+    st, r = c.query(key, {"withdrawType": 1, "pageSize": 1})
+    row = r["result"]["rows"][0]
+    c.ctl("POST", "/config", {"zoomex": {"time_fields_as_strings": False}})
+    check(isinstance(row["create_time"], str) and row["create_time"].isdigit()
+          and isinstance(row["update_time"], str), "time_fields_as_strings (extra): times as strings", row)
     st, r = c.query(key, {"withdrawType": 1, "pageSize": 51})
     check(r["ret_code"] == 10001 and "pageSize" in r["ret_msg"], "pageSize 51 -> 10001", r)
     st, r = c.query(key, {"withdrawType": 1, "coin": "A&B =+%"})

@@ -96,6 +96,13 @@ def sign(secret, params):
                     hashlib.sha256).hexdigest()
 
 
+def sign_matches(secret, params):
+    """True if params["sign"] is exactly the lowercase hex signature of params."""
+    given = params.get("sign")
+    return isinstance(given, str) and hmac.compare_digest(sign(secret, params).encode(),
+                                                          given.encode("utf-8"))
+
+
 class Refusal(Exception):
     """A request the provider answers with an error code; stat names the counter to bump."""
 
@@ -176,8 +183,8 @@ class Provider:
         rid = params.get("requestId")
         info["requestId"] = rid if isinstance(rid, str) else None
         secret = self.cfg["keys"].get(key) if isinstance(key, str) else None
-        if secret is not None and isinstance(params.get("sign"), str):
-            info["sig_ok"] = hmac.compare_digest(sign(secret, params), params["sign"])
+        if secret is not None:
+            info["sig_ok"] = sign_matches(secret, params)
         return info
 
     def handle(self, req):
@@ -235,7 +242,7 @@ class Provider:
         secret = self.cfg["keys"].get(key)
         if secret is None:
             raise Refusal(10003, "API key is invalid.", "request_errors", http_status=401)
-        if not hmac.compare_digest(sign(secret, params), params["sign"]):
+        if not sign_matches(secret, params):
             raise Refusal(10004, "error sign!", "bad_signatures")
         server = now_ms()
         if not (server - nums["recv_window"] <= nums["timestamp"] < server + 1000):

@@ -1,0 +1,209 @@
+"""Test harness: a throwaway PostgreSQL cluster with withdraw preloaded, and the
+mock provider process.  Used by the integration suite, the demo and the
+benchmarks.  Must run as an ordinary user (PostgreSQL refuses root)."""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+import psycopg2
+import psycopg2.extensions
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+MOCK = os.path.join(ROOT, "test", "mock", "mock_provider.py")
+
+
+def pg_bindir():
+    return subprocess.check_output(["pg_config", "--bindir"], text=True).strip()
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate, timeout=10.0, interval=0.05, what="condition"):
+    """Polls predicate until it returns a truthy value; fails after timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+class Cluster:
+    """A PostgreSQL 15 cluster in a temporary directory."""
+
+    DEFAULT_SETTINGS = {
+        "shared_preload_libraries": "'withdraw'",
+        "withdraw.database_name": "'postgres'",
+        "withdraw.allow_http": "on",
+        "withdraw.naptime": "100",
+        "withdraw.poll_interval": "200",
+        "withdraw.retry_base_delay": "200",
+        "withdraw.retry_max_delay": "1000",
+        "withdraw.request_timeout": "5000",
+        "log_min_messages": "log",
+        "fsync": "off",
+    }
+
+    def __init__(self, settings=None, keep=False):
+        self.dir = tempfile.mkdtemp(prefix="withdraw-pg-")
+        self.data = os.path.join(self.dir, "data")
+        self.log = os.path.join(self.dir, "server.log")
+        self.port = free_port()
+        self.bindir = pg_bindir()
+        self.keep = keep
+        conf = dict(self.DEFAULT_SETTINGS)
+        conf.update(settings or {})
+        subprocess.run([os.path.join(self.bindir, "initdb"), "-D", self.data, "-A", "trust",
+                        "-U", "postgres", "--no-sync"], check=True, stdout=subprocess.DEVNULL)
+        with open(os.path.join(self.data, "postgresql.conf"), "a") as f:
+            f.write(f"port = {self.port}\nlisten_addresses = '127.0.0.1'\n"
+                    f"unix_socket_directories = '{self.dir}'\n")
+            for k, v in conf.items():
+                f.write(f"{k} = {v}\n")
+
+    def pg_ctl(self, *args, check=True):
+        return subprocess.run([os.path.join(self.bindir, "pg_ctl"), "-D", self.data, "-l", self.log,
+                               "-w", *args], check=check, stdout=subprocess.DEVNULL)
+
+    def start(self):
+        self.pg_ctl("start")
+        return self
+
+    def stop(self, mode="fast"):
+        self.pg_ctl("stop", "-m", mode, check=False)
+
+    def destroy(self):
+        self.stop("immediate")
+        if not self.keep:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def connect(self, autocommit=True):
+        conn = psycopg2.connect(host=self.dir, port=self.port, user="postgres", dbname="postgres")
+        conn.autocommit = autocommit
+        return conn
+
+    def sql(self, query, params=None):
+        """Runs one statement in its own connection; returns all rows (or [])."""
+        conn = self.connect()
+        try:
+            cur = conn.cursor()
+            cur.execute(query, params)
+            return cur.fetchall() if cur.description else []
+        finally:
+            conn.close()
+
+    def value(self, query, params=None):
+        rows = self.sql(query, params)
+        return rows[0][0] if rows else None
+
+    def worker_pid(self):
+        return self.value("SELECT pid FROM withdraw.workers WHERE state = 'running'")
+
+    def postmaster_pid(self):
+        with open(os.path.join(self.data, "postmaster.pid")) as f:
+            return int(f.readline())
+
+    def wait_ready(self, timeout=30):
+        def ok():
+            try:
+                return self.worker_pid()
+            except psycopg2.Error:
+                return None
+        return wait_until(ok, timeout, 0.1, "the withdraw worker to run")
+
+    def log_text(self):
+        with open(self.log, errors="replace") as f:
+            return f.read()
+
+
+class Mock:
+    """The mock provider process (test/mock), on 127.0.0.1."""
+
+    def __init__(self, config):
+        self.dir = tempfile.mkdtemp(prefix="withdraw-mock-")
+        cfg = os.path.join(self.dir, "config.json")
+        with open(cfg, "w") as f:
+            json.dump(config, f)
+        port_file = os.path.join(self.dir, "port")
+        self.proc = subprocess.Popen([sys.executable, MOCK, "--port", "0", "--port-file", port_file,
+                                      "--config", cfg, "--quiet"],
+                                     stdout=subprocess.DEVNULL, stderr=open(os.path.join(self.dir, "mock.log"), "w"))
+        wait_until(lambda: os.path.exists(port_file) and open(port_file).read().strip(), 10, 0.05,
+                   "the mock to listen")
+        self.port = int(open(port_file).read().strip())
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def base_url(self, provider):
+        return f"{self.url}/{provider}"
+
+    def call(self, method, path, body=None):
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.url + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return json.loads(r.read() or b"null")
+
+    def reset(self):
+        return self.call("POST", "/_mock/reset", {})
+
+    def fault(self, **fault):
+        return self.call("POST", "/_mock/faults", fault)
+
+    def ledger(self, provider="zoomex"):
+        return self.call("GET", f"/_mock/ledger?provider={provider}")
+
+    def requests(self, provider="zoomex"):
+        return self.call("GET", f"/_mock/requests?provider={provider}")
+
+    def stats(self, provider="zoomex"):
+        return self.call("GET", f"/_mock/stats?provider={provider}")
+
+    def configure(self, config):
+        return self.call("POST", "/_mock/config", config)
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Suite:
+    """A tiny runner: each test is a function; prints one line per test."""
+
+    def __init__(self, name):
+        self.name = name
+        self.results = []
+
+    def run(self, tests, only=None):
+        for test in tests:
+            if only and not any(o in test.__name__ for o in only):
+                continue
+            started = time.monotonic()
+            try:
+                note = test()
+                self.results.append((test.__name__, True, note, time.monotonic() - started))
+                print(f"ok    {test.__name__:<48} {time.monotonic() - started:6.1f}s  {note or ''}", flush=True)
+            except Exception as e:  # noqa: BLE001 - report every failure the same way
+                self.results.append((test.__name__, False, repr(e), time.monotonic() - started))
+                print(f"FAIL  {test.__name__:<48} {time.monotonic() - started:6.1f}s  {e!r}", flush=True)
+        failed = [r for r in self.results if not r[1]]
+        print(f"{self.name}: {len(self.results) - len(failed)} passed, {len(failed)} failed")
+        return not failed

@@ -1,0 +1,319 @@
+"""Integration suite: a real PostgreSQL server with the withdraw worker, and the
+mock provider as its own process, talking HTTP over 127.0.0.1.
+
+Run: python3 test/integration/test_worker.py [name-filter ...]  (as a non-root user)
+"""
+
+import json
+import os
+import random
+import signal
+import sys
+import time
+
+from harness import Cluster, Mock, Suite, wait_until
+
+KEYS = {f"key{i}": f"secret-{i}-{'x' * 8}" for i in range(1, 41)}
+TERMINAL = ("succeeded", "failed", "rejected", "cancelled", "expired")
+
+cluster = None
+mock = None
+_next_key = iter(range(1, 41))
+
+
+def new_account(options=None, secret=None):
+    """A fresh zoomex account with its own API key, so tests do not share limits."""
+    n = next(_next_key)
+    name = f"zx{n}"
+    creds = {"api_key": f"key{n}", "api_secret": secret or KEYS[f"key{n}"]}
+    cluster.sql("SELECT withdraw_account_create(%s, 'zoomex', %s, %s, %s)",
+                (name, mock.base_url("zoomex"), json.dumps(creds), json.dumps(options or {})))
+    return name, f"key{n}"
+
+
+def request(**fields):
+    body = {"coin": "USDT", "addressType": 3, "address": "100200", "amount": "1.25"}
+    body.update(fields)
+    return body
+
+
+def create(account, body):
+    return cluster.value("SELECT withdraw_create(%s, %s)", (account, json.dumps(body)))
+
+
+def row(wid):
+    rows = cluster.sql("SELECT state, provider_status, provider_id, attempts, last_error, idempotency_key"
+                       " FROM withdraw.withdrawals WHERE id = %s", (wid,))
+    return dict(zip(("state", "provider_status", "provider_id", "attempts", "last_error", "key"), rows[0]))
+
+
+def wait_state(wid, states, timeout=15):
+    states = (states,) if isinstance(states, str) else states
+    return wait_until(lambda: row(wid)["state"] in states and row(wid), timeout, 0.05,
+                      f"withdrawal {wid} to reach {states} (now {row(wid)})")
+
+
+def creates_for(request_id):
+    return [r for r in mock.requests() if r.get("requestId") == request_id and "inner-create" in r["path"]]
+
+
+def executions(request_id):
+    return mock.ledger()["executions"].get(request_id, 0)
+
+
+def events(wid):
+    return [(f, t) for f, t in cluster.sql(
+        "SELECT from_state, to_state FROM withdraw.events WHERE withdrawal_id = %s ORDER BY at", (wid,))]
+
+
+# ---------------------------------------------------------------------------
+
+def test_rolled_back_transaction_sends_nothing():
+    account, _ = new_account()
+    conn = cluster.connect(autocommit=False)
+    cur = conn.cursor()
+    cur.execute("SELECT withdraw_create(%s, %s)", (account, json.dumps(request(requestId="rolledback1"))))
+    wid = cur.fetchone()[0]
+    time.sleep(0.5)   # the worker cannot see it, however often it looks
+    conn.rollback()
+    conn.close()
+    time.sleep(1.0)
+    assert creates_for("rolledback1") == [], "a rolled-back withdrawal reached the provider"
+    assert cluster.value("SELECT count(*) FROM withdraw.withdrawal WHERE id = %s", (wid,)) == 0
+    return "0 requests at the provider"
+
+
+def test_committed_withdrawal_is_sent_promptly_and_followed_to_success():
+    account, key = new_account({"poll_interval_ms": 50})
+    conn = cluster.connect(autocommit=False)
+    cur = conn.cursor()
+    cur.execute("SELECT withdraw_create(%s, %s)", (account, json.dumps(request(requestId="prompt1", remark="hi"))))
+    wid = cur.fetchone()[0]
+    committed = time.time()
+    conn.commit()
+    conn.close()
+    sent = wait_until(lambda: creates_for("prompt1"), 5, 0.005, "the request at the mock")
+    delay_ms = (sent[0]["t"] - committed) * 1000
+    assert delay_ms < 500, f"sent {delay_ms:.0f} ms after commit"
+    r = wait_state(wid, "succeeded")
+    assert r["provider_id"] and r["provider_status"] == "Transferred successfully"
+    ev = events(wid)
+    assert ev[:4] == [(None, "queued"), ("queued", "sending"), ("sending", "submitted"), ("submitted", "review")], ev
+    assert ev[-1][1] == "succeeded", ev
+    assert executions("prompt1") == 1
+    assert mock.stats()["bad_signatures"] == 0
+    w = mock.ledger()["withdrawals"]
+    mine = [x for x in w if x["requestId"] == "prompt1"][0]
+    assert (mine["api_key"], mine["amount"], mine["address"], mine["remark"]) == (key, "1.25", "100200", "hi")
+    kinds = cluster.sql("SELECT kind, http_status FROM withdraw.attempts WHERE withdrawal_id = %s ORDER BY id", (wid,))
+    assert kinds[0] == ("create", 200) and all(k == ("status", 200) for k in kinds[1:]), kinds
+    return f"commit -> mock {delay_ms:.1f} ms; events {' > '.join(t for _, t in ev)}"
+
+
+def test_signature_with_wrong_secret_is_rejected_without_retry():
+    account, _ = new_account(secret="not-the-secret")
+    wid = create(account, request(requestId="badsig1"))
+    r = wait_state(wid, "rejected")
+    assert "10004" in r["last_error"] and "api_secret" in r["last_error"], r
+    time.sleep(0.5)
+    assert len(creates_for("badsig1")) == 1 and executions("badsig1") == 0
+    return r["last_error"]
+
+
+def test_rate_limit_of_one_request_per_second_is_never_exceeded():
+    account, key = new_account()
+    ids = [create(account, request(requestId=f"rate{i}", amount=f"{i + 1}.5")) for i in range(4)]
+    for wid in ids:
+        wait_state(wid, ("submitted", "review", "processing", "succeeded"), 15)
+    times = sorted(r["t"] for r in mock.requests() if r["api_key"] == key and "inner-create" in r["path"])
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    assert len(times) == 4 and min(gaps) >= 1.0, gaps
+    assert all(r.get("ret_code") != 10006 for r in mock.requests() if r["api_key"] == key)
+    return f"gaps {', '.join(f'{g:.3f}' for g in gaps)} s"
+
+
+def test_5xx_is_retried_with_the_same_request_id():
+    account, _ = new_account()
+    mock.fault(provider="zoomex", path="inner-create", kind="http_503", count=2)
+    wid = create(account, request(requestId="retry5xx"))
+    r = wait_state(wid, "succeeded", 20)
+    reqs = creates_for("retry5xx")
+    assert len(reqs) == 3 and executions("retry5xx") == 1, (reqs, executions("retry5xx"))
+    att = cluster.sql("SELECT http_status, outcome FROM withdraw.attempts WHERE withdrawal_id = %s AND kind = 'create'"
+                      " ORDER BY id", (wid,))
+    assert att == [(503, "unknown"), (503, "unknown"), (200, "submitted")], att
+    return f"3 sends, 1 execution, attempts {att}"
+
+
+def test_timeout_after_execution_is_reconciled_not_paid_twice():
+    account, _ = new_account({"request_timeout_ms": 700})
+    mock.fault(provider="zoomex", path="inner-create", kind="timeout_after", count=1, delay_s=3)
+    wid = create(account, request(requestId="tmoafter", address="300400"))
+    r = wait_state(wid, "succeeded", 20)
+    assert executions("tmoafter") == 1
+    codes = [x.get("ret_code") for x in creates_for("tmoafter")]
+    assert codes == [0, 10014], codes
+    ev = [t for _, t in events(wid)]
+    assert ev[:5] == ["queued", "sending", "unknown", "sending", "unknown"] and ev[-1] == "succeeded", ev
+    return f"create codes {codes}; path {' > '.join(ev)}"
+
+
+def test_timeout_before_execution_is_resent_with_the_same_key():
+    account, _ = new_account({"request_timeout_ms": 700})
+    mock.fault(provider="zoomex", path="inner-create", kind="timeout_before", count=1, delay_s=3)
+    wid = create(account, request(requestId="tmobefore"))
+    wait_state(wid, "succeeded", 20)
+    assert executions("tmobefore") == 1 and len(creates_for("tmobefore")) == 2
+    return "2 sends, 1 execution"
+
+
+def test_reset_and_garbage_are_retried_safely():
+    account, _ = new_account()
+    mock.fault(provider="zoomex", path="inner-create", kind="reset_after", count=1)
+    a = create(account, request(requestId="resetafter", address="500600"))
+    wait_state(a, "succeeded", 20)
+    mock.fault(provider="zoomex", path="inner-create", kind="garbage", count=1)
+    b = create(account, request(requestId="garbage1", address="500601"))
+    wait_state(b, "succeeded", 20)
+    assert executions("resetafter") == 1 and executions("garbage1") == 1
+    return "each executed once"
+
+
+def test_rate_limit_answer_is_retried_later():
+    account, _ = new_account()
+    mock.fault(provider="zoomex", path="inner-create", kind="retcode", code=10006, count=1)
+    wid = create(account, request(requestId="ratecode"))
+    wait_state(wid, "succeeded", 20)
+    assert executions("ratecode") == 1
+    assert cluster.sql("SELECT outcome FROM withdraw.attempts WHERE withdrawal_id = %s AND kind = 'create' ORDER BY id",
+                       (wid,)) == [("not delivered",), ("submitted",)]
+
+
+def test_terminal_error_is_not_retried():
+    account, _ = new_account()
+    mock.fault(provider="zoomex", path="inner-create", kind="retcode", code=110004, count=1)
+    wid = create(account, request(requestId="nobalance"))
+    r = wait_state(wid, "rejected")
+    time.sleep(0.5)
+    assert len(creates_for("nobalance")) == 1 and "insufficient balance" in r["last_error"], r
+    return r["last_error"]
+
+
+def test_provider_outcomes_map_to_states():
+    account, _ = new_account({"poll_interval_ms": 50})
+    fail = create(account, request(requestId="endfail", address="fail-1"))
+    reject = create(account, request(requestId="endreject", address="reject-1"))
+    wait_state(fail, "failed")
+    wait_state(reject, "rejected")
+    assert row(fail)["provider_status"] == "Fail" and row(reject)["provider_status"] == "Rejected"
+
+
+def test_sighup_reloads_settings():
+    account, _ = new_account()
+    pid = cluster.worker_pid()
+    cluster.sql("ALTER SYSTEM SET withdraw.request_timeout = '400ms'")
+    cluster.sql("SELECT pg_reload_conf()")
+    time.sleep(0.5)
+    mock.fault(provider="zoomex", path="inner-create", kind="timeout_before", count=1, delay_s=3)
+    wid = create(account, request(requestId="sighup1"))
+    wait_state(wid, "succeeded", 20)
+    latency = cluster.value("SELECT latency_ms FROM withdraw.attempts WHERE withdrawal_id = %s ORDER BY id LIMIT 1", (wid,))
+    cluster.sql("ALTER SYSTEM RESET withdraw.request_timeout")
+    cluster.sql("SELECT pg_reload_conf()")
+    assert cluster.worker_pid() == pid, "the worker restarted instead of reloading"
+    assert 300 <= latency < 1500, latency
+    return f"first attempt timed out after {latency:.0f} ms (was 5000 ms before the reload)"
+
+
+def test_sigterm_stops_the_worker_cleanly_and_it_comes_back():
+    pid = cluster.worker_pid()
+    os.kill(pid, signal.SIGTERM)
+    wait_until(lambda: cluster.worker_pid() not in (None, pid), 15, 0.2, "a new worker")
+    assert "terminating background worker \"withdraw worker\"" in cluster.log_text()
+    account, _ = new_account()
+    wid = create(account, request(requestId="aftersigterm"))
+    wait_state(wid, "succeeded", 20)
+
+
+def test_kill9_of_the_worker_mid_flight_loses_nothing_and_pays_once():
+    account, _ = new_account({"request_timeout_ms": 20000})
+    mock.fault(provider="zoomex", path="inner-create", kind="timeout_after", count=1, delay_s=30)
+    wid = create(account, request(requestId="kill9a", address="700800"))
+    wait_until(lambda: executions("kill9a") == 1, 10, 0.05, "the mock to execute")
+    assert row(wid)["state"] == "sending"
+    os.kill(cluster.worker_pid(), signal.SIGKILL)
+    time.sleep(1)
+    cluster.wait_ready(60)
+    r = wait_state(wid, "succeeded", 30)
+    assert executions("kill9a") == 1
+    ev = [t for _, t in events(wid)]
+    assert ev[:5] == ["queued", "sending", "unknown", "sending", "unknown"] and ev[-1] == "succeeded", ev
+    assert [x.get("ret_code") for x in creates_for("kill9a")] == [0, 10014]
+    return " > ".join(ev)
+
+
+def test_kill9_storm_over_a_batch():
+    """40 withdrawals over 8 accounts (each at the provider's 1 request/s), with
+    the worker killed -9 three times at random moments while they are sent."""
+    accounts = [new_account({"poll_interval_ms": 100})[0] for _ in range(8)]
+    keys = [f"storm{i}" for i in range(40)]
+    conn = cluster.connect(autocommit=False)
+    cur = conn.cursor()
+    for i, k in enumerate(keys):
+        cur.execute("SELECT withdraw_create(%s, %s)",
+                    (accounts[i % 8], json.dumps(request(requestId=k, address=f"9{i:05d}"))))
+    conn.commit()
+    conn.close()
+    kills = 0
+    for _ in range(3):
+        time.sleep(random.uniform(0.2, 1.5))
+        os.kill(cluster.wait_ready(60), signal.SIGKILL)
+        kills += 1
+        time.sleep(0.3)
+    cluster.wait_ready(60)
+    started = time.monotonic()
+    done = "SELECT count(*) FROM withdraw.withdrawals WHERE account = ANY(%s) AND state IN %s"
+    try:
+        wait_until(lambda: cluster.value(done, (accounts, TERMINAL)) == 40, 90, 0.2, "every withdrawal to finish")
+    except AssertionError:
+        raise AssertionError(cluster.sql("SELECT state, left(last_error, 120), count(*) FROM withdraw.withdrawals"
+                                         " WHERE account = ANY(%s) GROUP BY 1, 2", (accounts,)))
+    drain = time.monotonic() - started
+    if os.environ.get("KEEP") or drain > 20:
+        for r in cluster.sql("SELECT w.idempotency_key, t.kind, t.started_at::time, t.http_status, t.outcome,"
+                             " left(t.response_body, 60), left(t.error, 40) FROM withdraw.attempts t"
+                             " JOIN withdraw.withdrawals w ON w.id = t.withdrawal_id"
+                             " WHERE w.account = ANY(%s) ORDER BY w.id, t.id", (accounts,)):
+            print(r)
+    ledger = mock.ledger()["executions"]
+    doubled = [k for k in keys if ledger.get(k, 0) > 1]
+    lost = [k for k in keys if ledger.get(k, 0) == 0]
+    states = cluster.sql("SELECT state, count(*) FROM withdraw.withdrawals WHERE account = ANY(%s) GROUP BY 1",
+                         (accounts,))
+    assert not doubled and not lost, (doubled, lost)
+    assert states == [("succeeded", 40)], states
+    return f"40 withdrawals, {kills} kills, lost 0, doubled 0, drained {drain:.1f}s after the last kill"
+
+
+def main():
+    global cluster, mock
+    mock = Mock({"zoomex": {"keys": KEYS, "status_schedule": [["Pending Review", 0.2], ["Pending Transfer", 0.2]]}})
+    cluster = Cluster().start()
+    ok = False
+    try:
+        cluster.sql("CREATE EXTENSION withdraw")
+        cluster.wait_ready()
+        suite = Suite("integration")
+        tests = [v for k, v in globals().items() if k.startswith("test_")]
+        ok = suite.run(tests, sys.argv[1:])
+    finally:
+        if not ok or os.environ.get("KEEP"):
+            print("---- server log (tail) ----")
+            print("\n".join(cluster.log_text().splitlines()[-40:]))
+        cluster.destroy()
+        mock.stop()
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()
