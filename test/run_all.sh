@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The whole test suite: pg_regress, the mock provider's self-test and the
+# integration suite (real server, real worker, mock provider over HTTP).
+#
+# As root (CI, a fresh Debian 12 machine): installs packages, builds, installs,
+# then runs the suites as the unprivileged postgres user, which PostgreSQL
+# requires.  As another user: runs the suites against the installed extension.
+set -euo pipefail
+top="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$top"
+PY=/usr/bin/python3
+
+if [ "$(id -u)" -eq 0 ]; then
+	bash test/setup.sh
+	work=$(mktemp -d /tmp/withdraw-test.XXXXXX)
+	cp -a "$top/." "$work/"
+	chown -R postgres "$work"
+	chmod 755 "$work"
+	status=0
+	runuser -u postgres -- env PATH="/usr/lib/postgresql/15/bin:$PATH" bash "$work/test/run_all.sh" || status=$?
+	rm -rf "$work"
+	exit $status
+fi
+
+export PATH="/usr/lib/postgresql/15/bin:$PATH"
+failed=()
+
+echo "== pg_regress (make installcheck)"
+if ! make -s installcheck; then
+	failed+=(pg_regress)
+	[ -f regression.diffs ] && head -200 regression.diffs
+fi
+
+echo "== mock provider self-test"
+$PY test/mock/test_mock.py >/tmp/withdraw-mock-selftest.log 2>&1 || {
+	failed+=(mock)
+	tail -40 /tmp/withdraw-mock-selftest.log
+}
+tail -3 /tmp/withdraw-mock-selftest.log
+
+echo "== integration suite"
+$PY test/integration/test_worker.py || failed+=(integration)
+
+if [ ${#failed[@]} -gt 0 ]; then
+	echo "FAILED: ${failed[*]}"
+	exit 1
+fi
+echo "ALL PASSED"
