@@ -26,6 +26,8 @@ SELECT withdraw_account_create('acme', 'zoomex', 'ftp://api.example.com', :'cred
 SELECT withdraw_account_create('acme', 'zoomex', 'api.example.com', :'creds');
 \echo SQLSTATE :LAST_ERROR_SQLSTATE
 -- case: base_url has no query, fragment or spaces: paths are appended to it
+SELECT withdraw_account_create('acme', 'zoomex', 'https://', :'creds');
+\echo SQLSTATE :LAST_ERROR_SQLSTATE
 SELECT withdraw_account_create('acme', 'zoomex', 'https://api.example.com/?x=1', :'creds');
 \echo SQLSTATE :LAST_ERROR_SQLSTATE
 SELECT withdraw_account_create('acme', 'zoomex', 'https://api.example.com/#top', :'creds');
@@ -63,13 +65,18 @@ SELECT withdraw_account_create('acme_frac', 'zoomex', 'https://api.example.com',
 -- (a huge number is out of the option's range, like any other)
 SELECT withdraw_account_create('acme_huge', 'zoomex', 'https://api.example.com', :'creds', '{"max_attempts": 1e30}');
 \echo SQLSTATE :LAST_ERROR_SQLSTATE
--- case: NULL arguments: 22004 (null_value_not_allowed); options may be NULL
+-- case: NULL arguments: 22004 (null_value_not_allowed)
 SELECT withdraw_account_create(NULL, 'zoomex', 'https://api.example.com', :'creds');
 \echo SQLSTATE :LAST_ERROR_SQLSTATE
 SELECT withdraw_account_create('acme', 'zoomex', NULL, :'creds');
 \echo SQLSTATE :LAST_ERROR_SQLSTATE
 SELECT withdraw_account_create('acme', 'zoomex', 'https://api.example.com', NULL);
 \echo SQLSTATE :LAST_ERROR_SQLSTATE
+-- case: NULL options are no options
+BEGIN;
+SELECT withdraw_account_create('acme', 'zoomex', 'https://api.example.com', :'creds', NULL);
+SELECT name, options FROM withdraw.accounts WHERE name = 'acme';
+ROLLBACK;
 -- case: none of the above created an account
 SELECT name FROM withdraw.accounts ORDER BY name;
 -- case: an account name is unique: 42710 (duplicate_object)
@@ -82,15 +89,15 @@ SELECT name, provider, base_url, options, credential_keys FROM withdraw.accounts
 -- case: withdraw.accounts names the credentials but never shows their values
 SELECT count(*) AS rows_showing_the_secret
 FROM withdraw.accounts a WHERE row_to_json(a)::text LIKE '%s3cr3t-value%';
-SELECT count(*) AS accounts_with_the_secret
-FROM withdraw.account_secret WHERE credentials->>'api_secret' = 's3cr3t-value';
 -- case: withdraw_account_update changes the options; NULL arguments keep the rest
 SELECT withdraw_account_update('acme', options => '{"recv_window": 20000}');
 SELECT name, base_url, options, credential_keys FROM withdraw.accounts WHERE name = 'acme';
 -- case: withdraw_account_update replaces the credentials (all keys are needed)
+SELECT md5(s::text) AS stored_before FROM withdraw.account_secret s
+WHERE account_id = (SELECT id FROM withdraw.account WHERE name = 'acme') \gset
 SELECT withdraw_account_update('acme', credentials => '{"api_key": "k9", "api_secret": "n3w-s3cr3t"}');
-SELECT credentials = '{"api_key": "k9", "api_secret": "n3w-s3cr3t"}' AS credentials_replaced
-FROM withdraw.account_secret WHERE account_id = (SELECT id FROM withdraw.account WHERE name = 'acme');
+SELECT md5(s::text) <> :'stored_before' AS credentials_replaced FROM withdraw.account_secret s
+WHERE account_id = (SELECT id FROM withdraw.account WHERE name = 'acme');
 SELECT withdraw_account_update('acme', credentials => '{"api_key": "k10"}');
 \echo SQLSTATE :LAST_ERROR_SQLSTATE
 -- case: withdraw_account_update changes the base URL, checked like at creation

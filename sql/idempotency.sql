@@ -56,3 +56,5 @@ FROM withdraw.withdrawals WHERE idempotency_key = 'order1' ORDER BY account;
 -- case: withdraw_status finds a withdrawal by account and key
 SELECT account, idempotency_key, amount FROM withdraw_status('zoomex_b', 'order1');
 SELECT account, idempotency_key, amount, id FROM withdraw_status('zoomex', 'order1');
+-- case: an unknown id or key gives NULL
+SELECT withdraw_status(999999) IS NULL AS unknown_id, withdraw_status('zoomex', 'nosuchkey') IS NULL AS unknown_key;

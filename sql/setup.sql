@@ -1,5 +1,5 @@
 --
--- setup: install the extension and create the accounts the other files use
+-- setup: install the extension and create the account the other files use
 --
 -- The files of this suite run in order in one database; the background
 -- worker serves this database (test/regress.conf) once the extension exists.
@@ -30,6 +30,8 @@ ORDER BY c.relname;
 SELECT rolname, rolcanlogin, rolsuper
 FROM pg_roles WHERE rolname IN ('withdraw_user', 'withdraw_admin')
 ORDER BY rolname;
+-- case: the settings (test/regress.conf sets database_name, allow_http and naptime)
+SELECT name, setting, unit, context FROM pg_settings WHERE name LIKE 'withdraw.%' ORDER BY name;
 -- case: the zoomex account the next files use; nothing listens at its URL,
 -- so the worker's attempts fail to connect and are retried later
 SELECT withdraw_account_create('zoomex', 'zoomex', 'http://127.0.0.1:9/zoomex',

@@ -64,13 +64,16 @@ SELECT withdraw_create('zoomex', :'ok'::jsonb || '{"requestId": ""}');
 -- case: remark is at most 50 characters
 SELECT withdraw_create('zoomex', :'ok'::jsonb || jsonb_build_object('remark', repeat('r', 51)));
 \echo SQLSTATE :LAST_ERROR_SQLSTATE
--- case: characters, not bytes, are counted: 50 two-byte characters are accepted
--- (the database is UTF8; the withdrawal is rolled back)
+-- case: characters, not bytes, are counted: 50 letters e-acute, chr(233), are
+-- accepted, 51 are not (in a UTF8 database each is two bytes; the accepted
+-- withdrawal is rolled back)
 BEGIN;
-SELECT withdraw_create('zoomex', :'ok'::jsonb || jsonb_build_object('remark', repeat('é', 50))) AS id \gset
-SELECT char_length(request->>'remark') AS characters, octet_length(request->>'remark') AS bytes
+SELECT withdraw_create('zoomex', :'ok'::jsonb || jsonb_build_object('remark', repeat(chr(233), 50))) AS id \gset
+SELECT char_length(request->>'remark') AS characters
 FROM withdraw.withdrawals WHERE id = :id;
 ROLLBACK;
+SELECT withdraw_create('zoomex', :'ok'::jsonb || jsonb_build_object('remark', repeat(chr(233), 51)));
+\echo SQLSTATE :LAST_ERROR_SQLSTATE
 -- case: an amount is a positive decimal: digits, optionally a point and digits
 SELECT withdraw_create('zoomex', :'ok'::jsonb || '{"amount": "0"}');
 \echo SQLSTATE :LAST_ERROR_SQLSTATE

@@ -73,6 +73,32 @@ SELECT w.database, w.state,
        w.in_flight >= 0 AS in_flight_known
 FROM withdraw.workers w;
 --
+-- withdraw.attempts, from the worker
+--
+-- The worker has tried to send the withdrawals the earlier files committed
+-- (it is running, and nothing listens at the account's URL); wait (at most
+-- 60 s) for the first attempt of withdrawal 1001 (see idempotency).
+DO $$
+BEGIN
+	FOR i IN 1..600 LOOP
+		EXIT WHEN EXISTS (SELECT FROM withdraw.attempts WHERE withdrawal_id = 1001);
+		PERFORM pg_sleep(0.1);
+	END LOOP;
+END
+$$;
+-- case: an exchange is kept with its request, the key and signature redacted;
+-- a refused connection is "not delivered" (the request's timestamp is masked)
+\x on
+SELECT withdrawal_id, account, provider, kind, method, url,
+       regexp_replace(request_body, '"timestamp":[0-9]+', '"timestamp":(ms)') AS request_body,
+       http_status, response_body, error IS NOT NULL AS has_error, outcome
+FROM withdraw.attempts WHERE withdrawal_id = 1001 ORDER BY id LIMIT 1;
+\x off
+-- case: no attempt shows the account's api_key or api_secret
+SELECT count(*) AS attempts_showing_a_credential
+FROM withdraw.attempts t
+WHERE t::text LIKE '%s3cr3t-value%' OR t::text LIKE '%"k1"%' OR t::text LIKE '%=k1&%';
+--
 -- NOTIFY withdraw_status
 --
 -- The withdrawals the earlier files committed are retried by the worker

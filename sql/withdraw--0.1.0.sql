@@ -179,6 +179,10 @@ CREATE FUNCTION withdraw._wake() RETURNS void
 	AS 'MODULE_PATHNAME', 'withdraw_wake' LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION withdraw._wake() IS 'Wakes the worker when the current transaction commits';
 
+CREATE FUNCTION withdraw._calling_role() RETURNS name
+	AS 'MODULE_PATHNAME', 'withdraw_calling_role' LANGUAGE C STABLE;
+COMMENT ON FUNCTION withdraw._calling_role() IS 'The role that called the current SECURITY DEFINER function';
+
 CREATE FUNCTION withdraw._worker_info(
 	OUT database text, OUT pid integer, OUT state text, OUT started_at timestamptz,
 	OUT heartbeat_at timestamptz, OUT in_flight integer, OUT requests_sent bigint,
@@ -317,7 +321,7 @@ BEGIN
 		RETURN false;
 	END IF;
 	UPDATE withdraw.withdrawal w
-	SET state = 'cancelled', last_error = 'cancelled by ' || session_user, updated_at = now()
+	SET state = 'cancelled', last_error = 'cancelled by ' || withdraw._calling_role(), updated_at = now()
 	WHERE w.id = withdraw_cancel.id;
 	RETURN true;
 END

@@ -83,9 +83,10 @@ check_base_url(const char *url)
 		account_error(ERRCODE_INVALID_PARAMETER_VALUE,
 					  errmsg("base_url must use https"),
 					  errhint("Plain http is refused unless withdraw.allow_http is on, which is meant for local test providers only."));
-	if (strlen(url) > 2048 || strpbrk(url, " \t\r\n?#") != NULL)
+	if (strlen(url) > 2048 || strpbrk(url, " \t\r\n?#") != NULL ||
+		!isalnum((unsigned char) url[https ? 8 : 7]))
 		account_error(ERRCODE_INVALID_PARAMETER_VALUE,
-					  errmsg("base_url must be a URL without spaces, query or fragment"));
+					  errmsg("base_url must be a URL with a host and without spaces, query or fragment"));
 }
 
 /* Every required key present as a non-empty string, and nothing else. */

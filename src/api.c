@@ -24,6 +24,7 @@
 #include "withdraw.h"
 
 PG_FUNCTION_INFO_V1(withdraw_create);
+PG_FUNCTION_INFO_V1(withdraw_calling_role);
 
 static SPIPlanPtr account_plan = NULL;
 static SPIPlanPtr insert_plan = NULL;
@@ -95,8 +96,7 @@ insert_withdrawal(int32 account_id, ValidatedRequest *v)
 	args[4] = CStringGetTextDatum(v->amount);
 	args[5] = v->destination ? CStringGetTextDatum(v->destination) : (Datum) 0;
 	nulls[5] = v->destination ? ' ' : 'n';
-	args[6] = DirectFunctionCall1(namein,
-								  CStringGetDatum(GetUserNameFromId(GetOuterUserId(), false)));
+	args[6] = DirectFunctionCall1(withdraw_calling_role, (Datum) 0);
 
 	if (SPI_execute_plan(insert_plan, args, nulls, false, 1) != SPI_OK_INSERT_RETURNING)
 		elog(ERROR, "withdrawal insert failed");
@@ -166,4 +166,15 @@ withdraw_create(PG_FUNCTION_ARGS)
 	SPI_finish();
 
 	PG_RETURN_INT64(id);
+}
+
+/*
+ * SQL: withdraw._calling_role() — the role that called the SECURITY DEFINER
+ * function we are in (current_user there is the extension's owner).
+ */
+Datum
+withdraw_calling_role(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_DATUM(DirectFunctionCall1(namein,
+										CStringGetDatum(GetUserNameFromId(GetOuterUserId(), false))));
 }

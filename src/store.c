@@ -64,7 +64,7 @@ static const char *const candidates_sql[2] = {
 
 static const char *const take_sql[2] = {
 	"UPDATE withdraw.withdrawal w"
-	" SET state = 'sending', attempts = w.attempts + 1,"
+	" SET state = 'sending', attempts = w.attempts + 1, last_error = NULL,"
 	"     first_sent_at = coalesce(w.first_sent_at, now()), updated_at = now()"
 	TAKE_RETURNING,
 	/* a poll in flight is also excluded by id; this only guards a crash */

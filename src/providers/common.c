@@ -35,18 +35,20 @@ account_option_int(Jsonb *options, const char *key, int default_value,
 				   int min_value, int max_value)
 {
 	JsonbValue	v;
-	int64		result;
+	char	   *text;
+	int64		result = 0;
 
 	if (options == NULL || !json_get(&options->root, key, &v) || v.type == jbvNull)
 		return default_value;
-	if (v.type != jbvNumeric)
+	text = v.type == jbvNumeric ? json_scalar_text(&v) : "";
+	if (text[0] == '\0' || strspn(text, "-0123456789") != strlen(text))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errhidestmt(true),
 				 errmsg("account option \"%s\" must be an integer", key)));
-	result = DatumGetInt64(DirectFunctionCall1(numeric_int8,
-											   NumericGetDatum(v.val.numeric)));
-	if (result < min_value || result > max_value)
+	if (strlen(text) <= 12)
+		result = strtoi64(text, NULL, 10);
+	if (strlen(text) > 12 || result < min_value || result > max_value)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errhidestmt(true),

@@ -291,6 +291,9 @@ QUIET = False
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # answer in one segment: without this, headers and body leave as two
+    # writes and a keep-alive client waits for a delayed ACK (~40 ms)
+    disable_nagle_algorithm = True
     server_version = "mock-provider/1"
     sys_version = ""
 
