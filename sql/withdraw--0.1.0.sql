@@ -183,6 +183,11 @@ CREATE FUNCTION withdraw._calling_role() RETURNS name
 	AS 'MODULE_PATHNAME', 'withdraw_calling_role' LANGUAGE C STABLE;
 COMMENT ON FUNCTION withdraw._calling_role() IS 'The role that called the current SECURITY DEFINER function';
 
+CREATE FUNCTION withdraw._zoomex_signature(api_secret text, params jsonb) RETURNS text[]
+	AS 'MODULE_PATHNAME', 'withdraw_zoomex_signature' LANGUAGE C IMMUTABLE STRICT;
+COMMENT ON FUNCTION withdraw._zoomex_signature(text, jsonb) IS
+	'The zoomex string to sign and its signature, the code path the worker uses (for test vectors)';
+
 CREATE FUNCTION withdraw._worker_info(
 	OUT database text, OUT pid integer, OUT state text, OUT started_at timestamptz,
 	OUT heartbeat_at timestamptz, OUT in_flight integer, OUT requests_sent bigint,

@@ -18,6 +18,9 @@
  */
 #include "postgres.h"
 
+#include "catalog/pg_type.h"
+#include "fmgr.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
@@ -165,6 +168,41 @@ zoomex_validate(Jsonb *request, ValidatedRequest *out)
 }
 
 /*
+ * The v1 signature over every parameter: sorted by key, k=v&..., raw
+ * values, HMAC-SHA256 in lowercase hex.  Sorts params in place.
+ */
+static char *
+zoomex_signature(const char *api_secret, ParamList *params, char **to_sign)
+{
+	params_sort(params);
+	*to_sign = params_join(params, false);
+	return hmac_sha256_hex(api_secret, strlen(api_secret), *to_sign, strlen(*to_sign));
+}
+
+/*
+ * SQL: withdraw._zoomex_signature(api_secret, params) — the string to sign
+ * and the signature, for the documented test vectors in pg_regress.
+ */
+PG_FUNCTION_INFO_V1(withdraw_zoomex_signature);
+Datum
+withdraw_zoomex_signature(PG_FUNCTION_ARGS)
+{
+	char	   *secret = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	Jsonb	   *object = PG_GETARG_JSONB_P(1);
+	ParamList	params;
+	char	   *to_sign;
+	char	   *sign;
+	Datum		elems[2];
+
+	params_init(&params);
+	request_to_params(object, &params);
+	sign = zoomex_signature(secret, &params, &to_sign);
+	elems[0] = CStringGetTextDatum(to_sign);
+	elems[1] = CStringGetTextDatum(sign);
+	PG_RETURN_ARRAYTYPE_P(construct_array(elems, 2, TEXTOID, -1, false, TYPALIGN_INT));
+}
+
+/*
  * Adds api_key, timestamp and recv_window to params, signs them and sets
  * the X-BAPI-* headers; returns the signature.
  */
@@ -183,9 +221,7 @@ zoomex_sign(WithdrawalJob *job, ParamList *params, HttpRequest *req)
 	params_add(params, "api_key", api_key);
 	params_add(params, "timestamp", timestamp);
 	params_add(params, "recv_window", recv_window);
-	params_sort(params);
-	to_sign = params_join(params, false);
-	sign = hmac_sha256_hex(api_secret, strlen(api_secret), to_sign, strlen(to_sign));
+	sign = zoomex_signature(api_secret, params, &to_sign);
 	explicit_bzero(api_secret, strlen(api_secret));
 
 	http_request_header(req, "X-BAPI-API-KEY", api_key);
