@@ -104,19 +104,32 @@ int_array(List *list, bool is_int8)
 	return PointerGetDatum(construct_array(elems, n, INT4OID, 4, true, TYPALIGN_INT));
 }
 
-/* Rows left in 'sending' by a worker that died: their fate is unknown. */
+/*
+ * After a worker stops: rows left in 'sending' have an unknown fate, and
+ * polls it had claimed (next_poll_at pushed a minute ahead) are due now.
+ * Returns the number of rows found in 'sending'.
+ */
 int
-store_recover_sending(void)
+store_recover(void)
 {
-	int			rc = SPI_execute("UPDATE withdraw.withdrawal"
-								 " SET state = 'unknown', maybe_delivered = true,"
-								 "     next_attempt_at = now(), updated_at = now(),"
-								 "     last_error = 'the worker stopped while this request was in flight'"
-								 " WHERE state = 'sending'", false, 0);
+	int			rc;
+	int			sending;
 
+	rc = SPI_execute("UPDATE withdraw.withdrawal"
+					 " SET state = 'unknown', maybe_delivered = true,"
+					 "     next_attempt_at = now(), updated_at = now(),"
+					 "     last_error = 'the worker stopped while this request was in flight'"
+					 " WHERE state = 'sending'", false, 0);
 	if (rc != SPI_OK_UPDATE)
 		elog(ERROR, "recovery of sending withdrawals failed: %s", SPI_result_code_string(rc));
-	return (int) SPI_processed;
+	sending = (int) SPI_processed;
+
+	rc = SPI_execute("UPDATE withdraw.withdrawal SET next_poll_at = now()"
+					 " WHERE state IN ('submitted', 'processing', 'review', 'unknown')"
+					 "   AND next_poll_at > now()", false, 0);
+	if (rc != SPI_OK_UPDATE)
+		elog(ERROR, "recovery of status polls failed: %s", SPI_result_code_string(rc));
+	return sending;
 }
 
 List *

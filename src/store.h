@@ -22,7 +22,7 @@ typedef struct Candidate
 	TimestampTz first_sent_at;
 } Candidate;
 
-extern int	store_recover_sending(void);
+extern int	store_recover(void);
 extern List *store_candidates(JobKind kind, List *excluded_accounts, List *excluded_ids,
 							  int limit, MemoryContext cxt);
 extern List *store_take(JobKind kind, List *ids, MemoryContext parent);

@@ -381,7 +381,7 @@ claim_and_send(void)
 	}
 	if (!recovered)
 	{
-		int			n = store_recover_sending();
+		int			n = store_recover();
 
 		if (n > 0)
 			ereport(LOG,
