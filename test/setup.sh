@@ -30,5 +30,8 @@ if grep -q "warning:" /tmp/withdraw-build.log; then
 	echo "the build printed compiler warnings" >&2
 	exit 1
 fi
+# unlink first: running servers keep their mapping of the old library
+# instead of seeing it overwritten in place
+rm -f "$(pg_config --pkglibdir)/withdraw.so"
 make -s install >/dev/null
 echo "== installed into $(pg_config --pkglibdir)"

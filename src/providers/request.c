@@ -74,6 +74,18 @@ request_reject_unknown_fields(Jsonb *request, const char *provider,
 	}
 }
 
+/* Finds a field; a JSON null counts as absent, and absent as an error if required. */
+static bool
+request_field(Jsonb *request, const char *provider, const char *field, bool required,
+			  JsonbValue *v)
+{
+	if (json_get(&request->root, field, v) && v->type != jbvNull)
+		return true;
+	if (required)
+		request_field_error(provider, field, "is required", NULL);
+	return false;
+}
+
 /* A string field: NULL when absent and not required. */
 char *
 request_string(Jsonb *request, const char *provider, const char *field,
@@ -82,12 +94,8 @@ request_string(Jsonb *request, const char *provider, const char *field,
 	JsonbValue	v;
 	char	   *s;
 
-	if (!json_get(&request->root, field, &v) || v.type == jbvNull)
-	{
-		if (required)
-			request_field_error(provider, field, "is required", NULL);
+	if (!request_field(request, provider, field, required, &v))
 		return NULL;
-	}
 	if (v.type != jbvString)
 		request_field_error(provider, field,
 							psprintf("must be a string, not %s", json_type_name(&v)),
@@ -112,12 +120,8 @@ request_int(Jsonb *request, const char *provider, const char *field,
 	JsonbValue	v;
 	char	   *text;
 
-	if (!json_get(&request->root, field, &v) || v.type == jbvNull)
-	{
-		if (required)
-			request_field_error(provider, field, "is required", NULL);
+	if (!request_field(request, provider, field, required, &v))
 		return false;
-	}
 	if (v.type != jbvNumeric)
 		request_field_error(provider, field,
 							psprintf("must be an integer, not %s", json_type_name(&v)),
