@@ -110,6 +110,17 @@ def test_committed_withdrawal_is_sent_promptly_and_followed_to_success():
     return f"commit -> mock {delay_ms:.1f} ms; events {' > '.join(t for _, t in ev)}"
 
 
+def test_connections_are_reused():
+    account, key = new_account({"poll_interval_ms": 50})
+    ids = [create(account, request(requestId=f"reuse{i}")) for i in range(3)]
+    for wid in ids:
+        wait_state(wid, "succeeded")
+    mine = [r for r in mock.requests() if r["api_key"] == key]
+    ports = {r["client_port"] for r in mine}
+    assert len(mine) >= 6 and len(ports) <= 2, (len(mine), ports)
+    return f"{len(mine)} requests over {len(ports)} connection(s)"
+
+
 def test_signature_with_wrong_secret_is_rejected_without_retry():
     account, _ = new_account(secret="not-the-secret")
     wid = create(account, request(requestId="badsig1"))

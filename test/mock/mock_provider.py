@@ -237,7 +237,8 @@ class Core:
             kind = fault["kind"] if fault else None
             entry = {"t": req.t, "path": req.path, "method": req.method, "api_key": None,
                      "requestId": None, "ret_code": None, "sig_ok": False, "fault": kind,
-                     "http_status": None, "executed": False}
+                     "http_status": None, "executed": False,
+                     "client_port": getattr(req, "client_port", None)}
             self.log[name].append(entry)
             self.stats[name]["requests"] += 1
             if fault:
@@ -372,6 +373,7 @@ class Handler(BaseHTTPRequestHandler):
         if first not in REGISTRY:
             return self.send_json(404, {"error": f"unknown provider {first!r}"})
         req = Request(self.command, slash + tail, url.query, self.headers, body, t, mono)
+        req.client_port = self.client_address[1]
         action, arg = CORE.serve(first, req)
         if action == "reply":
             self.send_bytes(arg.status, arg.body, arg.content_type)
