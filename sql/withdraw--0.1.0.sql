@@ -52,7 +52,7 @@ COMMENT ON TABLE withdraw.state_transition IS 'Allowed state changes of a withdr
 
 INSERT INTO withdraw.state_transition (from_state, to_state)
 SELECT f, t FROM (VALUES
-	('queued', ARRAY['sending', 'cancelled']),
+	('queued', ARRAY['sending', 'cancelled', 'failed']),
 	('sending', ARRAY['submitted', 'queued', 'unknown', 'rejected', 'failed', 'review']),
 	('unknown', ARRAY['sending', 'submitted', 'processing', 'review', 'succeeded', 'failed',
 					  'rejected', 'cancelled', 'expired']),

@@ -12,14 +12,13 @@
  */
 #include "postgres.h"
 
-#include <limits.h>
-
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 
+#include "job.h"
 #include "jsonutil.h"
 #include "providers/provider.h"
 #include "withdraw.h"
@@ -31,7 +30,8 @@ PG_FUNCTION_INFO_V1(withdraw_account_drop);
 /* options every account understands, whatever its provider */
 static const char *const generic_option_keys[] = {
 	"create_interval_ms", "polls_per_second", "poll_interval_ms", "request_timeout_ms",
-	"max_attempts", "idempotency_window_ms", "reconcile_timeout_ms", NULL
+	"max_attempts", "idempotency_window_ms", "reconcile_timeout_ms", "deadline_ms",
+	"max_in_flight", NULL
 };
 
 #define account_error(code, ...) \
@@ -129,6 +129,7 @@ check_options(const Provider *provider, Jsonb *options)
 	JsonbIterator *it;
 	JsonbValue	v;
 	JsonbIteratorToken token;
+	AccountPolicy policy;
 
 	if (!JB_ROOT_IS_OBJECT(options) || JB_ROOT_IS_SCALAR(options))
 		account_error(ERRCODE_INVALID_PARAMETER_VALUE,
@@ -146,13 +147,7 @@ check_options(const Provider *provider, Jsonb *options)
 							  errhint("See the README's list of account options."));
 		}
 	}
-	(void) account_option_int(options, "create_interval_ms", 0, 0, 24 * 3600 * 1000);
-	(void) account_option_int(options, "polls_per_second", 0, 0, 100000);
-	(void) account_option_int(options, "poll_interval_ms", 0, 10, 24 * 3600 * 1000);
-	(void) account_option_int(options, "request_timeout_ms", 0, 100, 600 * 1000);
-	(void) account_option_int(options, "max_attempts", 0, 1, 10000);
-	(void) account_option_int(options, "idempotency_window_ms", 0, 0, INT_MAX);
-	(void) account_option_int(options, "reconcile_timeout_ms", 0, 1000, INT_MAX);
+	account_policy(provider, options, &policy);
 	if (provider->check_options)
 		provider->check_options(options);
 }

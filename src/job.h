@@ -53,6 +53,8 @@ typedef struct AccountPolicy
 	int			max_attempts;
 	int			idempotency_window_ms;
 	int			reconcile_timeout_ms;
+	int			deadline_ms;	/* a create not sent by then is not sent at all */
+	int			max_in_flight;	/* exchanges of this account in flight at once */
 } AccountPolicy;
 
 /* policy.c */

@@ -28,6 +28,11 @@
 
 #define RECONCILE_FIRST_POLL_MS 500
 
+/*
+ * The account's settings: its options, else the provider's defaults, else
+ * the server's settings.  Also the validation of those options: an
+ * out-of-range value raises an ERROR naming the option.
+ */
 void
 account_policy(const Provider *provider, Jsonb *options, AccountPolicy *policy)
 {
@@ -46,6 +51,10 @@ account_policy(const Provider *provider, Jsonb *options, AccountPolicy *policy)
 													   24 * 3600 * 1000, 0, INT_MAX);
 	policy->reconcile_timeout_ms = account_option_int(options, "reconcile_timeout_ms",
 													  3600 * 1000, 1000, INT_MAX);
+	policy->deadline_ms = account_option_int(options, "deadline_ms",
+											 24 * 3600 * 1000, 1000, INT_MAX);
+	policy->max_in_flight = account_option_int(options, "max_in_flight",
+											   16, 1, 10000);
 }
 
 /* No HTTP answer: what do we know? */

@@ -35,19 +35,21 @@ static SPIPlanPtr reconcile_plan;
 static SPIPlanPtr attempt_plan;
 static SPIPlanPtr change_plan;
 static SPIPlanPtr taken_plan;
+static SPIPlanPtr unsent_plan;
+static SPIPlanPtr prune_plan[2];
 
 static const char *const candidates_sql[2] = {
 	/* JOB_CREATE: new withdrawals and resends of unknown ones */
-	"SELECT w.id, w.account_id, a.provider, a.options, w.state = 'unknown', w.first_sent_at"
-	" FROM withdraw.withdrawal w JOIN withdraw.account a ON a.id = w.account_id"
+	"SELECT w.id, w.account_id, a.provider, a.options, w.state = 'unknown', w.first_sent_at,"
+	" w.created_at FROM withdraw.withdrawal w JOIN withdraw.account a ON a.id = w.account_id"
 	" WHERE w.state IN ('queued', 'unknown') AND NOT w.needs_reconcile"
 	"   AND w.next_attempt_at <= now()"
 	"   AND w.account_id <> ALL ($1) AND w.id <> ALL ($2)"
 	" ORDER BY w.next_attempt_at, w.id LIMIT $3"
 	" FOR UPDATE OF w SKIP LOCKED",
 	/* JOB_STATUS: due polls, and reconciliation of unknown ones */
-	"SELECT w.id, w.account_id, a.provider, a.options, w.state = 'unknown', w.first_sent_at"
-	" FROM withdraw.withdrawal w JOIN withdraw.account a ON a.id = w.account_id"
+	"SELECT w.id, w.account_id, a.provider, a.options, w.state = 'unknown', w.first_sent_at,"
+	" w.created_at FROM withdraw.withdrawal w JOIN withdraw.account a ON a.id = w.account_id"
 	" WHERE w.state IN ('submitted', 'processing', 'review', 'unknown')"
 	"   AND w.next_poll_at <= now() AND (w.state <> 'unknown' OR w.needs_reconcile)"
 	"   AND w.account_id <> ALL ($1) AND w.id <> ALL ($2)"
@@ -169,6 +171,7 @@ store_candidates(JobKind kind, List *excluded_accounts, List *excluded_ids, int 
 		c->first_sent_at = DatumGetTimestampTz(SPI_getbinval(tuple, desc, 6, &isnull));
 		if (isnull)
 			c->first_sent_at = 0;
+		c->created_at = DatumGetTimestampTz(SPI_getbinval(tuple, desc, 7, &isnull));
 		if (c->provider == NULL)
 			ereport(WARNING,
 					(errmsg("withdrawal " INT64_FORMAT " belongs to an account of unknown provider \"%s\"",
@@ -250,12 +253,69 @@ store_mark_reconcile(List *ids)
 
 		reconcile_plan = prepare_kept(
 									  "UPDATE withdraw.withdrawal SET needs_reconcile = true, next_poll_at = now(),"
-									  " last_error = 'the idempotency window has passed: settled by status query only'"
+									  " last_error = 'past the idempotency window or the deadline: settled by status query only'"
 									  " WHERE id = ANY ($1) AND state = 'unknown'", 1, types);
 	}
 	args[0] = int_array(ids, true);
 	if (SPI_execute_plan(reconcile_plan, args, NULL, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "marking withdrawals for reconciliation failed");
+}
+
+/* Queued withdrawals past their account's deadline are never sent. */
+void
+store_fail_unsent(List *ids)
+{
+	Datum		args[1];
+
+	if (ids == NIL)
+		return;
+	if (unsent_plan == NULL)
+	{
+		Oid			types[1] = {INT8ARRAYOID};
+
+		unsent_plan = prepare_kept(
+								   "UPDATE withdraw.withdrawal SET state = 'failed',"
+								   " last_error = 'not sent before the account''s deadline_ms passed'"
+								   " WHERE id = ANY ($1) AND state = 'queued'", 1, types);
+	}
+	args[0] = int_array(ids, true);
+	if (SPI_execute_plan(unsent_plan, args, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "failing expired withdrawals failed");
+}
+
+/*
+ * Deletes up to batch attempts and events older than retention_s, oldest
+ * first; withdrawals themselves are kept (they are the record of money).
+ * Returns the number of rows deleted.
+ */
+int
+store_prune(int retention_s, int batch)
+{
+	Datum		args[2];
+	int			deleted = 0;
+
+	if (prune_plan[0] == NULL)
+	{
+		Oid			types[2] = {INT4OID, INT4OID};
+
+		prune_plan[0] = prepare_kept(
+									 "DELETE FROM withdraw.attempt WHERE id IN (SELECT id FROM withdraw.attempt"
+									 " WHERE started_at < now() - $1 * interval '1 second' ORDER BY id LIMIT $2)",
+									 2, types);
+		prune_plan[1] = prepare_kept(
+									 "DELETE FROM withdraw.event WHERE id IN (SELECT id FROM withdraw.event"
+									 " WHERE at < now() - $1 * interval '1 second' ORDER BY id LIMIT $2)",
+									 2, types);
+	}
+	args[0] = Int32GetDatum(retention_s);
+	args[1] = Int32GetDatum(batch);
+	for (int i = 0; i < 2; i++)
+	{
+		if (SPI_execute_plan(prune_plan[i], args, NULL, false, 0) != SPI_OK_DELETE)
+			elog(ERROR, "pruning old history failed");
+		deleted += (int) SPI_processed;
+	}
+	return deleted;
 }
 
 /* Is this provider id already linked to another withdrawal of the account? */

@@ -20,6 +20,7 @@ typedef struct Candidate
 	Jsonb	   *options;
 	bool		unknown;		/* state 'unknown': this would be a resend */
 	TimestampTz first_sent_at;
+	TimestampTz created_at;
 } Candidate;
 
 extern int	store_recover(void);
@@ -27,6 +28,8 @@ extern List *store_candidates(JobKind kind, List *excluded_accounts, List *exclu
 							  int limit, MemoryContext cxt);
 extern List *store_take(JobKind kind, List *ids, MemoryContext parent);
 extern void store_mark_reconcile(List *ids);
+extern void store_fail_unsent(List *ids);
+extern int	store_prune(int retention_s, int batch);
 extern void store_record(Job *job, HttpResponse *res, Change *change);
 extern bool store_provider_id_taken(Job *job, const char *provider_id);
 

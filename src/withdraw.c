@@ -9,6 +9,8 @@
  */
 #include "postgres.h"
 
+#include <limits.h>
+
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/guc.h"
@@ -28,6 +30,8 @@ int			withdraw_retry_max_ms = 300000;
 int			withdraw_max_attempts = 20;
 char	   *withdraw_ca_file = NULL;
 bool		withdraw_allow_http = false;
+int			withdraw_retention_s = 30 * 24 * 3600;
+int			withdraw_retention_batch = 1000;
 
 void		_PG_init(void);
 
@@ -124,6 +128,22 @@ define_settings(void)
 							 PGC_SIGHUP,
 							 GUC_SUPERUSER_ONLY,
 							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("withdraw.retention",
+							"Age after which attempts and events are deleted.",
+							"Withdrawals themselves are never deleted. 0 keeps everything.",
+							&withdraw_retention_s,
+							30 * 24 * 3600, 0, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("withdraw.retention_batch",
+							"Rows of each history table deleted per pruning transaction.",
+							"Small batches keep pruning from competing with sending.",
+							&withdraw_retention_batch,
+							1000, 1, 1000000,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("withdraw");
 }

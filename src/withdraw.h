@@ -25,6 +25,8 @@ extern int	withdraw_retry_max_ms;
 extern int	withdraw_max_attempts;
 extern char *withdraw_ca_file;
 extern bool withdraw_allow_http;
+extern int	withdraw_retention_s;
+extern int	withdraw_retention_batch;
 
 /* Shared memory: worker presence, wake-ups and its figures (shmem.c) */
 typedef struct WithdrawWorkerFigures

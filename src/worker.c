@@ -42,14 +42,19 @@
 #include "store.h"
 #include "withdraw.h"
 
+/* pruning runs this often, or a tenth of withdraw.retention if shorter */
+#define PRUNE_INTERVAL_MS (60 * 1000)
+
 /* What the worker remembers of an account between iterations. */
 typedef struct AccountState
 {
 	int32		account_id;		/* hash key */
 	AccountPolicy policy;
+	int			in_flight;		/* exchanges of either kind */
 	int			creates_in_flight;
 	TimestampTz next_create_at;
 	bool		deferred;		/* has due creates held back by the limit */
+	int			picked;			/* chosen in the current claim */
 	double		poll_tokens;
 	TimestampTz poll_tokens_at;
 } AccountState;
@@ -111,6 +116,7 @@ account_state(int32 account_id, const Provider *provider, Jsonb *options)
 		account_policy(provider, options, &state->policy);
 	if (!found)
 	{
+		state->in_flight = 0;
 		state->creates_in_flight = 0;
 		state->deferred = false;
 		state->next_create_at = TimestampTzPlusMilliseconds(worker_started_at,
@@ -132,10 +138,13 @@ blocked_accounts(JobKind kind, TimestampTz now)
 	hash_seq_init(&seq, accounts);
 	while ((state = hash_seq_search(&seq)) != NULL)
 	{
-		if (kind == JOB_CREATE && state->policy.create_interval_ms > 0 &&
+		/* one slow or failing account cannot take every slot */
+		if (state->in_flight >= state->policy.max_in_flight)
+			blocked = lappend_int(blocked, state->account_id);
+		else if (kind == JOB_CREATE && state->policy.create_interval_ms > 0 &&
 			(state->creates_in_flight > 0 || now < state->next_create_at))
 			blocked = lappend_int(blocked, state->account_id);
-		if (kind == JOB_STATUS && state->policy.polls_per_second > 0 && state->poll_tokens < 1)
+		else if (kind == JOB_STATUS && state->policy.polls_per_second > 0 && state->poll_tokens < 1)
 			blocked = lappend_int(blocked, state->account_id);
 	}
 	return blocked;
@@ -243,16 +252,18 @@ track_job(Job *job)
 	MemoryContext old = MemoryContextSwitchTo(jobs_cxt);
 
 	in_flight_jobs = lappend(in_flight_jobs, job);
+	account_state(job->w.account->id, NULL, NULL)->in_flight++;
 	MemoryContextSwitchTo(old);
 }
 
 static void
 release_job(Job *job, TimestampTz now)
 {
+	AccountState *state = account_state(job->w.account->id, NULL, NULL);
+
+	state->in_flight--;
 	if (job->kind == JOB_CREATE)
 	{
-		AccountState *state = account_state(job->w.account->id, NULL, NULL);
-
 		state->creates_in_flight--;
 		/* the interval runs from the answer: arrival order cannot squeeze it */
 		state->next_create_at = TimestampTzPlusMilliseconds(now, state->policy.create_interval_ms);
@@ -296,25 +307,42 @@ record_completions(List *completions)
 
 /* Picks, among locked candidates, those the account limits allow now. */
 static List *
-choose(JobKind kind, List *candidates, TimestampTz now, List **reconcile)
+choose(JobKind kind, List *candidates, TimestampTz now, List **reconcile, List **unsent)
 {
 	List	   *chosen = NIL;
 	ListCell   *lc;
+	HASH_SEQ_STATUS seq;
+	AccountState *state;
+
+	/* the picks of this round count against each account's in-flight cap */
+	hash_seq_init(&seq, accounts);
+	while ((state = hash_seq_search(&seq)) != NULL)
+		state->picked = 0;
 
 	foreach(lc, candidates)
 	{
 		Candidate  *c = lfirst(lc);
-		AccountState *state = account_state(c->account_id, c->provider, c->options);
-		int64	   *id;
+		int64	   *id = palloc(sizeof(int64));
 
-		if (kind == JOB_CREATE && c->unknown && c->first_sent_at != 0 &&
-			TimestampDifferenceExceeds(c->first_sent_at, now, state->policy.idempotency_window_ms))
+		*id = c->id;
+		state = account_state(c->account_id, c->provider, c->options);
+		if (kind == JOB_CREATE && !c->unknown &&
+			TimestampDifferenceExceeds(c->created_at, now, state->policy.deadline_ms))
 		{
-			id = palloc(sizeof(int64));
-			*id = c->id;
+			*unsent = lappend(*unsent, id);
+			continue;
+		}
+		/* past the deadline or the provider's idempotency window: never resend */
+		if (kind == JOB_CREATE && c->unknown &&
+			(TimestampDifferenceExceeds(c->created_at, now, state->policy.deadline_ms) ||
+			 (c->first_sent_at != 0 &&
+			  TimestampDifferenceExceeds(c->first_sent_at, now, state->policy.idempotency_window_ms))))
+		{
 			*reconcile = lappend(*reconcile, id);
 			continue;
 		}
+		if (state->in_flight + state->picked >= state->policy.max_in_flight)
+			continue;
 		if (kind == JOB_CREATE && state->policy.create_interval_ms > 0)
 		{
 			if (state->creates_in_flight > 0 || now < state->next_create_at)
@@ -331,8 +359,7 @@ choose(JobKind kind, List *candidates, TimestampTz now, List **reconcile)
 				continue;
 			state->poll_tokens -= 1;
 		}
-		id = palloc(sizeof(int64));
-		*id = c->id;
+		state->picked++;
 		chosen = lappend(chosen, id);
 	}
 	return chosen;
@@ -393,14 +420,16 @@ claim_and_send(void)
 	{
 		List	   *candidates;
 		List	   *reconcile = NIL;
+		List	   *unsent = NIL;
 		List	   *jobs;
 
 		candidates = store_candidates(kind, blocked_accounts(kind, now), in_flight_ids(),
 									  capacity, CurrentMemoryContext);
 		if (list_length(candidates) == capacity)
 			more = true;
-		jobs = store_take(kind, choose(kind, candidates, now, &reconcile), jobs_cxt);
+		jobs = store_take(kind, choose(kind, candidates, now, &reconcile, &unsent), jobs_cxt);
 		store_mark_reconcile(reconcile);
+		store_fail_unsent(unsent);
 
 		foreach(lc, jobs)
 		{
@@ -495,11 +524,30 @@ WithdrawWorkerRegister(void)
 	RegisterBackgroundWorker(&worker);
 }
 
+/*
+ * Deletes one batch of old history; returns true when a full batch went,
+ * i.e. more is waiting.
+ */
+static bool
+prune_history(void)
+{
+	int			deleted;
+
+	if (withdraw_retention_s <= 0)
+		return false;
+	begin_work("withdraw: pruning old history");
+	deleted = get_extension_oid("withdraw", true) == InvalidOid ? 0 :
+		store_prune(withdraw_retention_s, withdraw_retention_batch);
+	end_work();
+	return deleted >= withdraw_retention_batch;
+}
+
 /* The loop proper; never returns. */
 static void
 worker_loop(MemoryContext loop_cxt)
 {
 	TimestampTz next_tick = 0;
+	TimestampTz next_prune = 0;
 	bool		claim_now = true;
 
 	for (;;)
@@ -513,6 +561,7 @@ worker_loop(MemoryContext loop_cxt)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
+			next_prune = 0;		/* the retention may have changed */
 		}
 		MemoryContextReset(loop_cxt);
 		MemoryContextSwitchTo(loop_cxt);
@@ -531,6 +580,11 @@ worker_loop(MemoryContext loop_cxt)
 			claim_now = claim_and_send();
 			next_tick = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), withdraw_naptime_ms);
 		}
+
+		if (now >= next_prune)
+			next_prune = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													 prune_history() ? withdraw_naptime_ms :
+													 Min(PRUNE_INTERVAL_MS, withdraw_retention_s * 100L));
 
 		figures.in_flight = list_length(in_flight_jobs);
 		WithdrawShmemReport(&figures);

@@ -8,6 +8,8 @@ import json
 import os
 import random
 import signal
+import socket
+import threading
 import sys
 import time
 
@@ -305,6 +307,107 @@ def test_kill9_storm_over_a_batch():
     assert states == [("succeeded", 40)], states
     assert drain < 30, f"took {drain:.1f}s to drain after the last kill: something waited"
     return f"40 withdrawals, {kills} kills, lost 0, doubled 0, drained {drain:.1f}s after the last kill"
+
+
+class Blackhole:
+    """A TCP server that accepts connections and never answers."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(100)
+        self.port = self.sock.getsockname()[1]
+        self.held = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.held.append(conn)
+
+    def close(self):
+        for c in self.held:
+            c.close()
+        self.sock.close()
+
+
+def test_a_stuck_account_does_not_stall_the_others():
+    """Account A's provider never answers; B's withdrawal still goes at once."""
+    hole = Blackhole()
+    try:
+        n = next(_next_key)
+        cluster.sql("SELECT withdraw_account_create(%s, 'zoomex', %s, %s, %s)",
+                    (f"stuck{n}", f"http://127.0.0.1:{hole.port}/zoomex",
+                     json.dumps({"api_key": f"key{n}", "api_secret": KEYS[f"key{n}"]}),
+                     json.dumps({"create_interval_ms": 0, "max_in_flight": 2, "request_timeout_ms": 8000})))
+        conn = cluster.connect(autocommit=False)
+        cur = conn.cursor()
+        for i in range(10):
+            cur.execute("SELECT withdraw_create(%s, %s)", (f"stuck{n}", json.dumps(request(requestId=f"stuck{i}"))))
+        conn.commit()
+        conn.close()
+        wait_until(lambda: len(hole.held) >= 2, 5, 0.05, "the stuck account's requests")
+        time.sleep(0.3)
+        in_flight = cluster.value("SELECT count(*) FROM withdraw.withdrawals WHERE account = %s AND state = 'sending'",
+                                  (f"stuck{n}",))
+        account, _ = new_account()
+        started = time.monotonic()
+        wid = create(account, request(requestId="notstalled"))
+        wait_until(lambda: executions("notstalled") == 1, 5, 0.02, "the other account's withdrawal")
+        took = time.monotonic() - started
+        assert in_flight == 2 and len(hole.held) == 2, (in_flight, len(hole.held))
+        assert took < 2, took
+        wait_state(wid, "succeeded")
+        return f"stuck account holds {in_flight} of its cap 2; the other account sent in {took * 1000:.0f} ms"
+    finally:
+        hole.close()
+
+
+def test_a_withdrawal_not_sent_before_its_deadline_fails_unsent():
+    account, key = new_account({"create_interval_ms": 3000})
+    first = create(account, request(requestId="deadline1"))
+    wait_until(lambda: executions("deadline1") == 1, 10, 0.02, "the first withdrawal")
+    # the next create may leave 3 s after the first was answered: too late
+    cluster.sql("SELECT withdraw_account_update(%s, options => %s)",
+                (account, json.dumps({"create_interval_ms": 3000, "deadline_ms": 1000})))
+    late = create(account, request(requestId="deadline2"))
+    r = wait_state(late, "failed", 10)
+    assert "deadline" in r["last_error"] and creates_for("deadline2") == [], r
+    wait_state(first, "succeeded")
+    return r["last_error"]
+
+
+def test_old_history_is_pruned_in_batches():
+    account, _ = new_account({"poll_interval_ms": 50})
+    wid = create(account, request(requestId="prune1"))
+    wait_state(wid, "succeeded")
+    before = cluster.value("SELECT count(*) FROM withdraw.attempt WHERE withdrawal_id = %s", (wid,))
+    cluster.sql("ALTER SYSTEM SET withdraw.retention = '2s'")
+    cluster.sql("ALTER SYSTEM SET withdraw.retention_batch = 2")
+    cluster.sql("SELECT pg_reload_conf()")
+    try:
+        wait_until(lambda: cluster.value("SELECT count(*) FROM withdraw.attempt WHERE withdrawal_id = %s",
+                                         (wid,)) == 0, 15, 0.1, "old attempts to be pruned")
+        wait_until(lambda: cluster.value("SELECT count(*) FROM withdraw.event WHERE withdrawal_id = %s",
+                                         (wid,)) == 0, 15, 0.1, "old events to be pruned")
+        assert row(wid)["state"] == "succeeded"
+    finally:
+        cluster.sql("ALTER SYSTEM RESET withdraw.retention")
+        cluster.sql("ALTER SYSTEM RESET withdraw.retention_batch")
+        cluster.sql("SELECT pg_reload_conf()")
+    return f"{before} attempts and the events pruned 2 at a time; the withdrawal row stays"
+
+
+def test_the_worker_comes_back_after_the_database_restarts():
+    account, _ = new_account()
+    cluster.stop("immediate")
+    cluster.start()
+    cluster.wait_ready(60)
+    wid = create(account, request(requestId="afterrestart"))
+    wait_state(wid, "succeeded", 20)
 
 
 def main():
