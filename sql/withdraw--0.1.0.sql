@@ -117,17 +117,65 @@ CREATE TABLE withdraw.attempt (
 COMMENT ON TABLE withdraw.attempt IS 'Every HTTP exchange with a provider, secrets redacted';
 CREATE INDEX attempt_withdrawal ON withdraw.attempt (withdrawal_id);
 
+-- Records of the providers' own withdrawal lists (withdraw_sync, scheduled syncs).
+CREATE TABLE withdraw.remote_withdrawal (
+	id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	account_id integer NOT NULL REFERENCES withdraw.account,
+	provider_id text NOT NULL,
+	withdrawal_id bigint REFERENCES withdraw.withdrawal,
+	request_id text,
+	asset text,
+	amount numeric,
+	fee numeric,
+	fee_asset text,
+	status text,
+	state text NOT NULL CHECK (state IN
+		('submitted', 'processing', 'succeeded', 'failed', 'rejected', 'cancelled',
+		 'expired', 'review')),
+	txid text,
+	block_number bigint,
+	chain_id text,
+	nonce bigint,
+	deadline timestamptz,
+	requested_at timestamptz,
+	confirmed_at timestamptz,
+	raw jsonb NOT NULL,
+	first_seen_at timestamptz NOT NULL DEFAULT now(),
+	updated_at timestamptz NOT NULL DEFAULT now(),
+	UNIQUE (account_id, provider_id)
+);
+COMMENT ON TABLE withdraw.remote_withdrawal IS 'Withdrawals as listed by the provider, kept current by syncs';
+CREATE INDEX remote_withdrawal_open ON withdraw.remote_withdrawal (account_id, requested_at)
+	WHERE state IN ('submitted', 'processing', 'review');
+
+-- Where each syncing account's scheduled sync stands.
+CREATE TABLE withdraw.sync_state (
+	account_id integer PRIMARY KEY REFERENCES withdraw.account ON DELETE CASCADE,
+	next_sync_at timestamptz NOT NULL DEFAULT now(),
+	last_sync_at timestamptz,
+	last_error text,
+	last_error_at timestamptz,
+	failures integer NOT NULL DEFAULT 0,
+	high_water timestamptz,
+	records_changed bigint NOT NULL DEFAULT 0
+);
+COMMENT ON TABLE withdraw.sync_state IS 'Schedule and outcome of the list syncs of each account';
+COMMENT ON COLUMN withdraw.sync_state.high_water IS 'Newest requested_at seen: incremental syncs start from there or from the oldest open record';
+
 CREATE TABLE withdraw.event (
 	id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-	withdrawal_id bigint NOT NULL REFERENCES withdraw.withdrawal ON DELETE CASCADE,
+	withdrawal_id bigint REFERENCES withdraw.withdrawal ON DELETE CASCADE,
+	remote_withdrawal_id bigint REFERENCES withdraw.remote_withdrawal ON DELETE CASCADE,
 	at timestamptz NOT NULL DEFAULT clock_timestamp(),
 	from_state text NOT NULL,
 	to_state text NOT NULL,
 	provider_status text,
-	detail text
+	detail text,
+	CHECK (num_nonnulls(withdrawal_id, remote_withdrawal_id) = 1)
 );
-COMMENT ON TABLE withdraw.event IS 'Every state change of a withdrawal after its creation';
+COMMENT ON TABLE withdraw.event IS 'Every state change of a withdrawal (or a remote record) after its creation';
 CREATE INDEX event_withdrawal ON withdraw.event (withdrawal_id);
+CREATE INDEX event_remote_withdrawal ON withdraw.event (remote_withdrawal_id);
 
 ------------------------------------------------------------------------------
 -- State changes: checked, stamped, recorded and announced in one place
@@ -164,6 +212,23 @@ BEGIN
 END
 $$;
 
+CREATE FUNCTION withdraw.record_remote_transition() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	INSERT INTO withdraw.event (remote_withdrawal_id, from_state, to_state, provider_status)
+	VALUES (NEW.id, OLD.state, NEW.state, NEW.status);
+	PERFORM pg_notify('withdraw_status',
+					  json_build_object('remote_id', NEW.id, 'provider_id', NEW.provider_id,
+										'state', NEW.state, 'previous_state', OLD.state,
+										'provider_status', NEW.status)::text);
+	RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER record_remote_transition AFTER UPDATE OF state ON withdraw.remote_withdrawal
+	FOR EACH ROW WHEN (OLD.state IS DISTINCT FROM NEW.state)
+	EXECUTE FUNCTION withdraw.record_remote_transition();
+
 CREATE TRIGGER check_transition BEFORE UPDATE OF state ON withdraw.withdrawal
 	FOR EACH ROW WHEN (OLD.state IS DISTINCT FROM NEW.state)
 	EXECUTE FUNCTION withdraw.check_transition();
@@ -187,6 +252,11 @@ CREATE FUNCTION withdraw._zoomex_signature(api_secret text, params jsonb) RETURN
 	AS 'MODULE_PATHNAME', 'withdraw_zoomex_signature' LANGUAGE C IMMUTABLE STRICT;
 COMMENT ON FUNCTION withdraw._zoomex_signature(text, jsonb) IS
 	'The zoomex string to sign and its signature, the code path the worker uses (for test vectors)';
+
+CREATE FUNCTION withdraw._p99_signature(secret text, query text) RETURNS text
+	AS 'MODULE_PATHNAME', 'withdraw_p99_signature' LANGUAGE C IMMUTABLE STRICT;
+COMMENT ON FUNCTION withdraw._p99_signature(text, text) IS
+	'The p99 signature of a query string, the code path the worker uses (for test vectors)';
 
 CREATE FUNCTION withdraw._worker_info(
 	OUT database text, OUT pid integer, OUT state text, OUT started_at timestamptz,
@@ -255,10 +325,10 @@ JOIN withdraw.account a ON a.id = w.account_id;
 COMMENT ON VIEW withdraw.attempts IS 'Every HTTP exchange with a provider, secrets and signatures redacted';
 
 CREATE VIEW withdraw.events AS
-SELECT e.withdrawal_id, e.at, e.from_state, e.to_state, e.provider_status, e.detail
+SELECT e.withdrawal_id, e.remote_withdrawal_id, e.at, e.from_state, e.to_state, e.provider_status, e.detail
 FROM withdraw.event e
 UNION ALL
-SELECT w.id, w.created_at, NULL, 'queued', NULL, 'created by ' || w.created_by
+SELECT w.id, NULL, w.created_at, NULL, 'queued', NULL, 'created by ' || w.created_by
 FROM withdraw.withdrawal w;
 COMMENT ON VIEW withdraw.events IS 'Every state change of every withdrawal, its creation included';
 
@@ -288,6 +358,22 @@ FROM withdraw.account a
 LEFT JOIN withdraw.withdrawal w ON w.account_id = a.id
 GROUP BY a.id, a.name, a.provider;
 COMMENT ON VIEW withdraw.stats IS 'Counts, success rate and latency percentiles by account';
+
+CREATE VIEW withdraw.remote_withdrawals AS
+SELECT r.id, a.name AS account, a.provider, r.provider_id, r.request_id, r.withdrawal_id,
+	   r.state, r.status, r.asset, r.amount, r.fee, r.fee_asset, r.txid, r.block_number,
+	   r.chain_id, r.nonce, r.deadline, r.requested_at, r.confirmed_at, r.first_seen_at,
+	   r.updated_at, r.raw
+FROM withdraw.remote_withdrawal r
+JOIN withdraw.account a ON a.id = r.account_id;
+COMMENT ON VIEW withdraw.remote_withdrawals IS 'Withdrawals as listed by their provider, with our state beside the provider''s status';
+
+CREATE VIEW withdraw.syncs AS
+SELECT a.name AS account, a.provider, s.last_sync_at, s.next_sync_at, s.high_water,
+	   s.records_changed, s.failures, s.last_error, s.last_error_at
+FROM withdraw.sync_state s
+JOIN withdraw.account a ON a.id = s.account_id;
+COMMENT ON VIEW withdraw.syncs IS 'The list syncs of each account: when, how far, and the last failure';
 
 CREATE VIEW withdraw.workers AS
 SELECT * FROM withdraw._worker_info();
@@ -357,6 +443,24 @@ $$;
 COMMENT ON FUNCTION withdraw_refresh(bigint) IS
 	'Asks the worker to poll the withdrawal''s status now; false when it is not open at the provider';
 
+CREATE FUNCTION withdraw_sync(account text, filters jsonb DEFAULT '{}') RETURNS integer
+	AS 'MODULE_PATHNAME', 'withdraw_sync' LANGUAGE C VOLATILE STRICT SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION withdraw_sync(text, jsonb) IS
+	'Fetches the account''s withdrawal list from its provider now, into withdraw.remote_withdrawals; returns the records added or changed';
+
+CREATE FUNCTION withdraw._refresh_remote(account text, provider_id text) RETURNS void
+	AS 'MODULE_PATHNAME', 'withdraw_refresh_remote' LANGUAGE C VOLATILE STRICT;
+
+CREATE FUNCTION withdraw_refresh(account text, provider_id text) RETURNS withdraw.remote_withdrawals
+LANGUAGE sql VOLATILE STRICT SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+	SELECT withdraw._refresh_remote(account, provider_id);
+	SELECT * FROM withdraw.remote_withdrawals r
+	WHERE r.account = withdraw_refresh.account AND r.provider_id = withdraw_refresh.provider_id
+$$;
+COMMENT ON FUNCTION withdraw_refresh(text, text) IS
+	'Looks one record of the provider''s list up now and returns it as stored';
+
 ------------------------------------------------------------------------------
 -- Privileges: withdraw_user creates, reads and cancels; withdraw_admin also
 -- manages accounts; nobody but the owner reads secrets.
@@ -367,10 +471,13 @@ REVOKE ALL ON ALL FUNCTIONS IN SCHEMA withdraw FROM PUBLIC;
 REVOKE ALL ON FUNCTION withdraw_account_create(text, text, text, jsonb, jsonb),
 	withdraw_account_update(text, text, jsonb, jsonb), withdraw_account_drop(text),
 	withdraw_create(text, jsonb), withdraw_status(bigint), withdraw_status(text, text),
-	withdraw_cancel(bigint), withdraw_refresh(bigint) FROM PUBLIC;
+	withdraw_cancel(bigint), withdraw_refresh(bigint), withdraw_sync(text, jsonb),
+	withdraw_refresh(text, text) FROM PUBLIC;
 
 GRANT SELECT ON withdraw.withdrawals, withdraw.attempts, withdraw.events, withdraw.stats,
-	withdraw.workers TO withdraw_user, withdraw_admin;
+	withdraw.workers, withdraw.remote_withdrawals TO withdraw_user, withdraw_admin;
+GRANT SELECT ON withdraw.syncs TO withdraw_admin;
+GRANT EXECUTE ON FUNCTION withdraw_sync(text, jsonb), withdraw_refresh(text, text) TO withdraw_admin;
 GRANT SELECT ON withdraw.accounts, withdraw.state_transition TO withdraw_admin;
 GRANT EXECUTE ON FUNCTION withdraw_create(text, jsonb), withdraw_status(bigint),
 	withdraw_status(text, text), withdraw_cancel(bigint), withdraw_refresh(bigint)

@@ -31,7 +31,7 @@ PG_FUNCTION_INFO_V1(withdraw_account_drop);
 static const char *const generic_option_keys[] = {
 	"create_interval_ms", "polls_per_second", "poll_interval_ms", "request_timeout_ms",
 	"max_attempts", "idempotency_window_ms", "reconcile_timeout_ms", "deadline_ms",
-	"max_in_flight", NULL
+	"max_in_flight", "sync_interval_ms", NULL
 };
 
 #define account_error(code, ...) \
@@ -103,8 +103,12 @@ check_credentials(const Provider *provider, Jsonb *credentials)
 	for (const char *const *k = provider->credential_keys; *k; k++)
 	{
 		if (!json_get(&credentials->root, *k, &v))
+		{
+			if (provider->check_credentials)
+				continue;		/* the provider says which keys are needed */
 			account_error(ERRCODE_INVALID_PARAMETER_VALUE,
 						  errmsg("%s credentials lack \"%s\"", provider->name, *k));
+		}
 		if (v.type != jbvString || v.val.string.len == 0)
 			account_error(ERRCODE_INVALID_PARAMETER_VALUE,
 						  errmsg("%s credential \"%s\" must be a non-empty string", provider->name, *k));
@@ -121,6 +125,8 @@ check_credentials(const Provider *provider, Jsonb *credentials)
 							  errmsg("%s credentials have unknown key \"%s\"", provider->name, key));
 		}
 	}
+	if (provider->check_credentials)
+		provider->check_credentials(credentials);
 }
 
 static void
@@ -231,6 +237,10 @@ withdraw_account_create(PG_FUNCTION_ARGS)
 
 		run("INSERT INTO withdraw.account_secret (account_id, credentials) VALUES ($1, $2)",
 			2, stypes, svalues, SPI_OK_INSERT);
+		/* a provider with a withdrawal list is synced on a schedule */
+		if (provider->build_sync)
+			run("INSERT INTO withdraw.sync_state (account_id) VALUES ($1)",
+				1, stypes, svalues, SPI_OK_INSERT);
 	}
 	SPI_finish();
 	PG_RETURN_VOID();

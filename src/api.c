@@ -155,6 +155,11 @@ withdraw_create(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	provider = lookup_account(account_name, &account_id);
+	if (provider->validate == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("%s accounts cannot create withdrawals", provider->name),
+				 errhint("%s", provider->cannot_create_hint)));
 	memset(&validated, 0, sizeof(validated));
 	provider->validate(request, &validated);
 

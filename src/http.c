@@ -125,17 +125,13 @@ http_in_flight(void)
 	return in_flight;
 }
 
-/*
- * Starts one exchange.  The request and the response live in cxt, which
- * the caller deletes once it has recorded the completion.
- */
-void
-http_start(HttpRequest *request, void *tag, MemoryContext cxt)
+/* A curl easy handle set up for the request; the response goes to t. */
+static Transfer *
+transfer_create(HttpRequest *request, void *tag, MemoryContext cxt)
 {
 	MemoryContext old = MemoryContextSwitchTo(cxt);
 	Transfer   *t = palloc0(sizeof(Transfer));
 	ListCell   *lc;
-	CURLMcode	mc;
 
 	t->request = request;
 	t->tag = tag;
@@ -178,14 +174,25 @@ http_start(HttpRequest *request, void *tag, MemoryContext cxt)
 	}
 	else
 		curl_easy_setopt(t->easy, CURLOPT_HTTPGET, 1L);
+	MemoryContextSwitchTo(old);
+	return t;
+}
 
-	mc = curl_multi_add_handle(multi, t->easy);
+/*
+ * Starts one exchange.  The request and the response live in cxt, which
+ * the caller deletes once it has recorded the completion.
+ */
+void
+http_start(HttpRequest *request, void *tag, MemoryContext cxt)
+{
+	Transfer   *t = transfer_create(request, tag, cxt);
+	CURLMcode	mc = curl_multi_add_handle(multi, t->easy);
+
 	if (mc != CURLM_OK)
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
 				 errmsg("could not start an HTTP request: %s", curl_multi_strerror(mc))));
 	in_flight++;
-	MemoryContextSwitchTo(old);
 }
 
 /* Did the request surely never reach the provider? */
@@ -216,50 +223,91 @@ surely_undelivered(CURL *easy, CURLcode code)
 	return false;
 }
 
-static void
-finish_transfer(CURL *easy, CURLcode code)
+/* Fills the response from a finished handle and frees the handle. */
+static HttpResponse *
+transfer_finish(Transfer *t, CURLcode code)
 {
-	Transfer   *t = NULL;
-	HttpResponse *res;
+	HttpResponse *res = t->response;
 	curl_off_t	total_us = 0;
-	MemoryContext old;
+	MemoryContext old = MemoryContextSwitchTo(t->cxt);
 
-	curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **) &t);
-	res = t->response;
-	old = MemoryContextSwitchTo(t->cxt);
-
-	curl_easy_getinfo(easy, CURLINFO_TOTAL_TIME_T, &total_us);
+	curl_easy_getinfo(t->easy, CURLINFO_TOTAL_TIME_T, &total_us);
 	res->latency_ms = total_us / 1000.0;
 	if (code == CURLE_OK)
 	{
-		curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &res->status);
+		curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &res->status);
 		res->maybe_delivered = true;
 	}
 	else
 	{
 		res->transport_failed = true;
 		res->status = 0;
-		res->maybe_delivered = !surely_undelivered(easy, code);
+		res->maybe_delivered = !surely_undelivered(t->easy, code);
 		res->error = psprintf("%s%s%s", curl_easy_strerror(code),
 							  t->errbuf[0] ? ": " : "", t->errbuf);
 		if (t->truncated)
 			res->error = psprintf("response larger than %d bytes", HTTP_MAX_RESPONSE);
 	}
-
-	curl_multi_remove_handle(multi, easy);
-	curl_easy_cleanup(easy);
+	curl_easy_cleanup(t->easy);
 	curl_slist_free_all(t->headers);
+	t->easy = NULL;
+	MemoryContextSwitchTo(old);
+	return res;
+}
+
+static void
+finish_transfer(CURL *easy, CURLcode code)
+{
+	Transfer   *t = NULL;
+	HttpCompletion *c;
+	MemoryContext old;
+
+	curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **) &t);
+	curl_multi_remove_handle(multi, easy);
 	in_flight--;
 
-	MemoryContextSwitchTo(http_cxt);
-	{
-		HttpCompletion *c = palloc(sizeof(HttpCompletion));
-
-		c->tag = t->tag;
-		c->response = res;
-		completed = lappend(completed, c);
-	}
+	old = MemoryContextSwitchTo(http_cxt);
+	c = palloc(sizeof(HttpCompletion));
+	c->tag = t->tag;
+	c->response = transfer_finish(t, code);
+	completed = lappend(completed, c);
 	MemoryContextSwitchTo(old);
+}
+
+/* Aborts a blocking transfer when the backend is asked to stop. */
+static int
+interrupt_callback(void *clientp, curl_off_t dltotal, curl_off_t dlnow,
+				   curl_off_t ultotal, curl_off_t ulnow)
+{
+	return (InterruptPending && (QueryCancelPending || ProcDiePending)) ? 1 : 0;
+}
+
+/*
+ * One exchange, blocking, for the SQL functions that fetch on demand
+ * (withdraw_sync).  A cancel request aborts it and is then served.
+ */
+HttpResponse *
+http_perform(HttpRequest *request)
+{
+	static bool initialized = false;
+	Transfer   *t;
+	CURLcode	code;
+
+	if (!initialized)
+	{
+		if (curl_global_init(CURL_GLOBAL_ALL) != CURLE_OK)
+			ereport(ERROR,
+					(errcode(ERRCODE_INTERNAL_ERROR),
+					 errmsg("could not initialize libcurl")));
+		initialized = true;
+	}
+	t = transfer_create(request, NULL, CurrentMemoryContext);
+	curl_easy_setopt(t->easy, CURLOPT_NOPROGRESS, 0L);
+	curl_easy_setopt(t->easy, CURLOPT_XFERINFOFUNCTION, interrupt_callback);
+	code = curl_easy_perform(t->easy);
+	transfer_finish(t, code);
+	CHECK_FOR_INTERRUPTS();
+	return t->response;
 }
 
 static void

@@ -45,6 +45,7 @@ typedef struct HttpCompletion
 extern void http_init(void);
 extern void http_start(HttpRequest *request, void *tag, MemoryContext cxt);
 extern int	http_in_flight(void);
+extern HttpResponse *http_perform(HttpRequest *request);
 
 /*
  * Waits for socket activity, the latch or timeout_ms, drives transfers and

@@ -14,7 +14,8 @@
 typedef enum JobKind
 {
 	JOB_CREATE,					/* send (or resend) the withdrawal */
-	JOB_STATUS					/* ask the provider where it stands */
+	JOB_STATUS,					/* ask the provider where it stands */
+	JOB_SYNC					/* one page of an account's withdrawal list */
 } JobKind;
 
 typedef struct Job
@@ -27,6 +28,11 @@ typedef struct Job
 	MemoryContext cxt;			/* holds the job, its request and response */
 	HttpRequest request;
 	TimestampTz started_at;
+	/* JOB_SYNC only: the list being walked; each page lives in page_cxt */
+	SyncCursor	cursor;
+	MemoryContext page_cxt;
+	TimestampTz high_water;
+	int64		changed;
 } Job;
 
 /* A change to apply to a withdrawal's row. */
@@ -55,11 +61,13 @@ typedef struct AccountPolicy
 	int			reconcile_timeout_ms;
 	int			deadline_ms;	/* a create not sent by then is not sent at all */
 	int			max_in_flight;	/* exchanges of this account in flight at once */
+	int			sync_interval_ms;	/* between scheduled syncs of the list */
 } AccountPolicy;
 
 /* policy.c */
 extern void account_policy(const Provider *provider, Jsonb *options, AccountPolicy *policy);
 extern void outcome_of_transport_failure(Job *job, HttpResponse *res, Outcome *out);
 extern void decide_change(Job *job, const AccountPolicy *policy, Outcome *out, Change *change);
+extern int64 retry_delay_ms(int attempts, int retry_after_ms);
 
 #endif							/* WITHDRAW_JOB_H */

@@ -55,6 +55,8 @@ account_policy(const Provider *provider, Jsonb *options, AccountPolicy *policy)
 											 24 * 3600 * 1000, 1000, INT_MAX);
 	policy->max_in_flight = account_option_int(options, "max_in_flight",
 											   16, 1, 10000);
+	policy->sync_interval_ms = account_option_int(options, "sync_interval_ms",
+												  60 * 1000, 100, INT_MAX);
 }
 
 /* No HTTP answer: what do we know? */
@@ -70,8 +72,8 @@ outcome_of_transport_failure(Job *job, HttpResponse *res, Outcome *out)
 }
 
 /* exponential backoff with "equal jitter": half fixed, half random */
-static int64
-backoff_ms(int attempts, int retry_after_ms)
+int64
+retry_delay_ms(int attempts, int retry_after_ms)
 {
 	double		delay = withdraw_retry_base_ms;
 
@@ -122,7 +124,7 @@ decide_create(Job *job, const AccountPolicy *policy, Outcome *out, Change *chang
 			else
 			{
 				change->state = delivered ? "unknown" : "queued";
-				change->retry_in_ms = backoff_ms(job->attempts, out->retry_after_ms);
+				change->retry_in_ms = retry_delay_ms(job->attempts, out->retry_after_ms);
 			}
 			return;
 		case OUTCOME_UNKNOWN:
@@ -133,7 +135,7 @@ decide_create(Job *job, const AccountPolicy *policy, Outcome *out, Change *chang
 			else
 			{
 				change->state = "unknown";
-				change->retry_in_ms = backoff_ms(job->attempts, out->retry_after_ms);
+				change->retry_in_ms = retry_delay_ms(job->attempts, out->retry_after_ms);
 			}
 			return;
 		case OUTCOME_RECONCILE:
@@ -160,7 +162,7 @@ decide_create(Job *job, const AccountPolicy *policy, Outcome *out, Change *chang
 			change->outcome = "unknown";
 			change->state = "unknown";
 			change->maybe_delivered = true;
-			change->retry_in_ms = backoff_ms(job->attempts, out->retry_after_ms);
+			change->retry_in_ms = retry_delay_ms(job->attempts, out->retry_after_ms);
 			return;
 	}
 }

@@ -37,6 +37,7 @@ static SPIPlanPtr change_plan;
 static SPIPlanPtr taken_plan;
 static SPIPlanPtr unsent_plan;
 static SPIPlanPtr prune_plan[2];
+static SPIPlanPtr syncs_plan;
 
 static const char *const candidates_sql[2] = {
 	/* JOB_CREATE: new withdrawals and resends of unknown ones */
@@ -131,6 +132,11 @@ store_recover(void)
 					 "   AND next_poll_at > now()", false, 0);
 	if (rc != SPI_OK_UPDATE)
 		elog(ERROR, "recovery of status polls failed: %s", SPI_result_code_string(rc));
+
+	rc = SPI_execute("UPDATE withdraw.sync_state SET next_sync_at = now()"
+					 " WHERE next_sync_at > now() AND last_error IS NULL", false, 0);
+	if (rc != SPI_OK_UPDATE)
+		elog(ERROR, "recovery of syncs failed: %s", SPI_result_code_string(rc));
 	return sending;
 }
 
@@ -234,6 +240,68 @@ store_take(JobKind kind, List *ids, MemoryContext parent)
 		job->maybe_delivered = DatumGetBool(SPI_getbinval(tuple, desc, 15, &isnull));
 		job->state = SPI_getvalue(tuple, desc, 16);
 		MemoryContextSwitchTo(old);
+		jobs = lappend(jobs, job);
+	}
+	return jobs;
+}
+
+/*
+ * Claims the accounts whose scheduled sync is due, as JOB_SYNC jobs; the
+ * next sync is pushed ahead until this one ends (recovery resets it).
+ */
+List *
+store_take_syncs(List *excluded_accounts, int limit, MemoryContext parent)
+{
+	Datum		args[2];
+	List	   *jobs = NIL;
+
+	if (syncs_plan == NULL)
+	{
+		Oid			types[2] = {INT4ARRAYOID, INT4OID};
+
+		syncs_plan = prepare_kept(
+								  "UPDATE withdraw.sync_state s SET next_sync_at = now() + interval '10 minutes'"
+								  " FROM withdraw.account a JOIN withdraw.account_secret sec ON sec.account_id = a.id"
+								  " WHERE s.account_id IN (SELECT account_id FROM withdraw.sync_state"
+								  "   WHERE next_sync_at <= now() AND account_id <> ALL ($1)"
+								  "   ORDER BY next_sync_at LIMIT $2 FOR UPDATE SKIP LOCKED)"
+								  "   AND a.id = s.account_id"
+								  " RETURNING a.id, a.name, a.provider, a.base_url, a.options, sec.credentials,"
+								  "  s.failures", 2, types);
+	}
+	args[0] = int_array(excluded_accounts, false);
+	args[1] = Int32GetDatum(limit);
+	if (SPI_execute_plan(syncs_plan, args, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
+		elog(ERROR, "claiming syncs failed");
+
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tuple = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		MemoryContext cxt = AllocSetContextCreate(parent, "withdraw sync job", ALLOCSET_SMALL_SIZES);
+		MemoryContext old = MemoryContextSwitchTo(cxt);
+		Job		   *job = palloc0(sizeof(Job));
+		WithdrawAccount *account = palloc0(sizeof(WithdrawAccount));
+		bool		isnull;
+
+		job->cxt = cxt;
+		job->page_cxt = AllocSetContextCreate(cxt, "withdraw sync page", ALLOCSET_DEFAULT_SIZES);
+		job->kind = JOB_SYNC;
+		job->state = "sync";
+		job->w.account = account;
+		account->id = DatumGetInt32(SPI_getbinval(tuple, desc, 1, &isnull));
+		account->name = SPI_getvalue(tuple, desc, 2);
+		account->provider = provider_lookup(SPI_getvalue(tuple, desc, 3));
+		account->base_url = SPI_getvalue(tuple, desc, 4);
+		account->options = DatumGetJsonbPCopy(SPI_getbinval(tuple, desc, 5, &isnull));
+		account->credentials = DatumGetJsonbPCopy(SPI_getbinval(tuple, desc, 6, &isnull));
+		job->attempts = DatumGetInt32(SPI_getbinval(tuple, desc, 7, &isnull));
+		MemoryContextSwitchTo(old);
+		if (account->provider == NULL || account->provider->build_sync == NULL)
+		{
+			MemoryContextDelete(cxt);
+			continue;
+		}
 		jobs = lappend(jobs, job);
 	}
 	return jobs;

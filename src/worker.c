@@ -39,6 +39,7 @@
 
 #include "http.h"
 #include "job.h"
+#include "remote.h"
 #include "store.h"
 #include "withdraw.h"
 
@@ -168,15 +169,20 @@ static bool
 build_request(Job *job, Outcome *failure)
 {
 	const Provider *provider = job->w.account->provider;
-	MemoryContext old = MemoryContextSwitchTo(job->cxt);
+	MemoryContext old;
 	volatile bool ok = true;
 
+	if (job->kind == JOB_SYNC)
+		MemoryContextReset(job->page_cxt);
+	old = MemoryContextSwitchTo(job->kind == JOB_SYNC ? job->page_cxt : job->cxt);
 	PG_TRY();
 	{
 		if (job->kind == JOB_CREATE)
 			provider->build_create(&job->w, &job->request);
-		else
+		else if (job->kind == JOB_STATUS)
 			provider->build_status(&job->w, &job->request);
+		else
+			provider->build_sync(job->w.account, &job->cursor, &job->request);
 		job->request.timeout_ms = account_state(job->w.account->id, NULL, NULL)->policy.request_timeout_ms;
 	}
 	PG_CATCH();
@@ -272,12 +278,80 @@ release_job(Job *job, TimestampTz now)
 	MemoryContextDelete(job->cxt);
 }
 
+/*
+ * Stores one page of an account's list (in a subtransaction: a bad record
+ * fails this sync, not the worker).  Returns true when another page must
+ * be fetched; otherwise the sync is over, done or failed.
+ */
+static bool
+record_sync_page(Job *job, HttpResponse *res)
+{
+	MemoryContext old = MemoryContextSwitchTo(job->page_cxt);
+	ResourceOwner owner = CurrentResourceOwner;
+	AccountState *state = account_state(job->w.account->id, NULL, NULL);
+	SyncResult	out;
+	volatile bool more = false;
+
+	memset(&out, 0, sizeof(out));
+	job->w.account->provider->parse_sync(job->w.account, &job->cursor, res, &out);
+	if (job->cursor.position)
+		job->cursor.position = MemoryContextStrdup(job->cxt, job->cursor.position);
+
+	BeginInternalSubTransaction(NULL);
+	PG_TRY();
+	{
+		ListCell   *lc;
+
+		if (out.error == NULL)
+		{
+			foreach(lc, out.records)
+			{
+				RemoteRecord *r = lfirst(lc);
+
+				job->changed += remote_upsert(job->w.account->id, r) ? 1 : 0;
+				job->high_water = Max(job->high_water, r->requested_at);
+			}
+			more = out.more && ++job->cursor.pages < 100000;
+			if (!more)
+				remote_sync_done(job->w.account->id, job->high_water, job->changed,
+								 state->policy.sync_interval_ms);
+		}
+		ReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(job->page_cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		out.error = psprintf("could not store the list: %s", edata->message);
+		more = false;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(job->page_cxt);
+	CurrentResourceOwner = owner;
+
+	if (out.error)
+	{
+		/* never a tight loop: failures back off like retries */
+		remote_sync_failed(job->w.account->id, out.error,
+						   retry_delay_ms(job->attempts + 1, 0));
+		WithdrawShmemReportError(psprintf("sync of account \"%s\": %s",
+										  job->w.account->name, out.error));
+	}
+	MemoryContextSwitchTo(old);
+	return more;
+}
+
 /* Records every completed exchange in one transaction. */
 static void
 record_completions(List *completions)
 {
 	ListCell   *lc;
 	TimestampTz now = GetCurrentTimestamp();
+	List	   *next_pages = NIL;
 
 	begin_work("withdraw: recording outcomes");
 	foreach(lc, completions)
@@ -285,7 +359,20 @@ record_completions(List *completions)
 		HttpCompletion *c = lfirst(lc);
 		Job		   *job = c->tag;
 		Outcome		out;
-		MemoryContext old = MemoryContextSwitchTo(job->cxt);
+		MemoryContext old;
+
+		figures.responses++;
+		if (job->kind == JOB_SYNC)
+		{
+			if (record_sync_page(job, c->response))
+			{
+				old = MemoryContextSwitchTo(jobs_cxt);
+				next_pages = lappend(next_pages, job);
+				MemoryContextSwitchTo(old);
+			}
+			continue;
+		}
+		old = MemoryContextSwitchTo(job->cxt);
 
 		memset(&out, 0, sizeof(out));
 		if (c->response->transport_failed)
@@ -296,13 +383,33 @@ record_completions(List *completions)
 			job->w.account->provider->parse_status(&job->w, c->response, &out);
 		MemoryContextSwitchTo(old);
 		apply_outcome(job, c->response, &out);
-		figures.responses++;
 	}
 	end_work();
 
 	foreach(lc, completions)
-		release_job(((HttpCompletion *) lfirst(lc))->tag, now);
+	{
+		Job		   *job = ((HttpCompletion *) lfirst(lc))->tag;
+
+		if (!list_member_ptr(next_pages, job))
+			release_job(job, now);
+	}
 	list_free_deep(completions);
+
+	/* the next page of a list goes out at once, as the same job */
+	foreach(lc, next_pages)
+	{
+		Job		   *job = lfirst(lc);
+		Outcome		failure;
+
+		if (build_request(job, &failure))
+		{
+			http_start(&job->request, job, job->page_cxt);
+			figures.requests_sent++;
+		}
+		else
+			release_job(job, now);
+	}
+	list_free(next_pages);
 }
 
 /* Picks, among locked candidates, those the account limits allow now. */
@@ -455,6 +562,35 @@ claim_and_send(void)
 			capacity--;
 		}
 	}
+	if (capacity > 0)
+	{
+		List	   *syncing = NIL;
+
+		foreach(lc, in_flight_jobs)
+			if (((Job *) lfirst(lc))->kind == JOB_SYNC)
+				syncing = lappend_int(syncing, ((Job *) lfirst(lc))->w.account->id);
+		foreach(lc, store_take_syncs(syncing, capacity, jobs_cxt))
+		{
+			Job		   *job = lfirst(lc);
+			Outcome		failure;
+			MemoryContext spi_cxt;
+
+			(void) account_state(job->w.account->id, job->w.account->provider,
+								 job->w.account->options);
+			job->cursor.since = remote_sync_since(job->w.account->id);
+			job->started_at = GetCurrentTimestamp();
+			spi_cxt = MemoryContextSwitchTo(loop_cxt);
+			if (build_request(job, &failure))
+				ready = lappend(ready, job);
+			else
+			{
+				remote_sync_failed(job->w.account->id, failure.message,
+								   retry_delay_ms(job->attempts + 1, 0));
+				unbuildable = lappend(unbuildable, job);
+			}
+			MemoryContextSwitchTo(spi_cxt);
+		}
+	}
 	end_work();
 
 	foreach(lc, unbuildable)
@@ -469,7 +605,7 @@ claim_and_send(void)
 		Job		   *job = lfirst(lc);
 
 		track_job(job);
-		http_start(&job->request, job, job->cxt);
+		http_start(&job->request, job, job->kind == JOB_SYNC ? job->page_cxt : job->cxt);
 		figures.requests_sent++;
 	}
 	figures.claims++;

@@ -118,6 +118,22 @@ is_positive_decimal(const char *s)
 	return *p == '\0' && nonzero;
 }
 
+/* digits with an optional fraction, zero allowed (fees) */
+bool
+is_decimal(const char *s)
+{
+	return s != NULL && (is_positive_decimal(s) ||
+						 (strspn(s, "0.") == strlen(s) && isdigit((unsigned char) s[0]) &&
+						  s[strlen(s) - 1] != '.' && strchr(s, '.') == strrchr(s, '.')));
+}
+
+TimestampTz
+timestamp_from_unix(int64 seconds)
+{
+	return (TimestampTz) (seconds - (int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY) *
+		USECS_PER_SEC;
+}
+
 /* numeric equality of two decimal strings ("1.50" equals "1.5") */
 bool
 decimal_equal(const char *a, const char *b)
@@ -182,7 +198,7 @@ params_sort(ParamList *list)
 	}
 }
 
-static void
+void
 append_url_encoded(StringInfo buf, const char *s)
 {
 	static const char hex[] = "0123456789ABCDEF";

@@ -78,10 +78,55 @@ typedef struct Outcome
 								 * several candidates */
 } Outcome;
 
+/*
+ * Where a sync of a provider's withdrawal list stands.  "position" is the
+ * provider's paging state (p99: the "end" of the next page), NULL on the
+ * first page; since/until bound the window, 0 meaning open.
+ */
+typedef struct SyncCursor
+{
+	TimestampTz since;
+	TimestampTz until;
+	char	   *status;			/* filters, NULL for all */
+	char	   *token;
+	char	   *position;
+	int			pages;
+} SyncCursor;
+
+/* One record of a provider's withdrawal list. */
+typedef struct RemoteRecord
+{
+	char	   *provider_id;
+	char	   *request_id;		/* the idempotency key, if the provider reports it */
+	char	   *asset;
+	char	   *amount;
+	char	   *fee;
+	char	   *fee_asset;
+	char	   *status;			/* as the provider says */
+	const char *state;			/* one of DESIGN.md's states */
+	char	   *txid;
+	char	   *block_number;
+	char	   *chain_id;
+	char	   *nonce;
+	TimestampTz deadline;		/* 0 = none */
+	TimestampTz requested_at;
+	TimestampTz confirmed_at;
+	char	   *raw;			/* the record as JSON text */
+} RemoteRecord;
+
+typedef struct SyncResult
+{
+	List	   *records;		/* RemoteRecord * */
+	bool		more;			/* another page at cursor->position */
+	char	   *error;			/* the page failed: why (no change made) */
+	bool		auth_failed;
+} SyncResult;
+
 typedef struct Provider
 {
 	const char *name;
-	/* credential keys every account must carry */
+	/* credential keys an account may carry (all required, unless
+	 * check_credentials says otherwise) */
 	const char *const *credential_keys;
 	/* provider-specific option keys, besides the generic ones */
 	const char *const *option_keys;
@@ -92,8 +137,13 @@ typedef struct Provider
 
 	/* backend: checks options beyond the generic ones; ERROR on bad input */
 	void		(*check_options) (Jsonb *options);
-	/* backend: validates and normalizes a request; ERROR naming the field */
+	/* backend: which combinations of credential_keys are complete; NULL = all */
+	void		(*check_credentials) (Jsonb *credentials);
+	/* backend: validates and normalizes a request; ERROR naming the field;
+	 * NULL when the provider cannot create withdrawals */
 	void		(*validate) (Jsonb *request, ValidatedRequest *out);
+	/* why not, for the hint of that error */
+	const char *cannot_create_hint;
 
 	/* worker: the create exchange */
 	void		(*build_create) (WithdrawalJob *job, HttpRequest *req);
@@ -101,6 +151,14 @@ typedef struct Provider
 	/* worker: the status exchange (provider_id may be NULL: reconcile) */
 	void		(*build_status) (WithdrawalJob *job, HttpRequest *req);
 	void		(*parse_status) (WithdrawalJob *job, HttpResponse *res, Outcome *out);
+
+	/* a list of the provider's withdrawals, page by page; NULL = none */
+	void		(*build_sync) (WithdrawAccount *account, SyncCursor *cursor, HttpRequest *req);
+	void		(*parse_sync) (WithdrawAccount *account, SyncCursor *cursor, HttpResponse *res,
+							   SyncResult *out);
+	/* one record of that list by the provider's id; NULL = none */
+	void		(*build_lookup) (WithdrawAccount *account, const char *provider_id, HttpRequest *req);
+	void		(*parse_lookup) (WithdrawAccount *account, HttpResponse *res, SyncResult *out);
 } Provider;
 
 /* registry.c */
@@ -116,6 +174,8 @@ extern char *join_url(const char *base_url, const char *path);
 extern void http_request_init(HttpRequest *req, const char *method, char *url);
 extern void http_request_header(HttpRequest *req, const char *name, const char *value);
 extern bool is_positive_decimal(const char *s);
+extern bool is_decimal(const char *s);
+extern TimestampTz timestamp_from_unix(int64 seconds);
 extern bool decimal_equal(const char *a, const char *b);
 extern int64 epoch_ms(TimestampTz t);
 
@@ -128,6 +188,7 @@ typedef struct ParamList
 	char	  **values;
 } ParamList;
 
+extern void append_url_encoded(StringInfo buf, const char *s);
 extern void params_init(ParamList *list);
 extern void params_add(ParamList *list, const char *key, const char *value);
 extern void params_sort(ParamList *list);
@@ -135,6 +196,7 @@ extern char *params_join(const ParamList *list, bool url_encode);
 
 /* the providers */
 extern const Provider zoomex_provider;
+extern const Provider p99_provider;
 
 
 

@@ -13,6 +13,7 @@
 
 static const Provider *const providers[] = {
 	&zoomex_provider,
+	&p99_provider,
 };
 
 const Provider *

@@ -386,7 +386,7 @@ def test_old_history_is_pruned_in_batches():
     wait_state(wid, "succeeded")
     before = cluster.value("SELECT count(*) FROM withdraw.attempt WHERE withdrawal_id = %s", (wid,))
     cluster.sql("ALTER SYSTEM SET withdraw.retention = '2s'")
-    cluster.sql("ALTER SYSTEM SET withdraw.retention_batch = 2")
+    cluster.sql("ALTER SYSTEM SET withdraw.retention_batch = 50")
     cluster.sql("SELECT pg_reload_conf()")
     try:
         wait_until(lambda: cluster.value("SELECT count(*) FROM withdraw.attempt WHERE withdrawal_id = %s",
@@ -398,7 +398,7 @@ def test_old_history_is_pruned_in_batches():
         cluster.sql("ALTER SYSTEM RESET withdraw.retention")
         cluster.sql("ALTER SYSTEM RESET withdraw.retention_batch")
         cluster.sql("SELECT pg_reload_conf()")
-    return f"{before} attempts and the events pruned 2 at a time; the withdrawal row stays"
+    return f"{before} attempts and the events pruned 50 at a time; the withdrawal row stays"
 
 
 def test_the_worker_comes_back_after_the_database_restarts():

@@ -1,0 +1,333 @@
+/*-------------------------------------------------------------------------
+ *
+ * remote.c
+ *	  Records of the providers' own withdrawal lists: storing them, the
+ *	  state of each account's scheduled sync, and the SQL functions that
+ *	  fetch on demand (withdraw_sync, withdraw_refresh of a remote record).
+ *
+ * Both the worker (scheduled syncs, asynchronous) and the SQL functions
+ * (blocking, in the caller's transaction) store records through
+ * remote_upsert, so a record looks the same whoever fetched it.  A record
+ * whose state is terminal never moves back; a change of state is recorded
+ * in withdraw.events and announced by a trigger.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "jsonutil.h"
+#include "remote.h"
+#include "withdraw.h"
+
+#define MAX_SYNC_PAGES 100000
+
+PG_FUNCTION_INFO_V1(withdraw_sync);
+PG_FUNCTION_INFO_V1(withdraw_refresh_remote);
+
+static SPIPlanPtr upsert_plan = NULL;
+
+static SPIPlanPtr
+prepare_kept(const char *sql, int nargs, Oid *types)
+{
+	SPIPlanPtr	plan = SPI_prepare(sql, nargs, types);
+
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+	SPI_keepplan(plan);
+	return plan;
+}
+
+static Datum
+text_arg(const char *s, char *null_flag)
+{
+	*null_flag = s ? ' ' : 'n';
+	return s ? CStringGetTextDatum(s) : (Datum) 0;
+}
+
+static Datum
+digits_arg(const char *s, char *null_flag)
+{
+	bool		ok = s && s[0] && strlen(s) <= 18 && strspn(s, "0123456789") == strlen(s);
+
+	return text_arg(ok ? s : NULL, null_flag);
+}
+
+static Datum
+time_arg(TimestampTz t, char *null_flag)
+{
+	*null_flag = t != 0 ? ' ' : 'n';
+	return TimestampTzGetDatum(t);
+}
+
+/* Stores one record; true when it was new or changed. */
+bool
+remote_upsert(int32 account_id, RemoteRecord *r)
+{
+	Datum		v[17];
+	char		n[18] = "                 ";
+
+	if (upsert_plan == NULL)
+	{
+		Oid			types[17] = {INT4OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
+			TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID,
+		TIMESTAMPTZOID, TEXTOID};
+
+		upsert_plan = prepare_kept(
+								   "INSERT INTO withdraw.remote_withdrawal AS r"
+								   " (account_id, provider_id, request_id, withdrawal_id, asset, amount, fee,"
+								   "  fee_asset, status, state, txid, block_number, chain_id, nonce, deadline,"
+								   "  requested_at, confirmed_at, raw)"
+								   " VALUES ($1, $2, $3,"
+								   "  (SELECT w.id FROM withdraw.withdrawal w"
+								   "   WHERE w.account_id = $1 AND w.idempotency_key = $3),"
+								   "  $4, $5::numeric, $6::numeric, $7, $8, $9, $10, $11::bigint, $12,"
+								   "  $13::bigint, $14, $15, $16, $17::jsonb)"
+								   " ON CONFLICT (account_id, provider_id) DO UPDATE SET"
+								   "  status = EXCLUDED.status,"
+								   "  state = CASE WHEN r.state IN ('succeeded', 'failed', 'rejected', 'cancelled',"
+								   "               'expired') THEN r.state ELSE EXCLUDED.state END,"
+								   "  txid = coalesce(EXCLUDED.txid, r.txid),"
+								   "  block_number = coalesce(EXCLUDED.block_number, r.block_number),"
+								   "  fee = EXCLUDED.fee, deadline = EXCLUDED.deadline,"
+								   "  confirmed_at = coalesce(EXCLUDED.confirmed_at, r.confirmed_at),"
+								   "  withdrawal_id = coalesce(r.withdrawal_id, EXCLUDED.withdrawal_id),"
+								   "  raw = EXCLUDED.raw, updated_at = now()"
+								   " WHERE r.raw IS DISTINCT FROM EXCLUDED.raw"
+								   " RETURNING id", 17, types);
+	}
+	v[0] = Int32GetDatum(account_id);
+	v[1] = CStringGetTextDatum(r->provider_id);
+	v[2] = text_arg(r->request_id, &n[2]);
+	v[3] = text_arg(r->asset, &n[3]);
+	v[4] = text_arg(is_decimal(r->amount) ? r->amount : NULL, &n[4]);
+	v[5] = text_arg(is_decimal(r->fee) ? r->fee : NULL, &n[5]);
+	v[6] = text_arg(r->fee_asset, &n[6]);
+	v[7] = text_arg(r->status, &n[7]);
+	v[8] = CStringGetTextDatum(r->state);
+	v[9] = text_arg(r->txid, &n[9]);
+	v[10] = digits_arg(r->block_number, &n[10]);
+	v[11] = text_arg(r->chain_id, &n[11]);
+	v[12] = digits_arg(r->nonce, &n[12]);
+	v[13] = time_arg(r->deadline, &n[13]);
+	v[14] = time_arg(r->requested_at, &n[14]);
+	v[15] = time_arg(r->confirmed_at, &n[15]);
+	v[16] = CStringGetTextDatum(r->raw);
+	if (SPI_execute_plan(upsert_plan, v, n, false, 0) != SPI_OK_INSERT_RETURNING)
+		elog(ERROR, "storing a remote withdrawal failed");
+	return SPI_processed > 0;
+}
+
+/*
+ * Where an incremental sync starts: the oldest record still open (it may
+ * have changed) or else the newest seen, a minute early; 0 (everything)
+ * the first time.
+ */
+TimestampTz
+remote_sync_since(int32 account_id)
+{
+	Oid			types[1] = {INT4OID};
+	Datum		values[1] = {Int32GetDatum(account_id)};
+	bool		isnull;
+	Datum		since;
+
+	if (SPI_execute_with_args("SELECT least((SELECT min(requested_at) FROM withdraw.remote_withdrawal"
+							  "   WHERE account_id = $1 AND state IN ('submitted', 'processing', 'review')),"
+							  "  (SELECT high_water FROM withdraw.sync_state WHERE account_id = $1))"
+							  " - interval '1 minute'", 1, types, values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "reading the sync state failed");
+	since = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	return isnull ? 0 : DatumGetTimestampTz(since);
+}
+
+/* After a complete sync: the next one is due in interval_ms. */
+void
+remote_sync_done(int32 account_id, TimestampTz high_water, int64 changed, int interval_ms)
+{
+	Oid			types[4] = {INT4OID, TIMESTAMPTZOID, INT8OID, FLOAT8OID};
+	Datum		values[4];
+	char		nulls[5] = "    ";
+
+	values[0] = Int32GetDatum(account_id);
+	values[1] = time_arg(high_water, &nulls[1]);
+	values[2] = Int64GetDatum(changed);
+	values[3] = Float8GetDatum(interval_ms);
+	if (SPI_execute_with_args("UPDATE withdraw.sync_state SET last_sync_at = now(),"
+							  " next_sync_at = now() + $4 * interval '1 millisecond',"
+							  " high_water = greatest(high_water, $2), failures = 0, last_error = NULL,"
+							  " records_changed = records_changed + $3"
+							  " WHERE account_id = $1", 4, types, values, nulls, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "updating the sync state failed");
+}
+
+/* After a failed sync: try again after retry_ms, and say why. */
+void
+remote_sync_failed(int32 account_id, const char *error, int64 retry_ms)
+{
+	Oid			types[3] = {INT4OID, TEXTOID, FLOAT8OID};
+	Datum		values[3];
+
+	values[0] = Int32GetDatum(account_id);
+	values[1] = CStringGetTextDatum(error);
+	values[2] = Float8GetDatum((double) retry_ms);
+	if (SPI_execute_with_args("UPDATE withdraw.sync_state SET failures = failures + 1,"
+							  " last_error = $2, last_error_at = now(),"
+							  " next_sync_at = now() + $3 * interval '1 millisecond'"
+							  " WHERE account_id = $1", 3, types, values, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "updating the sync state failed");
+}
+
+/* The account with its secrets, for the SQL functions; ERROR if absent. */
+static WithdrawAccount *
+load_account(const char *name)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1] = {CStringGetTextDatum(name)};
+	WithdrawAccount *account = palloc0(sizeof(WithdrawAccount));
+	HeapTuple	tuple;
+	TupleDesc	desc;
+	bool		isnull;
+
+	if (SPI_execute_with_args("SELECT a.id, a.name, a.provider, a.base_url, a.options, s.credentials"
+							  " FROM withdraw.account a JOIN withdraw.account_secret s ON s.account_id = a.id"
+							  " WHERE a.name = $1", 1, types, values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "account lookup failed");
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("account \"%s\" does not exist", name)));
+	tuple = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	account->id = DatumGetInt32(SPI_getbinval(tuple, desc, 1, &isnull));
+	account->name = SPI_getvalue(tuple, desc, 2);
+	account->provider = provider_lookup_or_error(SPI_getvalue(tuple, desc, 3));
+	account->base_url = SPI_getvalue(tuple, desc, 4);
+	account->options = DatumGetJsonbPCopy(SPI_getbinval(tuple, desc, 5, &isnull));
+	account->credentials = DatumGetJsonbPCopy(SPI_getbinval(tuple, desc, 6, &isnull));
+	return account;
+}
+
+static void
+fetch_failed(WithdrawAccount *account, SyncResult *out)
+{
+	ereport(ERROR,
+			(errcode(out->auth_failed ? ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION
+					 : ERRCODE_CONNECTION_FAILURE),
+			 errmsg("could not fetch the withdrawal list of account \"%s\"", account->name),
+			 errdetail("%s", out->error)));
+}
+
+/* Filters for withdraw_sync: status, token (strings), start, end (Unix seconds). */
+static void
+read_filters(Jsonb *filters, SyncCursor *cursor)
+{
+	static const char *const known[] = {"status", "token", "start", "end", NULL};
+	int64		seconds;
+
+	request_reject_unknown_fields(filters, "withdraw_sync", known);
+	cursor->status = request_string(filters, "withdraw_sync", "status", false, 32);
+	cursor->token = request_string(filters, "withdraw_sync", "token", false, 32);
+	if (request_int(filters, "withdraw_sync", "start", false, &seconds))
+		cursor->since = timestamp_from_unix(seconds);
+	if (request_int(filters, "withdraw_sync", "end", false, &seconds))
+		cursor->until = timestamp_from_unix(seconds);
+}
+
+/*
+ * SQL: withdraw_sync(account, filters) — pages through the provider's list
+ * now, in the caller's transaction; returns the records added or changed.
+ * Without filters this is the incremental sync the worker also runs, and
+ * it counts as one (the schedule restarts from now).
+ */
+Datum
+withdraw_sync(PG_FUNCTION_ARGS)
+{
+	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	Jsonb	   *filters = PG_GETARG_JSONB_P(1);
+	bool		filtered = JB_ROOT_COUNT(filters) > 0;
+	WithdrawAccount *account;
+	SyncCursor	cursor;
+	TimestampTz high_water = 0;
+	int64		changed = 0;
+	AccountPolicy policy;
+
+	SPI_connect();
+	account = load_account(name);
+	if (account->provider->build_sync == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("%s accounts have no withdrawal list to sync", account->provider->name)));
+	account_policy(account->provider, account->options, &policy);
+	memset(&cursor, 0, sizeof(cursor));
+	if (filtered)
+		read_filters(filters, &cursor);
+	else
+		cursor.since = remote_sync_since(account->id);
+
+	for (;;)
+	{
+		HttpRequest req;
+		HttpResponse *res;
+		SyncResult	out;
+		ListCell   *lc;
+
+		CHECK_FOR_INTERRUPTS();
+		account->provider->build_sync(account, &cursor, &req);
+		req.timeout_ms = policy.request_timeout_ms;
+		res = http_perform(&req);
+		memset(&out, 0, sizeof(out));
+		account->provider->parse_sync(account, &cursor, res, &out);
+		if (out.error)
+			fetch_failed(account, &out);
+		foreach(lc, out.records)
+		{
+			RemoteRecord *r = lfirst(lc);
+
+			changed += remote_upsert(account->id, r) ? 1 : 0;
+			high_water = Max(high_water, r->requested_at);
+		}
+		if (!out.more || ++cursor.pages >= MAX_SYNC_PAGES)
+			break;
+	}
+	if (!filtered)
+		remote_sync_done(account->id, high_water, changed, policy.sync_interval_ms);
+	SPI_finish();
+	PG_RETURN_INT32((int32) changed);
+}
+
+/* SQL: withdraw._refresh_remote(account, provider_id) — one lookup, stored. */
+Datum
+withdraw_refresh_remote(PG_FUNCTION_ARGS)
+{
+	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	char	   *provider_id = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	WithdrawAccount *account;
+	HttpRequest req;
+	SyncResult	out;
+	AccountPolicy policy;
+
+	SPI_connect();
+	account = load_account(name);
+	if (account->provider->build_lookup == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("%s accounts have no withdrawal list to look up", account->provider->name)));
+	account_policy(account->provider, account->options, &policy);
+	account->provider->build_lookup(account, provider_id, &req);
+	req.timeout_ms = policy.request_timeout_ms;
+	memset(&out, 0, sizeof(out));
+	account->provider->parse_lookup(account, http_perform(&req), &out);
+	if (out.error)
+		fetch_failed(account, &out);
+	remote_upsert(account->id, linitial(out.records));
+	SPI_finish();
+	PG_RETURN_VOID();
+}
