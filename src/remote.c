@@ -219,8 +219,8 @@ static void
 fetch_failed(WithdrawAccount *account, SyncResult *out)
 {
 	ereport(ERROR,
-			(errcode(out->auth_failed ? ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION
-					 : ERRCODE_CONNECTION_FAILURE),
+			(errcode(out->auth_failed ? ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION :
+					 out->not_found ? ERRCODE_NO_DATA_FOUND : ERRCODE_CONNECTION_FAILURE),
 			 errmsg("could not fetch the withdrawal list of account \"%s\"", account->name),
 			 errdetail("%s", out->error)));
 }

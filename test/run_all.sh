@@ -41,6 +41,9 @@ tail -3 /tmp/withdraw-mock-selftest.log
 echo "== integration suite"
 $PY test/integration/test_worker.py || failed+=(integration)
 
+echo "== integration suite: p99"
+$PY test/integration/test_p99.py || failed+=(p99)
+
 if [ ${#failed[@]} -gt 0 ]; then
 	echo "FAILED: ${failed[*]}"
 	exit 1

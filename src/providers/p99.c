@@ -231,6 +231,8 @@ p99_answer(HttpResponse *res, SyncResult *out, Jsonb **body)
 		out->error = pstrdup("p99 refused the credentials (HTTP 401): check the account's api_key and api_secret, or its jwt, and the server clock");
 		return false;
 	}
+	if (res->status == 404)
+		out->not_found = true;
 	if (res->status != 200)
 	{
 		Jsonb	   *err = json_parse_untrusted(res->body.data, res->body.len, &error);

@@ -120,6 +120,7 @@ typedef struct SyncResult
 	bool		more;			/* another page at cursor->position */
 	char	   *error;			/* the page failed: why (no change made) */
 	bool		auth_failed;
+	bool		not_found;		/* a lookup of an id the provider does not know */
 } SyncResult;
 
 typedef struct Provider

@@ -1,0 +1,161 @@
+"""Integration suite for the p99 provider: a real server and worker, and the
+mock p99 (test/mock/p99.py) over 127.0.0.1, with hundreds of seeded records
+whose statuses change over time.
+
+Run: python3 test/integration/test_p99.py [name-filter ...]  (as a non-root user)
+"""
+
+import json
+import sys
+import time
+
+import psycopg2
+
+from harness import Cluster, Mock, Suite, wait_until
+
+cluster = None
+mock = None
+
+CONFIG = {"p99": {
+    "keys": {"pkey-alice": "psecret-alice-0123456789", "pkey-bob": "psecret-bob-0123456789"},
+    "key_users": {"pkey-alice": "alice", "pkey-bob": "bob"},
+    "jwts": {"jwt-token-carol": "carol"},
+    "seed_rows": 450, "seed": 7, "history_days": 10,
+    "confirm_after_s": 6.0, "expire_after_s": 6.0,
+}}
+
+
+def account(name, credentials, options=None):
+    cluster.sql("SELECT withdraw_account_create(%s, 'p99', %s, %s, %s)",
+                (name, mock.base_url("p99"), json.dumps(credentials), json.dumps(options or {})))
+
+
+def truth(user):
+    return {r["id"]: r for r in mock.call("GET", f"/_mock/p99/records?user={user}")}
+
+
+def stored(name):
+    rows = cluster.sql("SELECT provider_id, status, state, amount::text, txid FROM withdraw.remote_withdrawals"
+                       " WHERE account = %s", (name,))
+    return {r[0]: {"status": r[1], "state": r[2], "amount": r[3], "txid": r[4]} for r in rows}
+
+
+def same_as_provider(name, user):
+    want, have = truth(user), stored(name)
+    if set(want) != set(have):
+        return False
+    return all(have[i]["status"] == r["status"] and have[i]["txid"] == r["tx_hash"] for i, r in want.items())
+
+
+def test_full_sync_over_many_pages():
+    account("p99a", {"api_key": "pkey-alice", "api_secret": "psecret-alice-0123456789"},
+            {"sync_interval_ms": 3600000})
+    started = time.monotonic()
+    n = cluster.value("SELECT withdraw_sync('p99a')")
+    took = time.monotonic() - started
+    want = truth("alice")
+    assert len(want) >= 450 and n == len(want), (n, len(want))
+    assert same_as_provider("p99a", "alice")
+    pages = [r for r in mock.requests("p99") if r.get("api_key") == "pkey-alice"]
+    assert len(pages) >= 3, len(pages)
+    signed = cluster.value("SELECT count(*) FROM withdraw.remote_withdrawals WHERE account = 'p99a'"
+                           " AND status = 'signed' AND state = 'processing'")
+    return f"{n} records in {len(pages)} pages, {took * 1000:.0f} ms; {signed} still signed"
+
+
+def test_resync_picks_up_status_changes_as_events():
+    signed = cluster.value("SELECT count(*) FROM withdraw.remote_withdrawals WHERE account = 'p99a'"
+                           " AND status = 'signed'")
+    assert signed > 0, "the seed should leave some records signed"
+    time.sleep(6.5)   # the mock confirms or expires them after 6 s
+    changed = cluster.value("SELECT withdraw_sync('p99a')")
+    assert same_as_provider("p99a", "alice")
+    ev = cluster.sql("SELECT e.from_state, e.to_state, count(*) FROM withdraw.events e"
+                     " JOIN withdraw.remote_withdrawals r ON r.id = e.remote_withdrawal_id"
+                     " WHERE r.account = 'p99a' GROUP BY 1, 2 ORDER BY 2")
+    moved = sum(c for _, _, c in ev)
+    assert changed == signed and moved == signed, (changed, signed, ev)
+    assert {t for _, t, _ in ev} <= {"succeeded", "expired"}, ev
+    again = cluster.value("SELECT withdraw_sync('p99a')")
+    assert again == 0, again
+    return f"{signed} signed records changed: {ev}; a third sync changes nothing"
+
+
+def test_incremental_sync_fetches_only_the_recent_window():
+    before = len([r for r in mock.requests("p99") if r.get("api_key") == "pkey-alice"])
+    cluster.value("SELECT withdraw_sync('p99a')")
+    after = len([r for r in mock.requests("p99") if r.get("api_key") == "pkey-alice"])
+    assert after - before == 1, after - before
+    return "one page when nothing is open"
+
+
+def test_scheduled_sync_keeps_the_mirror_current():
+    account("p99b", {"api_key": "pkey-bob", "api_secret": "psecret-bob-0123456789"}, {"sync_interval_ms": 500})
+    wait_until(lambda: same_as_provider("p99b", "bob"), 30, 0.2, "the worker's first sync")
+    mock.call("POST", "/_mock/p99/add", {"user": "bob", "count": 5})
+    wait_until(lambda: same_as_provider("p99b", "bob"), 10, 0.1, "the new records")
+    last = cluster.value("SELECT last_sync_at FROM withdraw.syncs WHERE account = 'p99b'")
+    assert last is not None
+    return f"{len(truth('bob'))} records mirrored by the schedule, new ones within the interval"
+
+
+def test_jwt_authentication():
+    account("p99c", {"jwt": "jwt-token-carol"}, {"sync_interval_ms": 3600000})
+    n = cluster.value("SELECT withdraw_sync('p99c', '{\"status\": \"confirmed\"}')")
+    want = {i for i, r in truth("carol").items() if r["status"] == "confirmed"}
+    assert n == len(want) and set(stored("p99c")) == want, (n, len(want))
+    return f"{n} confirmed records with a bearer token and a status filter"
+
+
+def test_bad_credentials_back_off_and_say_why():
+    account("p99bad", {"api_key": "pkey-alice", "api_secret": "wrong-secret"}, {"sync_interval_ms": 200})
+    try:
+        cluster.sql("SELECT withdraw_sync('p99bad')")
+        raise AssertionError("withdraw_sync succeeded with a wrong secret")
+    except psycopg2.Error as e:
+        assert e.pgcode == "28000" and "401" in e.diag.message_detail, (e.pgcode, e.diag.message_detail)
+    wait_until(lambda: cluster.value("SELECT failures FROM withdraw.syncs WHERE account = 'p99bad'") >= 2,
+               20, 0.1, "two failed scheduled syncs")
+    t0 = time.time()
+    time.sleep(4)
+    tries = [r for r in mock.requests("p99") if r.get("api_key") == "pkey-alice" and r["t"] > t0
+             and r.get("status") == 401]
+    err = cluster.value("SELECT last_error FROM withdraw.syncs WHERE account = 'p99bad'")
+    workers = cluster.value("SELECT last_error FROM withdraw.workers")
+    assert len(tries) <= 3, f"{len(tries)} tries in 4 s: a tight loop"
+    assert "401" in err and "401" in workers, (err, workers)
+    return f"{len(tries)} tries in 4 s while failing; last_error: {err[:60]}…"
+
+
+def test_single_lookup():
+    some = next(iter(truth("alice")))
+    row = cluster.sql("SELECT provider_id, status FROM withdraw_refresh('p99a', %s)", (some,))
+    assert row == [(some, truth("alice")[some]["status"])], row
+    try:
+        cluster.sql("SELECT * FROM withdraw_refresh('p99a', '00000000-0000-4000-8000-000000000000')")
+        raise AssertionError("an unknown id was found")
+    except psycopg2.Error as e:
+        assert e.pgcode == "P0002", e.pgcode
+    return "found, and 404 is P0002"
+
+
+def main():
+    global cluster, mock
+    mock = Mock(CONFIG)
+    cluster = Cluster().start()
+    ok = False
+    try:
+        cluster.sql("CREATE EXTENSION withdraw")
+        cluster.wait_ready()
+        tests = [v for k, v in globals().items() if k.startswith("test_")]
+        ok = Suite("p99").run(tests, sys.argv[1:])
+    finally:
+        if not ok:
+            print("\n".join(cluster.log_text().splitlines()[-30:]))
+        cluster.destroy()
+        mock.stop()
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()
