@@ -542,7 +542,6 @@ claim_and_send(void)
 		{
 			Job		   *job = lfirst(lc);
 			Outcome    *failure = palloc0(sizeof(Outcome));
-
 			MemoryContext spi_cxt;
 
 			job->started_at = GetCurrentTimestamp();
