@@ -13,6 +13,7 @@ OBJS = \
 	src/api.o \
 	src/accounts.o \
 	src/remote.o \
+	src/spi_util.o \
 	src/providers/registry.o \
 	src/providers/common.o \
 	src/providers/request.o \

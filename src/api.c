@@ -21,6 +21,7 @@
 #include "utils/jsonb.h"
 
 #include "providers/provider.h"
+#include "spi_util.h"
 #include "withdraw.h"
 
 PG_FUNCTION_INFO_V1(withdraw_create);
@@ -30,16 +31,6 @@ static SPIPlanPtr account_plan = NULL;
 static SPIPlanPtr insert_plan = NULL;
 static SPIPlanPtr existing_plan = NULL;
 
-static SPIPlanPtr
-prepare_kept(const char *sql, int nargs, Oid *types)
-{
-	SPIPlanPtr	plan = SPI_prepare(sql, nargs, types);
-
-	if (plan == NULL)
-		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-	SPI_keepplan(plan);
-	return plan;
-}
 
 /* Finds the account and its provider, or raises undefined_object. */
 static const Provider *
@@ -53,7 +44,7 @@ lookup_account(const char *name, int32 *account_id)
 	{
 		Oid			types[1] = {TEXTOID};
 
-		account_plan = prepare_kept("SELECT id, provider FROM withdraw.account WHERE name = $1",
+		account_plan = spi_prepare_kept("SELECT id, provider FROM withdraw.account WHERE name = $1",
 									1, types);
 	}
 	args[0] = CStringGetTextDatum(name);
@@ -81,7 +72,7 @@ insert_withdrawal(int32 account_id, ValidatedRequest *v)
 	{
 		Oid			types[7] = {INT4OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, NAMEOID};
 
-		insert_plan = prepare_kept(
+		insert_plan = spi_prepare_kept(
 								   "INSERT INTO withdraw.withdrawal"
 								   " (account_id, idempotency_key, request, asset, amount, destination, created_by)"
 								   " VALUES ($1, $2, $3::jsonb, $4, $5::numeric, $6, $7)"
@@ -121,7 +112,7 @@ existing_withdrawal(const char *account_name, int32 account_id, ValidatedRequest
 	{
 		Oid			types[3] = {INT4OID, TEXTOID, TEXTOID};
 
-		existing_plan = prepare_kept(
+		existing_plan = spi_prepare_kept(
 									 "SELECT id, request = $3::jsonb FROM withdraw.withdrawal"
 									 " WHERE account_id = $1 AND idempotency_key = $2", 3, types);
 	}

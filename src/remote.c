@@ -26,6 +26,7 @@
 
 #include "jsonutil.h"
 #include "remote.h"
+#include "spi_util.h"
 #include "withdraw.h"
 
 #define MAX_SYNC_PAGES 100000
@@ -35,30 +36,14 @@ PG_FUNCTION_INFO_V1(withdraw_refresh_remote);
 
 static SPIPlanPtr upsert_plan = NULL;
 
-static SPIPlanPtr
-prepare_kept(const char *sql, int nargs, Oid *types)
-{
-	SPIPlanPtr	plan = SPI_prepare(sql, nargs, types);
 
-	if (plan == NULL)
-		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-	SPI_keepplan(plan);
-	return plan;
-}
-
-static Datum
-text_arg(const char *s, char *null_flag)
-{
-	*null_flag = s ? ' ' : 'n';
-	return s ? CStringGetTextDatum(s) : (Datum) 0;
-}
 
 static Datum
 digits_arg(const char *s, char *null_flag)
 {
 	bool		ok = s && s[0] && strlen(s) <= 18 && strspn(s, "0123456789") == strlen(s);
 
-	return text_arg(ok ? s : NULL, null_flag);
+	return spi_text_or_null(ok ? s : NULL, null_flag);
 }
 
 static Datum
@@ -81,7 +66,7 @@ remote_upsert(int32 account_id, RemoteRecord *r)
 			TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID,
 		TIMESTAMPTZOID, TEXTOID};
 
-		upsert_plan = prepare_kept(
+		upsert_plan = spi_prepare_kept(
 								   "INSERT INTO withdraw.remote_withdrawal AS r"
 								   " (account_id, provider_id, request_id, withdrawal_id, asset, amount, fee,"
 								   "  fee_asset, status, state, txid, block_number, chain_id, nonce, deadline,"
@@ -106,16 +91,16 @@ remote_upsert(int32 account_id, RemoteRecord *r)
 	}
 	v[0] = Int32GetDatum(account_id);
 	v[1] = CStringGetTextDatum(r->provider_id);
-	v[2] = text_arg(r->request_id, &n[2]);
-	v[3] = text_arg(r->asset, &n[3]);
-	v[4] = text_arg(is_decimal(r->amount) ? r->amount : NULL, &n[4]);
-	v[5] = text_arg(is_decimal(r->fee) ? r->fee : NULL, &n[5]);
-	v[6] = text_arg(r->fee_asset, &n[6]);
-	v[7] = text_arg(r->status, &n[7]);
+	v[2] = spi_text_or_null(r->request_id, &n[2]);
+	v[3] = spi_text_or_null(r->asset, &n[3]);
+	v[4] = spi_text_or_null(is_decimal(r->amount) ? r->amount : NULL, &n[4]);
+	v[5] = spi_text_or_null(is_decimal(r->fee) ? r->fee : NULL, &n[5]);
+	v[6] = spi_text_or_null(r->fee_asset, &n[6]);
+	v[7] = spi_text_or_null(r->status, &n[7]);
 	v[8] = CStringGetTextDatum(r->state);
-	v[9] = text_arg(r->txid, &n[9]);
+	v[9] = spi_text_or_null(r->txid, &n[9]);
 	v[10] = digits_arg(r->block_number, &n[10]);
-	v[11] = text_arg(r->chain_id, &n[11]);
+	v[11] = spi_text_or_null(r->chain_id, &n[11]);
 	v[12] = digits_arg(r->nonce, &n[12]);
 	v[13] = time_arg(r->deadline, &n[13]);
 	v[14] = time_arg(r->requested_at, &n[14]);

@@ -25,6 +25,7 @@
 #include "utils/timestamp.h"
 
 #include "store.h"
+#include "spi_util.h"
 #include "withdraw.h"
 
 #define RESPONSE_KEEP_BYTES 4000
@@ -76,16 +77,6 @@ static const char *const take_sql[2] = {
 	TAKE_RETURNING
 };
 
-static SPIPlanPtr
-prepare_kept(const char *sql, int nargs, Oid *types)
-{
-	SPIPlanPtr	plan = SPI_prepare(sql, nargs, types);
-
-	if (plan == NULL)
-		elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql, SPI_result_code_string(SPI_result));
-	SPI_keepplan(plan);
-	return plan;
-}
 
 static Datum
 int_array(List *list, bool is_int8)
@@ -151,7 +142,7 @@ store_candidates(JobKind kind, List *excluded_accounts, List *excluded_ids, int 
 	{
 		Oid			types[3] = {INT4ARRAYOID, INT8ARRAYOID, INT4OID};
 
-		candidates_plan[kind] = prepare_kept(candidates_sql[kind], 3, types);
+		candidates_plan[kind] = spi_prepare_kept(candidates_sql[kind], 3, types);
 	}
 	args[0] = int_array(excluded_accounts, false);
 	args[1] = int_array(excluded_ids, true);
@@ -202,7 +193,7 @@ store_take(JobKind kind, List *ids, MemoryContext parent)
 	{
 		Oid			types[1] = {INT8ARRAYOID};
 
-		take_plan[kind] = prepare_kept(take_sql[kind], 1, types);
+		take_plan[kind] = spi_prepare_kept(take_sql[kind], 1, types);
 	}
 	args[0] = int_array(ids, true);
 	if (SPI_execute_plan(take_plan[kind], args, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
@@ -259,7 +250,7 @@ store_take_syncs(List *excluded_accounts, int limit, MemoryContext parent)
 	{
 		Oid			types[2] = {INT4ARRAYOID, INT4OID};
 
-		syncs_plan = prepare_kept(
+		syncs_plan = spi_prepare_kept(
 								  "UPDATE withdraw.sync_state s SET next_sync_at = now() + interval '10 minutes'"
 								  " FROM withdraw.account a JOIN withdraw.account_secret sec ON sec.account_id = a.id"
 								  " WHERE s.account_id IN (SELECT account_id FROM withdraw.sync_state"
@@ -319,7 +310,7 @@ store_mark_reconcile(List *ids)
 	{
 		Oid			types[1] = {INT8ARRAYOID};
 
-		reconcile_plan = prepare_kept(
+		reconcile_plan = spi_prepare_kept(
 									  "UPDATE withdraw.withdrawal SET needs_reconcile = true, next_poll_at = now(),"
 									  " last_error = 'past the idempotency window or the deadline: settled by status query only'"
 									  " WHERE id = ANY ($1) AND state = 'unknown'", 1, types);
@@ -341,7 +332,7 @@ store_fail_unsent(List *ids)
 	{
 		Oid			types[1] = {INT8ARRAYOID};
 
-		unsent_plan = prepare_kept(
+		unsent_plan = spi_prepare_kept(
 								   "UPDATE withdraw.withdrawal SET state = 'failed',"
 								   " last_error = 'not sent before the account''s deadline_ms passed'"
 								   " WHERE id = ANY ($1) AND state = 'queued'", 1, types);
@@ -366,11 +357,11 @@ store_prune(int retention_s, int batch)
 	{
 		Oid			types[2] = {INT4OID, INT4OID};
 
-		prune_plan[0] = prepare_kept(
+		prune_plan[0] = spi_prepare_kept(
 									 "DELETE FROM withdraw.attempt WHERE id IN (SELECT id FROM withdraw.attempt"
 									 " WHERE started_at < now() - $1 * interval '1 second' ORDER BY id LIMIT $2)",
 									 2, types);
-		prune_plan[1] = prepare_kept(
+		prune_plan[1] = spi_prepare_kept(
 									 "DELETE FROM withdraw.event WHERE id IN (SELECT id FROM withdraw.event"
 									 " WHERE at < now() - $1 * interval '1 second' ORDER BY id LIMIT $2)",
 									 2, types);
@@ -396,7 +387,7 @@ store_provider_id_taken(Job *job, const char *provider_id)
 	{
 		Oid			types[3] = {INT4OID, TEXTOID, INT8OID};
 
-		taken_plan = prepare_kept("SELECT 1 FROM withdraw.withdrawal"
+		taken_plan = spi_prepare_kept("SELECT 1 FROM withdraw.withdrawal"
 								  " WHERE account_id = $1 AND provider_id = $2 AND id <> $3",
 								  3, types);
 	}
@@ -423,12 +414,6 @@ keepable_body(HttpResponse *res)
 	return psprintf("%.*s%s", len, res->body.data, len < res->body.len ? "…" : "");
 }
 
-static Datum
-text_or_null(const char *s, char *null_flag)
-{
-	*null_flag = s ? ' ' : 'n';
-	return s ? CStringGetTextDatum(s) : (Datum) 0;
-}
 
 /* Records the exchange in withdraw.attempts and applies the change. */
 void
@@ -448,11 +433,11 @@ store_record(Job *job, HttpResponse *res, Change *change)
 		Oid			ctypes[9] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, BOOLOID, BOOLOID,
 		FLOAT8OID, FLOAT8OID};
 
-		attempt_plan = prepare_kept(
+		attempt_plan = spi_prepare_kept(
 									"INSERT INTO withdraw.attempt (withdrawal_id, kind, started_at, latency_ms, method,"
 									" url, request_body, http_status, response_body, error, outcome)"
 									" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)", 11, atypes);
-		change_plan = prepare_kept(
+		change_plan = spi_prepare_kept(
 								   "UPDATE withdraw.withdrawal SET state = $2,"
 								   " provider_status = coalesce($3, provider_status),"
 								   " provider_id = coalesce(provider_id, $4),"
@@ -478,20 +463,20 @@ store_record(Job *job, HttpResponse *res, Change *change)
 	an[3] = res ? ' ' : 'n';
 	a[4] = CStringGetTextDatum(job->request.method ? job->request.method : "-");
 	a[5] = CStringGetTextDatum(url);
-	a[6] = text_or_null(job->request.audit, &an[6]);
+	a[6] = spi_text_or_null(job->request.audit, &an[6]);
 	a[7] = Int32GetDatum(res ? (int32) res->status : 0);
 	an[7] = (res && res->status > 0) ? ' ' : 'n';
-	a[8] = text_or_null(keepable_body(res), &an[8]);
-	a[9] = text_or_null(res ? res->error : "request not sent", &an[9]);
+	a[8] = spi_text_or_null(keepable_body(res), &an[8]);
+	a[9] = spi_text_or_null(res ? res->error : "request not sent", &an[9]);
 	a[10] = CStringGetTextDatum(change->outcome ? change->outcome : "-");
 	if (SPI_execute_plan(attempt_plan, a, an, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "recording an attempt failed");
 
 	c[0] = Int64GetDatum(job->w.id);
 	c[1] = CStringGetTextDatum(change->state);
-	c[2] = text_or_null(change->provider_status, &cn[2]);
-	c[3] = text_or_null(change->provider_id, &cn[3]);
-	c[4] = text_or_null(change->last_error, &cn[4]);
+	c[2] = spi_text_or_null(change->provider_status, &cn[2]);
+	c[3] = spi_text_or_null(change->provider_id, &cn[3]);
+	c[4] = spi_text_or_null(change->last_error, &cn[4]);
 	c[5] = BoolGetDatum(change->maybe_delivered);
 	c[6] = BoolGetDatum(change->needs_reconcile);
 	c[7] = Float8GetDatum((double) change->retry_in_ms);

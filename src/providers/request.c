@@ -150,9 +150,11 @@ request_amount(Jsonb *request, const char *provider, const char *field, char **a
 							"Use digits with an optional decimal point, for example \"12.50\".");
 }
 
-/* Every top-level field of the normalized request, as text, into params. */
-void
-request_to_params(Jsonb *request, ParamList *params)
+typedef void (*FieldCallback) (const char *key, JsonbValue *value, void *arg);
+
+/* Calls back for every top-level scalar field of the normalized request. */
+static void
+request_each_field(Jsonb *request, FieldCallback callback, void *arg)
 {
 	JsonbIterator *it = JsonbIteratorInit(&request->root);
 	JsonbValue	v;
@@ -165,37 +167,48 @@ request_to_params(Jsonb *request, ParamList *params)
 			key = pnstrdup(v.val.string.val, v.val.string.len);
 		else if (token == WJB_VALUE && key != NULL)
 		{
-			char	   *text = json_scalar_text(&v);
-
-			if (text != NULL)
-				params_add(params, key, text);
+			if (v.type != jbvNull && v.type != jbvBinary)
+				callback(key, &v, arg);
 			key = NULL;
 		}
 	}
+}
+
+static void
+add_param(const char *key, JsonbValue *value, void *arg)
+{
+	params_add((ParamList *) arg, key, json_scalar_text(value));
+}
+
+/* Every top-level field of the normalized request, as text, into params. */
+void
+request_to_params(Jsonb *request, ParamList *params)
+{
+	request_each_field(request, add_param, params);
+}
+
+typedef struct JsonFields
+{
+	StringInfo	buf;
+	bool	   *first;
+} JsonFields;
+
+static void
+add_json_field(const char *key, JsonbValue *value, void *arg)
+{
+	JsonFields *f = (JsonFields *) arg;
+
+	if (value->type == jbvString)
+		json_append_string(f->buf, f->first, key, json_scalar_text(value));
+	else
+		json_append_raw(f->buf, f->first, key, json_scalar_text(value));
 }
 
 /* Every top-level field as JSON members, numbers kept as numbers. */
 void
 request_to_json_fields(Jsonb *request, StringInfo buf, bool *first)
 {
-	JsonbIterator *it = JsonbIteratorInit(&request->root);
-	JsonbValue	v;
-	JsonbIteratorToken token;
-	char	   *key = NULL;
+	JsonFields	f = {buf, first};
 
-	while ((token = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
-	{
-		if (token == WJB_KEY)
-			key = pnstrdup(v.val.string.val, v.val.string.len);
-		else if (token == WJB_VALUE && key != NULL)
-		{
-			char	   *text = json_scalar_text(&v);
-
-			if (v.type == jbvString)
-				json_append_string(buf, first, key, text);
-			else if (text != NULL)
-				json_append_raw(buf, first, key, text);
-			key = NULL;
-		}
-	}
+	request_each_field(request, add_json_field, &f);
 }

@@ -87,6 +87,9 @@ def test_rolled_back_transaction_sends_nothing():
 
 def test_committed_withdrawal_is_sent_promptly_and_followed_to_success():
     account, key = new_account({"poll_interval_ms": 50})
+    # a new worker waits one create interval (1 s) before an account's first create
+    time.sleep(cluster.value("SELECT greatest(0, 1.2 - extract(epoch FROM now() - started_at))::float8"
+                             " FROM withdraw.workers"))
     conn = cluster.connect(autocommit=False)
     cur = conn.cursor()
     cur.execute("SELECT withdraw_create(%s, %s)", (account, json.dumps(request(requestId="prompt1", remark="hi"))))
