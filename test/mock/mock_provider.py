@@ -25,6 +25,9 @@ plugged in with one line in REGISTRY.  A provider module exposes:
       .error_reply(req, code, msg) -> (status, body)   an error in req's endpoint envelope
       .reset()                    forget ledger and rate-limit state
       .ledger() -> dict           what /_mock/ledger shows
+      .control(method, path, params, obj) -> (status, body)   optional: serves the
+                                  control requests /_mock/NAME/... (core lock held;
+                                  path is what follows NAME; ValueError -> 400)
 
 The core owns the single lock, the request log, the counters and the fault queue;
 faults are applied around the provider, so provider modules never see them.
@@ -43,6 +46,7 @@ Control API (JSON in and out, no auth):
     GET  /_mock/ledger?provider=P          executed withdrawals
     GET  /_mock/requests?provider=P        every request, in arrival order (no secrets)
     GET  /_mock/stats?provider=P           counters
+    *    /_mock/P/...                      provider P's own control endpoints, if any
 Fault kinds: http_500 http_502 http_503 http_403 garbage retcode (answer without
 executing), timeout_before (hold delay_s, default 30, then close), reset (RST),
 down (RST for duration_s), and timeout_after reset_after garbage_after (execute first).
@@ -72,10 +76,12 @@ from urllib.parse import parse_qsl, urlsplit
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import p99  # noqa: E402
 import zoomex  # noqa: E402
 
 REGISTRY = {
     zoomex.NAME: zoomex,
+    p99.NAME: p99,
 }
 
 MAX_BODY = 1 << 20
@@ -434,6 +440,13 @@ class Handler(BaseHTTPRequestHandler):
                 return self.send_bytes(200, data, "application/json")
             if method == "GET" and path == "/stats":
                 return self.send_json(200, CORE.stats_of(name))
+            head, _, sub = path[1:].partition("/")
+            hook = getattr(CORE.providers.get(head), "control", None)
+            if hook is not None:
+                with CORE.lock:
+                    status, out = hook(method, "/" + sub, params, obj)
+                    data = json.dumps(out, separators=(",", ":")).encode()
+                return self.send_bytes(status, data, "application/json")
         except ValueError as e:
             return self.send_json(400, {"ok": False, "error": str(e)})
         return self.send_json(404, {"ok": False, "error": f"no control endpoint {method} /_mock{path}"})

@@ -5,8 +5,8 @@ test_mock.py - self-test of the mock provider server (python3 test/mock/test_moc
 Starts mock_provider.py as a subprocess on a free port and drives it with a small
 client of its own: the documented signing vectors, authentication and validation
 errors, rate limits, duplicates, every fault kind, query-record status progression,
-the control API and a clean SIGTERM.  Prints one line per check; exits 0 when all
-pass, 1 otherwise.
+the control API and a clean SIGTERM; then the p99 section (test_mock_p99.py).
+Prints one line per check; exits 0 when all pass, 1 otherwise.
 """
 
 import hashlib
@@ -28,6 +28,7 @@ sys.dont_write_bytecode = True
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import zoomex  # noqa: E402  (only for the signing-vector unit checks)
+import test_mock_p99  # noqa: E402  (the p99 section)
 
 CREATE = "/zoomex/private/v1/asset/withdraw/inner-create"
 QUERY = "/zoomex/private/v1/asset/withdraw/query-record"
@@ -632,7 +633,7 @@ def main():
     cfg = os.path.join(tmp, "config.json")
     err_path = os.path.join(tmp, "stderr")
     with open(cfg, "w") as f:
-        json.dump({"zoomex": {"keys": KEYS}}, f)
+        json.dump({"zoomex": {"keys": KEYS}, **test_mock_p99.CONFIG}, f)
     err = open(err_path, "w")
     proc = subprocess.Popen([sys.executable, os.path.join(HERE, "mock_provider.py"), "--port", "0",
                              "--port-file", port_file, "--config", cfg], stdout=err, stderr=err)
@@ -657,6 +658,7 @@ def main():
         test_faults(c)
         test_query_record(c)
         test_control(c)
+        test_mock_p99.run(port, check, section, SIGNATURES)
     except Exception as e:     # a crash is a failure, not a traceback with the server left running
         import traceback
         traceback.print_exc()
@@ -672,11 +674,12 @@ def main():
         err.close()
         check(rc == 0, "SIGTERM: server exits with status 0 within 5 s", rc)
         out = open(err_path).read()
-        leaked = [s for s in list(KEYS.values()) + list(SIGNATURES) if s in out] + (["sign="] if "sign=" in out else [])
+        secrets = list(KEYS.values()) + test_mock_p99.SECRETS
+        leaked = [s for s in secrets + list(SIGNATURES) if s in out] + (["sign="] if "sign=" in out else [])
         print(f"signatures sent: {len(SIGNATURES)}")
         if leaked:
             print("server output that leaks:", [line for line in out.splitlines() if any(s in line for s in leaked)][:5])
-        check(len(SIGNATURES) > 100 and not any(s in out for s in KEYS.values())
+        check(len(SIGNATURES) > 100 and not any(s in out for s in secrets)
               and not any(s in out for s in SIGNATURES) and "sign=" not in out,
               "server output shows no secret and none of the signatures sent")
     print(f"\n{passes} checks passed, {len(failures)} failed")
