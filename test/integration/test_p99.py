@@ -128,20 +128,23 @@ def test_bad_credentials_back_off_and_say_why():
         raise AssertionError("withdraw_sync succeeded with a wrong secret")
     except psycopg2.Error as e:
         assert e.pgcode == "28000" and "401" in e.diag.message_detail, (e.pgcode, e.diag.message_detail)
-    wait_until(lambda: cluster.value("SELECT failures FROM withdraw.syncs WHERE account = 'p99bad'") >= 2,
-               20, 0.1, "two failed scheduled syncs")
     t0 = time.time()
-    time.sleep(6)
-    tries = sorted(r["t"] for r in mock.requests("p99") if r.get("api_key") == "pkey-alice" and r["t"] > t0
-                   and r.get("status") == 401)
-    gaps = [b - a for a, b in zip(tries, tries[1:])]
-    err = cluster.value("SELECT last_error FROM withdraw.syncs WHERE account = 'p99bad'")
+    wait_until(lambda: cluster.value("SELECT failures FROM withdraw.syncs WHERE account = 'p99bad'") >= 4,
+               30, 0.1, "four failed scheduled syncs")
+    tries = [r for r in mock.requests("p99") if r.get("api_key") == "pkey-alice" and r["t"] > t0
+             and r.get("status") == 401]
+    failures, delay_ms, err = cluster.sql(
+        "SELECT failures, extract(epoch FROM next_sync_at - last_error_at) * 1000, last_error"
+        " FROM withdraw.syncs WHERE account = 'p99bad'")[0]
     workers = cluster.value("SELECT last_error FROM withdraw.workers")
-    # the delay doubles (with jitter) up to withdraw.retry_max_delay (5 s here)
-    assert len(tries) <= 8, f"{len(tries)} tries in 6 s: a tight loop"
-    assert len(gaps) >= 2 and max(gaps) >= 3 * min(gaps), gaps
+    # the n-th failure waits retry_base_delay * 2^(n-1), with jitter down to
+    # half, capped by retry_max_delay (200 ms and 5 s in this cluster)
+    nominal = min(5000, 200 * 2 ** (failures - 1))
+    assert float(delay_ms) >= nominal / 2 - 50, (failures, delay_ms)
+    assert len(tries) <= failures + 1, (len(tries), failures)
     assert "401" in err and "401" in workers, (err, workers)
-    return f"gaps between tries {', '.join(f'{g:.2f}' for g in gaps)} s; last_error: {err[:50]}…"
+    return (f"{failures} failures, {len(tries)} requests; next try {float(delay_ms):.0f} ms after the last;"
+            f" last_error: {err[:40]}…")
 
 
 def test_single_lookup():
