@@ -21,6 +21,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
@@ -39,6 +40,8 @@ static SPIPlanPtr taken_plan;
 static SPIPlanPtr unsent_plan;
 static SPIPlanPtr prune_plan[2];
 static SPIPlanPtr syncs_plan;
+static SPIPlanPtr batch_attempt_plan;
+static SPIPlanPtr batch_change_plan;
 
 static const char *const candidates_sql[2] = {
 	/* JOB_CREATE: new withdrawals and resends of unknown ones */
@@ -415,72 +418,197 @@ keepable_body(HttpResponse *res)
 }
 
 
-/* Records the exchange in withdraw.attempts and applies the change. */
-void
-store_record(Job *job, HttpResponse *res, Change *change)
+#define ATTEMPT_COLS 11
+#define CHANGE_COLS 9
+
+static const Oid attempt_types[ATTEMPT_COLS] = {INT8OID, TEXTOID, TIMESTAMPTZOID, FLOAT8OID, TEXTOID,
+TEXTOID, TEXTOID, INT4OID, TEXTOID, TEXTOID, TEXTOID};
+static const Oid change_types[CHANGE_COLS] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, BOOLOID,
+BOOLOID, FLOAT8OID, FLOAT8OID};
+
+#define ATTEMPT_INSERT \
+	"INSERT INTO withdraw.attempt (withdrawal_id, kind, started_at, latency_ms, method," \
+	" url, request_body, http_status, response_body, error, outcome)"
+#define CHANGE_SET \
+	" SET state = u.state," \
+	" provider_status = coalesce(u.provider_status, w.provider_status)," \
+	" provider_id = coalesce(w.provider_id, u.provider_id)," \
+	" last_error = u.last_error," \
+	" maybe_delivered = w.maybe_delivered OR u.maybe_delivered," \
+	" needs_reconcile = u.needs_reconcile," \
+	" next_attempt_at = CASE WHEN u.retry_in >= 0 THEN now() + u.retry_in * interval '1 millisecond'" \
+	"                   ELSE w.next_attempt_at END," \
+	" next_poll_at = CASE WHEN u.poll_in >= 0 THEN now() + u.poll_in * interval '1 millisecond' END," \
+	" submitted_at = CASE WHEN w.submitted_at IS NULL AND coalesce(w.provider_id, u.provider_id) IS NOT NULL" \
+	"                THEN now() ELSE w.submitted_at END," \
+	" updated_at = now()"
+#define CHANGE_COLUMNS \
+	"u(id, state, provider_status, provider_id, last_error, maybe_delivered, needs_reconcile, retry_in, poll_in)"
+
+/* The values of the attempt row and of the change, as SPI arguments. */
+static void
+record_values(Job *job, HttpResponse *res, Change *change,
+			  Datum *a, bool *an, Datum *c, bool *cn)
 {
-	Datum		a[11];
-	char		an[12] = "           ";
-	Datum		c[9];
-	char		cn[10] = "         ";
 	char	   *url = job->request.url ? pstrdup(job->request.url) : pstrdup("");
 	char	   *query = strchr(url, '?');
-
-	if (attempt_plan == NULL)
-	{
-		Oid			atypes[11] = {INT8OID, TEXTOID, TIMESTAMPTZOID, FLOAT8OID, TEXTOID, TEXTOID,
-		TEXTOID, INT4OID, TEXTOID, TEXTOID, TEXTOID};
-		Oid			ctypes[9] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, BOOLOID, BOOLOID,
-		FLOAT8OID, FLOAT8OID};
-
-		attempt_plan = spi_prepare_kept(
-									"INSERT INTO withdraw.attempt (withdrawal_id, kind, started_at, latency_ms, method,"
-									" url, request_body, http_status, response_body, error, outcome)"
-									" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)", 11, atypes);
-		change_plan = spi_prepare_kept(
-								   "UPDATE withdraw.withdrawal SET state = $2,"
-								   " provider_status = coalesce($3, provider_status),"
-								   " provider_id = coalesce(provider_id, $4),"
-								   " last_error = $5,"
-								   " maybe_delivered = maybe_delivered OR $6,"
-								   " needs_reconcile = $7,"
-								   " next_attempt_at = CASE WHEN $8 >= 0 THEN now() + $8 * interval '1 millisecond'"
-								   "                   ELSE next_attempt_at END,"
-								   " next_poll_at = CASE WHEN $9 >= 0 THEN now() + $9 * interval '1 millisecond' END,"
-								   " submitted_at = CASE WHEN submitted_at IS NULL AND coalesce(provider_id, $4) IS NOT NULL"
-								   "                THEN now() ELSE submitted_at END,"
-								   " updated_at = now()"
-								   " WHERE id = $1", 9, ctypes);
-	}
+	char		flag;
+	const char *body = keepable_body(res);
+	const char *error = res ? res->error : "request not sent";
 
 	/* the query string may carry keys and signatures: the audit copy has none */
 	if (query)
 		*query = '\0';
+	memset(an, 0, sizeof(bool) * ATTEMPT_COLS);
+	memset(cn, 0, sizeof(bool) * CHANGE_COLS);
 	a[0] = Int64GetDatum(job->w.id);
 	a[1] = CStringGetTextDatum(job->kind == JOB_CREATE ? "create" : "status");
 	a[2] = TimestampTzGetDatum(job->started_at);
 	a[3] = Float8GetDatum(res ? res->latency_ms : 0);
-	an[3] = res ? ' ' : 'n';
+	an[3] = (res == NULL);
 	a[4] = CStringGetTextDatum(job->request.method ? job->request.method : "-");
 	a[5] = CStringGetTextDatum(url);
-	a[6] = spi_text_or_null(job->request.audit, &an[6]);
+	a[6] = spi_text_or_null(job->request.audit, &flag);
+	an[6] = (flag == 'n');
 	a[7] = Int32GetDatum(res ? (int32) res->status : 0);
-	an[7] = (res && res->status > 0) ? ' ' : 'n';
-	a[8] = spi_text_or_null(keepable_body(res), &an[8]);
-	a[9] = spi_text_or_null(res ? res->error : "request not sent", &an[9]);
+	an[7] = !(res && res->status > 0);
+	a[8] = spi_text_or_null(body, &flag);
+	an[8] = (flag == 'n');
+	a[9] = spi_text_or_null(error, &flag);
+	an[9] = (flag == 'n');
 	a[10] = CStringGetTextDatum(change->outcome ? change->outcome : "-");
-	if (SPI_execute_plan(attempt_plan, a, an, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "recording an attempt failed");
 
 	c[0] = Int64GetDatum(job->w.id);
 	c[1] = CStringGetTextDatum(change->state);
-	c[2] = spi_text_or_null(change->provider_status, &cn[2]);
-	c[3] = spi_text_or_null(change->provider_id, &cn[3]);
-	c[4] = spi_text_or_null(change->last_error, &cn[4]);
+	c[2] = spi_text_or_null(change->provider_status, &flag);
+	cn[2] = (flag == 'n');
+	c[3] = spi_text_or_null(change->provider_id, &flag);
+	cn[3] = (flag == 'n');
+	c[4] = spi_text_or_null(change->last_error, &flag);
+	cn[4] = (flag == 'n');
 	c[5] = BoolGetDatum(change->maybe_delivered);
 	c[6] = BoolGetDatum(change->needs_reconcile);
 	c[7] = Float8GetDatum((double) change->retry_in_ms);
 	c[8] = Float8GetDatum((double) change->poll_in_ms);
-	if (SPI_execute_plan(change_plan, c, cn, false, 0) != SPI_OK_UPDATE)
+}
+
+static char *
+nulls_string(const bool *isnull, int n)
+{
+	char	   *s = palloc(n + 1);
+
+	for (int i = 0; i < n; i++)
+		s[i] = isnull[i] ? 'n' : ' ';
+	s[n] = '\0';
+	return s;
+}
+
+/* Records one exchange in withdraw.attempts and applies its change. */
+void
+store_record(Job *job, HttpResponse *res, Change *change)
+{
+	Datum		a[ATTEMPT_COLS];
+	bool		an[ATTEMPT_COLS];
+	Datum		c[CHANGE_COLS];
+	bool		cn[CHANGE_COLS];
+
+	if (attempt_plan == NULL)
+	{
+		attempt_plan = spi_prepare_kept(ATTEMPT_INSERT
+										" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+										ATTEMPT_COLS, (Oid *) attempt_types);
+		change_plan = spi_prepare_kept("UPDATE withdraw.withdrawal w" CHANGE_SET
+									   " FROM (VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)) AS " CHANGE_COLUMNS
+									   " WHERE w.id = u.id", CHANGE_COLS, (Oid *) change_types);
+	}
+	record_values(job, res, change, a, an, c, cn);
+	if (SPI_execute_plan(attempt_plan, a, nulls_string(an, ATTEMPT_COLS), false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "recording an attempt failed");
+	if (SPI_execute_plan(change_plan, c, nulls_string(cn, CHANGE_COLS), false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "updating withdrawal " INT64_FORMAT " failed", job->w.id);
+}
+
+/* A column of n values as an array Datum, for unnest(). */
+static Datum
+column_array(Datum *values, bool *nulls, int n, Oid type)
+{
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
+
+	get_typlenbyvalalign(type, &typlen, &typbyval, &typalign);
+	return PointerGetDatum(construct_md_array(values, nulls, 1, dims, lbs, type,
+											  typlen, typbyval, typalign));
+}
+
+/*
+ * Records n exchanges with two statements (one INSERT, one UPDATE over
+ * unnest'ed arrays) instead of two per exchange.  All or nothing: the
+ * caller falls back to store_record one by one if this fails.
+ */
+void
+store_record_batch(int n, Job **jobs, HttpResponse **responses, Change *changes)
+{
+	Datum	   *acol[ATTEMPT_COLS];
+	bool	   *anul[ATTEMPT_COLS];
+	Datum	   *ccol[CHANGE_COLS];
+	bool	   *cnul[CHANGE_COLS];
+	Datum		args[Max(ATTEMPT_COLS, CHANGE_COLS)];
+
+	if (batch_attempt_plan == NULL)
+	{
+		Oid			atypes[ATTEMPT_COLS];
+		Oid			ctypes[CHANGE_COLS];
+
+		for (int i = 0; i < ATTEMPT_COLS; i++)
+			atypes[i] = get_array_type(attempt_types[i]);
+		for (int i = 0; i < CHANGE_COLS; i++)
+			ctypes[i] = get_array_type(change_types[i]);
+		batch_attempt_plan = spi_prepare_kept(ATTEMPT_INSERT
+											  " SELECT * FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+											  ATTEMPT_COLS, atypes);
+		batch_change_plan = spi_prepare_kept("UPDATE withdraw.withdrawal w" CHANGE_SET
+											 " FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9) AS " CHANGE_COLUMNS
+											 " WHERE w.id = u.id", CHANGE_COLS, ctypes);
+	}
+	for (int i = 0; i < ATTEMPT_COLS; i++)
+	{
+		acol[i] = palloc(sizeof(Datum) * n);
+		anul[i] = palloc(sizeof(bool) * n);
+	}
+	for (int i = 0; i < CHANGE_COLS; i++)
+	{
+		ccol[i] = palloc(sizeof(Datum) * n);
+		cnul[i] = palloc(sizeof(bool) * n);
+	}
+	for (int r = 0; r < n; r++)
+	{
+		Datum		a[ATTEMPT_COLS];
+		bool		an[ATTEMPT_COLS];
+		Datum		c[CHANGE_COLS];
+		bool		cn[CHANGE_COLS];
+
+		record_values(jobs[r], responses[r], &changes[r], a, an, c, cn);
+		for (int i = 0; i < ATTEMPT_COLS; i++)
+		{
+			acol[i][r] = a[i];
+			anul[i][r] = an[i];
+		}
+		for (int i = 0; i < CHANGE_COLS; i++)
+		{
+			ccol[i][r] = c[i];
+			cnul[i][r] = cn[i];
+		}
+	}
+	for (int i = 0; i < ATTEMPT_COLS; i++)
+		args[i] = column_array(acol[i], anul[i], n, attempt_types[i]);
+	if (SPI_execute_plan(batch_attempt_plan, args, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "recording attempts failed");
+	for (int i = 0; i < CHANGE_COLS; i++)
+		args[i] = column_array(ccol[i], cnul[i], n, change_types[i]);
+	if (SPI_execute_plan(batch_change_plan, args, NULL, false, 0) != SPI_OK_UPDATE ||
+		SPI_processed != (uint64) n)
+		elog(ERROR, "updating withdrawals failed");
 }

@@ -31,6 +31,7 @@ extern void store_mark_reconcile(List *ids);
 extern void store_fail_unsent(List *ids);
 extern int	store_prune(int retention_s, int batch);
 extern void store_record(Job *job, HttpResponse *res, Change *change);
+extern void store_record_batch(int n, Job **jobs, HttpResponse **responses, Change *changes);
 extern bool store_provider_id_taken(Job *job, const char *provider_id);
 extern List *store_take_syncs(List *excluded_accounts, int limit, MemoryContext parent);
 

@@ -202,30 +202,40 @@ build_request(Job *job, Outcome *failure)
 	return ok;
 }
 
-/* Applies one outcome inside a subtransaction, so one bad row spoils nothing else. */
+/* The change an outcome makes, by the account's policy. */
 static void
-apply_outcome(Job *job, HttpResponse *res, Outcome *out)
+change_of(Job *job, Outcome *out, Change *change)
+{
+	AccountState *state = account_state(job->w.account->id, NULL, NULL);
+
+	decide_change(job, &state->policy, out, change);
+}
+
+/*
+ * Applies one change inside a subtransaction, so one bad row spoils nothing
+ * else.  A provider id already linked to another withdrawal is refused
+ * here (the batch path relies on the unique index and falls back to this).
+ */
+static void
+apply_change(Job *job, HttpResponse *res, Change *change)
 {
 	MemoryContext old = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
-	AccountState *state = account_state(job->w.account->id, NULL, NULL);
-	Change		change;
 
 	current_withdrawal = job->w.id;
-	decide_change(job, &state->policy, out, &change);
-	if (change.provider_id != NULL && job->w.provider_id == NULL &&
-		store_provider_id_taken(job, change.provider_id))
+	if (change->provider_id != NULL && job->w.provider_id == NULL &&
+		store_provider_id_taken(job, change->provider_id))
 	{
-		change.state = "review";
-		change.last_error = psprintf("provider id %s is already linked to another withdrawal",
-									 change.provider_id);
-		change.provider_id = NULL;
+		change->state = "review";
+		change->last_error = psprintf("provider id %s is already linked to another withdrawal",
+									  change->provider_id);
+		change->provider_id = NULL;
 	}
 
 	BeginInternalSubTransaction(NULL);
 	PG_TRY();
 	{
-		store_record(job, res, &change);
+		store_record(job, res, change);
 		ReleaseCurrentSubTransaction();
 	}
 	PG_CATCH();
@@ -249,6 +259,52 @@ apply_outcome(Job *job, HttpResponse *res, Outcome *out)
 	MemoryContextSwitchTo(old);
 	CurrentResourceOwner = owner;
 	current_withdrawal = 0;
+}
+
+static void
+apply_outcome(Job *job, HttpResponse *res, Outcome *out)
+{
+	Change		change;
+
+	change_of(job, out, &change);
+	apply_change(job, res, &change);
+}
+
+/*
+ * Records n exchanges: all at once with two statements, or, if that fails
+ * (a refused transition, a provider id seen twice), one by one.
+ */
+static void
+record_changes(int n, Job **jobs, HttpResponse **responses, Change *changes)
+{
+	MemoryContext old = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	volatile bool done = false;
+
+	if (n == 0)
+		return;
+	if (n > 1)
+	{
+		BeginInternalSubTransaction(NULL);
+		PG_TRY();
+		{
+			store_record_batch(n, jobs, responses, changes);
+			ReleaseCurrentSubTransaction();
+			done = true;
+		}
+		PG_CATCH();
+		{
+			MemoryContextSwitchTo(old);
+			FlushErrorState();
+			RollbackAndReleaseCurrentSubTransaction();
+		}
+		PG_END_TRY();
+		MemoryContextSwitchTo(old);
+		CurrentResourceOwner = owner;
+	}
+	if (!done)
+		for (int i = 0; i < n; i++)
+			apply_change(jobs[i], responses[i], &changes[i]);
 }
 
 /* in_flight_jobs outlives the loop's context: it lives in jobs_cxt */
@@ -352,6 +408,10 @@ record_completions(List *completions)
 	ListCell   *lc;
 	TimestampTz now = GetCurrentTimestamp();
 	List	   *next_pages = NIL;
+	int			n = 0;
+	Job		  **jobs = palloc(sizeof(Job *) * list_length(completions));
+	HttpResponse **responses = palloc(sizeof(HttpResponse *) * list_length(completions));
+	Change	   *changes = palloc(sizeof(Change) * list_length(completions));
 
 	begin_work("withdraw: recording outcomes");
 	foreach(lc, completions)
@@ -373,7 +433,6 @@ record_completions(List *completions)
 			continue;
 		}
 		old = MemoryContextSwitchTo(job->cxt);
-
 		memset(&out, 0, sizeof(out));
 		if (c->response->transport_failed)
 			outcome_of_transport_failure(job, c->response, &out);
@@ -381,9 +440,13 @@ record_completions(List *completions)
 			job->w.account->provider->parse_create(&job->w, c->response, &out);
 		else
 			job->w.account->provider->parse_status(&job->w, c->response, &out);
+		change_of(job, &out, &changes[n]);
 		MemoryContextSwitchTo(old);
-		apply_outcome(job, c->response, &out);
+		jobs[n] = job;
+		responses[n] = c->response;
+		n++;
 	}
+	record_changes(n, jobs, responses, changes);
 	end_work();
 
 	foreach(lc, completions)
