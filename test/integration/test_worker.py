@@ -312,6 +312,40 @@ def test_kill9_storm_over_a_batch():
     return f"40 withdrawals, {kills} kills, lost 0, doubled 0, drained {drain:.1f}s after the last kill"
 
 
+def test_zz_a_provider_id_seen_twice_goes_to_review():
+    """The provider names an id it already gave another withdrawal of the
+    account (here: the mock restarts its id counter).  The batch that records
+    it fails on the unique index and is recorded one by one instead: the other
+    withdrawals of the batch are recorded, the suspicious one goes to review."""
+    account, _ = new_account({"create_interval_ms": 0, "poll_interval_ms": 3600000})
+    mock.configure({"zoomex": {"create_interval_s": 0}})
+    mock.reset()       # withdraw ids start at 10195
+    try:
+        first = [create(account, request(requestId=f"dupid{i}", address=f"77{i}")) for i in range(3)]
+        for wid in first:
+            wait_state(wid, "submitted")
+        mock.reset()   # withdraw ids start again at 10195
+        conn = cluster.connect(autocommit=False)
+        cur = conn.cursor()
+        second = []
+        for i in range(3, 8):
+            cur.execute("SELECT withdraw_create(%s, %s)", (account, json.dumps(request(requestId=f"dupid{i}",
+                                                                                  address=f"77{i}"))))
+            second.append(cur.fetchone()[0])
+        conn.commit()
+        conn.close()
+        states = [wait_state(w, ("submitted", "review"))["state"] for w in second]
+    finally:
+        mock.configure({"zoomex": {"create_interval_s": 1.0}})
+    mine = {r[0] for r in cluster.sql("SELECT provider_id FROM withdraw.withdrawals WHERE account = %s"
+                                      " AND provider_id IS NOT NULL", (account,))}
+    reviews = cluster.sql("SELECT last_error FROM withdraw.withdrawals WHERE account = %s AND state = 'review'",
+                          (account,))
+    assert states.count("review") == 3 and states.count("submitted") == 2, states
+    assert all("already linked" in r[0] for r in reviews) and len(mine) == 5, (reviews, mine)
+    return f"second batch: {states}"
+
+
 class Blackhole:
     """A TCP server that accepts connections and never answers."""
 
