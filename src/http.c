@@ -36,6 +36,8 @@ typedef struct Transfer
 	MemoryContext cxt;
 	char		errbuf[CURL_ERROR_SIZE];
 	bool		truncated;
+	size_t		body_offset;	/* how much of the body curl has read */
+	int			rewinds;		/* times curl started the body over */
 } Transfer;
 
 typedef struct WatchedSocket
@@ -97,6 +99,36 @@ write_callback(char *data, size_t size, size_t nmemb, void *userp)
 	}
 	appendBinaryStringInfo(&t->response->body, data, len);
 	return len;
+}
+
+/* Feeds the request body to curl. */
+static size_t
+read_callback(char *buffer, size_t size, size_t nitems, void *userp)
+{
+	Transfer   *t = (Transfer *) userp;
+	size_t		left = t->request->body.len - t->body_offset;
+	size_t		n = Min(left, size * nitems);
+
+	memcpy(buffer, t->request->body.data + t->body_offset, n);
+	t->body_offset += n;
+	return n;
+}
+
+/*
+ * curl rewinds the body when it sends the request again by itself: after a
+ * reused connection died under it, the request may already have reached
+ * the provider once.  Counting rewinds is how we learn of that resend.
+ */
+static int
+seek_callback(void *userp, curl_off_t offset, int origin)
+{
+	Transfer   *t = (Transfer *) userp;
+
+	if (origin != SEEK_SET || offset < 0 || offset > t->request->body.len)
+		return CURL_SEEKFUNC_CANTSEEK;
+	t->body_offset = (size_t) offset;
+	t->rewinds++;
+	return CURL_SEEKFUNC_OK;
 }
 
 void
@@ -169,8 +201,11 @@ transfer_create(HttpRequest *request, void *tag, MemoryContext cxt)
 	if (strcmp(request->method, "POST") == 0)
 	{
 		curl_easy_setopt(t->easy, CURLOPT_POST, 1L);
-		curl_easy_setopt(t->easy, CURLOPT_POSTFIELDS, request->body.data);
 		curl_easy_setopt(t->easy, CURLOPT_POSTFIELDSIZE, (long) request->body.len);
+		curl_easy_setopt(t->easy, CURLOPT_READFUNCTION, read_callback);
+		curl_easy_setopt(t->easy, CURLOPT_READDATA, t);
+		curl_easy_setopt(t->easy, CURLOPT_SEEKFUNCTION, seek_callback);
+		curl_easy_setopt(t->easy, CURLOPT_SEEKDATA, t);
 	}
 	else
 		curl_easy_setopt(t->easy, CURLOPT_HTTPGET, 1L);
@@ -233,6 +268,7 @@ transfer_finish(Transfer *t, CURLcode code)
 
 	curl_easy_getinfo(t->easy, CURLINFO_TOTAL_TIME_T, &total_us);
 	res->latency_ms = total_us / 1000.0;
+	res->resent = t->rewinds > 0;
 	if (code == CURLE_OK)
 	{
 		curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &res->status);

@@ -128,6 +128,19 @@ account_state(int32 account_id, const Provider *provider, Jsonb *options)
 	return state;
 }
 
+static void
+refill_poll_tokens(AccountState *state, TimestampTz now)
+{
+	double		rate = state->policy.polls_per_second;
+
+	if (rate <= 0)
+		return;
+	state->poll_tokens += rate * (now - state->poll_tokens_at) / 1000000.0;
+	if (state->poll_tokens > rate)
+		state->poll_tokens = rate;
+	state->poll_tokens_at = now;
+}
+
 /* Accounts that must not be offered work of this kind right now. */
 static List *
 blocked_accounts(JobKind kind, TimestampTz now)
@@ -145,23 +158,15 @@ blocked_accounts(JobKind kind, TimestampTz now)
 		else if (kind == JOB_CREATE && state->policy.create_interval_ms > 0 &&
 			(state->creates_in_flight > 0 || now < state->next_create_at))
 			blocked = lappend_int(blocked, state->account_id);
-		else if (kind == JOB_STATUS && state->policy.polls_per_second > 0 && state->poll_tokens < 1)
-			blocked = lappend_int(blocked, state->account_id);
+		else if (kind == JOB_STATUS && state->policy.polls_per_second > 0)
+		{
+			/* refilled here too: a blocked account is never a candidate */
+			refill_poll_tokens(state, now);
+			if (state->poll_tokens < 1)
+				blocked = lappend_int(blocked, state->account_id);
+		}
 	}
 	return blocked;
-}
-
-static void
-refill_poll_tokens(AccountState *state, TimestampTz now)
-{
-	double		rate = state->policy.polls_per_second;
-
-	if (rate <= 0)
-		return;
-	state->poll_tokens += rate * (now - state->poll_tokens_at) / 1000000.0;
-	if (state->poll_tokens > rate)
-		state->poll_tokens = rate;
-	state->poll_tokens_at = now;
 }
 
 /* Builds the signed request; a failure becomes the job's outcome. */
@@ -440,6 +445,13 @@ record_completions(List *completions)
 			job->w.account->provider->parse_create(&job->w, c->response, &out);
 		else
 			job->w.account->provider->parse_status(&job->w, c->response, &out);
+		if (job->kind == JOB_CREATE && c->response->resent)
+		{
+			/* this answer speaks for the second copy only */
+			job->maybe_delivered = true;
+			if (out.kind == OUTCOME_NOT_DELIVERED)
+				out.kind = OUTCOME_UNKNOWN;
+		}
 		change_of(job, &out, &changes[n]);
 		MemoryContextSwitchTo(old);
 		jobs[n] = job;

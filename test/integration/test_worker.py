@@ -195,6 +195,25 @@ def test_reset_and_garbage_are_retried_safely():
     return "each executed once"
 
 
+def test_a_resend_by_the_http_client_is_never_taken_for_not_delivered():
+    """The provider executes the request, then the reused connection dies;
+    libcurl sends the request again by itself on a new connection and gets
+    "Too many visits" (10006).  That answer speaks for the second copy only:
+    the withdrawal must not be given up as failed (here max_attempts is 1)."""
+    account, _ = new_account({"max_attempts": 1, "poll_interval_ms": 100})
+    first = create(account, request(requestId="resendwarm"))
+    wait_state(first, "succeeded")          # a connection to reuse
+    mock.fault(provider="zoomex", path="inner-create", kind="reset_after", count=1)
+    wid = create(account, request(requestId="resendhidden", address="880088"))
+    r = wait_state(wid, ("succeeded", "review", "failed"), 20)
+    sends = creates_for("resendhidden")
+    errors = [e for (e,) in cluster.sql("SELECT error FROM withdraw.attempts WHERE withdrawal_id = %s"
+                                        " AND kind = 'create'", (wid,))]
+    assert r["state"] != "failed", (r, sends)
+    assert executions("resendhidden") == 1
+    return f"{len(sends)} sends at the mock, 1 execution, final {r['state']}; attempt says: {errors[0]}"
+
+
 def test_rate_limit_answer_is_retried_later():
     account, _ = new_account()
     mock.fault(provider="zoomex", path="inner-create", kind="retcode", code=10006, count=1)
