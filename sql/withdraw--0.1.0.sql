@@ -77,6 +77,7 @@ CREATE TABLE withdraw.withdrawal (
 	attempts integer NOT NULL DEFAULT 0,
 	maybe_delivered boolean NOT NULL DEFAULT false,
 	needs_reconcile boolean NOT NULL DEFAULT false,
+	reconcile_cursor text,
 	last_error text,
 	created_by name NOT NULL,
 	created_at timestamptz NOT NULL DEFAULT now(),
@@ -91,6 +92,7 @@ CREATE TABLE withdraw.withdrawal (
 COMMENT ON TABLE withdraw.withdrawal IS 'One row per withdrawal: the outbox the worker sends from';
 COMMENT ON COLUMN withdraw.withdrawal.maybe_delivered IS 'Some attempt may have reached the provider: never declared failed without its word';
 COMMENT ON COLUMN withdraw.withdrawal.needs_reconcile IS 'The provider knows the idempotency key: settle by status query only';
+COMMENT ON COLUMN withdraw.withdrawal.reconcile_cursor IS 'Where the search of the provider''s list for this withdrawal goes on';
 
 CREATE INDEX withdrawal_due_send ON withdraw.withdrawal (next_attempt_at)
 	WHERE state IN ('queued', 'unknown');

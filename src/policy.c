@@ -186,6 +186,13 @@ decide_status(Job *job, const AccountPolicy *policy, Outcome *out, Change *chang
 	}
 
 	change->outcome = "no change";
+	if (out->next_cursor != NULL)
+	{
+		/* the search of the provider's list goes on at its next page */
+		change->reconcile_cursor = out->next_cursor;
+		change->poll_in_ms = Max(RECONCILE_FIRST_POLL_MS / 5, out->retry_after_ms);
+		return;
+	}
 	/* a withdrawal we cannot find at the provider goes to a person in time */
 	if (strcmp(job->state, "unknown") == 0 && job->w.first_sent_at != 0 &&
 		TimestampDifferenceExceeds(job->w.first_sent_at, GetCurrentTimestamp(),

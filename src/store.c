@@ -67,7 +67,7 @@ static const char *const candidates_sql[2] = {
 	" WHERE w.id = ANY ($1) AND a.id = w.account_id" \
 	" RETURNING w.id, a.id, a.name, a.provider, a.base_url, a.options, s.credentials," \
 	"  w.idempotency_key, w.request, w.amount::text, w.provider_id, w.created_at," \
-	"  w.first_sent_at, w.attempts, w.maybe_delivered, w.state"
+	"  w.first_sent_at, w.attempts, w.maybe_delivered, w.state, w.reconcile_cursor"
 
 static const char *const take_sql[2] = {
 	"UPDATE withdraw.withdrawal w"
@@ -233,6 +233,7 @@ store_take(JobKind kind, List *ids, MemoryContext parent)
 		job->attempts = DatumGetInt32(SPI_getbinval(tuple, desc, 14, &isnull));
 		job->maybe_delivered = DatumGetBool(SPI_getbinval(tuple, desc, 15, &isnull));
 		job->state = SPI_getvalue(tuple, desc, 16);
+		job->w.reconcile_cursor = SPI_getvalue(tuple, desc, 17);
 		MemoryContextSwitchTo(old);
 		jobs = lappend(jobs, job);
 	}
@@ -419,12 +420,12 @@ keepable_body(HttpResponse *res)
 
 
 #define ATTEMPT_COLS 11
-#define CHANGE_COLS 9
+#define CHANGE_COLS 10
 
 static const Oid attempt_types[ATTEMPT_COLS] = {INT8OID, TEXTOID, TIMESTAMPTZOID, FLOAT8OID, TEXTOID,
 TEXTOID, TEXTOID, INT4OID, TEXTOID, TEXTOID, TEXTOID};
 static const Oid change_types[CHANGE_COLS] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, BOOLOID,
-BOOLOID, FLOAT8OID, FLOAT8OID};
+BOOLOID, FLOAT8OID, FLOAT8OID, TEXTOID};
 
 #define ATTEMPT_INSERT \
 	"INSERT INTO withdraw.attempt (withdrawal_id, kind, started_at, latency_ms, method," \
@@ -436,6 +437,7 @@ BOOLOID, FLOAT8OID, FLOAT8OID};
 	" last_error = u.last_error," \
 	" maybe_delivered = w.maybe_delivered OR u.maybe_delivered," \
 	" needs_reconcile = u.needs_reconcile," \
+	" reconcile_cursor = u.reconcile_cursor," \
 	" next_attempt_at = CASE WHEN u.retry_in >= 0 THEN now() + u.retry_in * interval '1 millisecond'" \
 	"                   ELSE w.next_attempt_at END," \
 	" next_poll_at = CASE WHEN u.poll_in >= 0 THEN now() + u.poll_in * interval '1 millisecond' END," \
@@ -443,7 +445,8 @@ BOOLOID, FLOAT8OID, FLOAT8OID};
 	"                THEN now() ELSE w.submitted_at END," \
 	" updated_at = now()"
 #define CHANGE_COLUMNS \
-	"u(id, state, provider_status, provider_id, last_error, maybe_delivered, needs_reconcile, retry_in, poll_in)"
+	"u(id, state, provider_status, provider_id, last_error, maybe_delivered, needs_reconcile, retry_in," \
+	" poll_in, reconcile_cursor)"
 
 /* The values of the attempt row and of the change, as SPI arguments. */
 static void
@@ -492,6 +495,8 @@ record_values(Job *job, HttpResponse *res, Change *change,
 	c[6] = BoolGetDatum(change->needs_reconcile);
 	c[7] = Float8GetDatum((double) change->retry_in_ms);
 	c[8] = Float8GetDatum((double) change->poll_in_ms);
+	c[9] = spi_text_or_null(change->reconcile_cursor, &flag);
+	cn[9] = (flag == 'n');
 }
 
 static char *
@@ -520,7 +525,7 @@ store_record(Job *job, HttpResponse *res, Change *change)
 										" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
 										ATTEMPT_COLS, (Oid *) attempt_types);
 		change_plan = spi_prepare_kept("UPDATE withdraw.withdrawal w" CHANGE_SET
-									   " FROM (VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)) AS " CHANGE_COLUMNS
+									   " FROM (VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)) AS " CHANGE_COLUMNS
 									   " WHERE w.id = u.id", CHANGE_COLS, (Oid *) change_types);
 	}
 	record_values(job, res, change, a, an, c, cn);
@@ -572,7 +577,7 @@ store_record_batch(int n, Job **jobs, HttpResponse **responses, Change *changes)
 											  " SELECT * FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
 											  ATTEMPT_COLS, atypes);
 		batch_change_plan = spi_prepare_kept("UPDATE withdraw.withdrawal w" CHANGE_SET
-											 " FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9) AS " CHANGE_COLUMNS
+											 " FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) AS " CHANGE_COLUMNS
 											 " WHERE w.id = u.id", CHANGE_COLS, ctypes);
 	}
 	for (int i = 0; i < ATTEMPT_COLS; i++)

@@ -51,6 +51,7 @@ typedef struct WithdrawalJob
 	Jsonb	   *request;
 	char	   *amount;
 	char	   *provider_id;	/* NULL until the provider named it */
+	char	   *reconcile_cursor;	/* next page of a reconcile search, or NULL */
 	TimestampTz created_at;
 	TimestampTz first_sent_at;
 } WithdrawalJob;
@@ -74,6 +75,8 @@ typedef struct Outcome
 	char	   *provider_id;
 	char	   *message;		/* what went wrong, for last_error and events */
 	int			retry_after_ms; /* provider-imposed wait, 0 for policy */
+	char	   *next_cursor;	/* OUTCOME_NO_CHANGE of a reconcile search:
+								 * more pages to search */
 	bool		ambiguous;		/* OUTCOME_STATE for a reconcile that found
 								 * several candidates */
 } Outcome;

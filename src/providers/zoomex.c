@@ -416,6 +416,8 @@ zoomex_build_status(WithdrawalJob *job, HttpRequest *req)
 		params_add(&params, "startTime", psprintf(INT64_FORMAT, sent_s - 60));
 		params_add(&params, "endTime", psprintf(INT64_FORMAT, epoch_ms(GetCurrentTimestamp()) / 1000 + 60));
 		params_add(&params, "pageSize", "50");
+		if (job->reconcile_cursor != NULL)
+			params_add(&params, "cursor", job->reconcile_cursor);
 	}
 	http_request_init(req, "GET", NULL);
 	sign = zoomex_sign(job, &params, req);
@@ -521,8 +523,13 @@ zoomex_parse_status(WithdrawalJob *job, HttpResponse *res, Outcome *out)
 
 	if (matches == 0)
 	{
+		char	   *cursor = json_get_text(json_get_container(&body->root, "result"), "cursor");
+
 		out->message = pstrdup(job->provider_id ? "withdrawal not listed by the provider yet"
 							   : "no matching transfer listed by the provider yet");
+		/* a reconcile search pages through the whole window */
+		if (job->provider_id == NULL && cursor != NULL && cursor[0] != '\0')
+			out->next_cursor = cursor;
 		return;
 	}
 	if (matches > 1)
