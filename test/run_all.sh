@@ -44,6 +44,11 @@ $PY test/integration/test_worker.py || failed+=(integration)
 echo "== integration suite: p99"
 $PY test/integration/test_p99.py || failed+=(p99)
 
+# the crash and fault suites in their short form (bash test/reliability/run.sh
+# without --quick is the full size: 10,000 withdrawals, provider down 60 s)
+echo "== reliability suites (quick)"
+bash test/reliability/run.sh --quick || failed+=(reliability)
+
 if [ ${#failed[@]} -gt 0 ]; then
 	echo "FAILED: ${failed[*]}"
 	exit 1

@@ -1,0 +1,300 @@
+#!/usr/bin/env python3
+"""Fault suite: one withdrawal per injected fault, followed until it settles;
+its final state, the provider's executions (mock ledger), the create requests
+the mock received and the outcomes of the create attempts are compared with
+what the README's classification says.
+
+Each case gets a fresh zoomex account (its own api_key, so no case shares a
+rate limit with another) with the provider's default create interval (1 s,
+the mock enforcing 1 request/s), poll_interval_ms 250 (above 1/polls_per_second:
+see the last case) and request_timeout_ms 1000; the fault is queued on the mock for the next inner-create (count 1)
+before the withdrawal is created.  A case settles when the withdrawal is
+terminal or in review, and stays so for 1.5 s (so that a retry that should not
+happen would be seen).
+
+Expected outcomes (README "How it stays exactly-once" and the zoomex
+classification): 0 -> submitted; 10006/10018 and HTTP 403 -> retried after
+the provider's wait; 10002 -> retried; 10014 -> reconcile; 10016, 5xx,
+garbage, timeouts and resets -> unknown, resent with the same requestId
+(a provider that executed it answers 10014, then reconcile finds it);
+10001/10003/10004/10005/10007/10009/10010/110004/110007/110012 -> rejected,
+never retried.  A maybe-delivered withdrawal is never failed or rejected
+without the provider's word: after max_attempts it goes to review.
+
+Server settings: the harness defaults, except withdraw.retry_max_delay = 10 s
+(instead of the harness's 1 s) so that max_attempts (20) spans more than the
+minute of the provider-down case, as the production default (5 min) does.
+
+Run as an ordinary user, e.g.
+    runuser -u postgres -- /usr/bin/python3 test/reliability/fault_suite.py [--quick] [name-filter ...]
+--quick shortens the provider-down case from 60 s to 15 s.  Exit status 1 on
+any mismatch.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(ROOT, "test", "integration"))
+
+from harness import Cluster, Mock  # noqa: E402
+
+TERMINAL = ("succeeded", "failed", "rejected", "cancelled", "expired")
+SETTLED = TERMINAL + ("review",)
+N_KEYS = 64
+KEYS = {f"fk{i}": f"fault-secret-{i}-{'z' * 10}" for i in range(N_KEYS)}
+
+RESENT_THEN_FOUND = ["unknown", "reconcile"]      # executed, answer lost: 10014 then reconcile
+RESENT_THEN_OK = ["unknown", "submitted"]         # not executed: the resend is the first execution
+
+
+def case(name, fault, state, executions, creates, outcomes=None, options=None, timeout=30.0, mock_config=None,
+         note=""):
+    return {"name": name, "fault": fault, "state": state, "executions": executions, "creates": creates,
+            "outcomes": outcomes, "options": options or {}, "timeout": timeout, "mock_config": mock_config,
+            "note": note}
+
+
+def rejected(code):
+    return case(f"retCode {code}", {"kind": "retcode", "code": code}, "rejected", 0, 1, ["rejected"])
+
+
+def cases(down_s):
+    out = [
+        case("no fault (baseline)", None, "succeeded", 1, 1, ["submitted"],
+             note="also opens the keep-alive connection the next cases reuse"),
+        case("http 500", {"kind": "http_500"}, "succeeded", 1, 2, RESENT_THEN_OK),
+        case("http 502", {"kind": "http_502"}, "succeeded", 1, 2, RESENT_THEN_OK),
+        case("http 503", {"kind": "http_503"}, "succeeded", 1, 2, RESENT_THEN_OK),
+        case("http 403", {"kind": "http_403"}, "succeeded", 1, 2, ["not delivered", "submitted"],
+             options={"ip_ban_wait_ms": 2000}, note="ip_ban_wait_ms 2000"),
+        case("timeout after execution", {"kind": "timeout_after", "delay_s": 3}, "succeeded", 1, 2,
+             RESENT_THEN_FOUND),
+        case("timeout before execution", {"kind": "timeout_before", "delay_s": 3}, "succeeded", 1, 2,
+             RESENT_THEN_OK),
+        # on a reused keep-alive connection that dies before any answer, libcurl
+        # sends the request again by itself (one attempt row, marked "sent
+        # twice"); the extension counts that attempt as maybe delivered
+        case("reset before execution", {"kind": "reset"}, "succeeded", 1, 2, ["submitted"],
+             note="libcurl's own resend is the first execution"),
+        case("reset after execution", {"kind": "reset_after"}, "succeeded", 1, (2, 3), None,
+             note="libcurl's own resend meets 10014, then reconcile"),
+        case("garbage body", {"kind": "garbage"}, "succeeded", 1, 2, RESENT_THEN_OK),
+        case("garbage after execution", {"kind": "garbage_after"}, "succeeded", 1, 2, RESENT_THEN_FOUND),
+        rejected(10001),
+        case("retCode 10002", {"kind": "retcode", "code": 10002}, "succeeded", 1, 2,
+             ["not delivered", "submitted"]),
+        rejected(10003),
+        rejected(10004),
+        rejected(10005),
+        case("retCode 10006", {"kind": "retcode", "code": 10006}, "succeeded", 1, 2,
+             ["not delivered", "submitted"]),
+        rejected(10007),
+        rejected(10009),
+        rejected(10010),
+        case("retCode 10014 on first send", {"kind": "retcode", "code": 10014}, "review", 0, 1, ["reconcile"],
+             options={"reconcile_timeout_ms": 5000}, timeout=30,
+             note="never executed; reconcile_timeout_ms 5000"),
+        case("retCode 10016", {"kind": "retcode", "code": 10016}, "succeeded", 1, 2, RESENT_THEN_OK),
+        case("retCode 10018", {"kind": "retcode", "code": 10018}, "succeeded", 1, 2,
+             ["not delivered", "submitted"]),
+        rejected(110004),
+        rejected(110007),
+        rejected(110012),
+        # beyond the list: the give-up rules and the provider's other duplicate behaviour
+        case("reset after execution, max_attempts 1", {"kind": "reset_after"}, "succeeded", 1, (1, None), None,
+             options={"max_attempts": 1},
+             note="executed: never failed; given up to review, then found by reconcile"),
+        case("503 until max_attempts (3)", {"kind": "http_503", "count": 3}, "review", 0, 3,
+             ["unknown"] * 3, options={"max_attempts": 3}, note="maybe delivered: review, never failed"),
+        case("10002 until max_attempts (3)", {"kind": "retcode", "code": 10002, "count": 3}, "failed", 0, 3,
+             ["not delivered"] * 3, options={"max_attempts": 3}, note="surely not delivered: failed"),
+        case("timeout after exec, dup=original", {"kind": "timeout_after", "delay_s": 3}, "succeeded", 1, 2,
+             ["unknown", "submitted"], mock_config={"duplicate_mode": "original"},
+             note="repeat answered retCode 0 + original id"),
+        case("status query 502 x3", {"kind": "http_502", "count": 3, "path": "query-record"}, "succeeded", 1, 1,
+             ["submitted"], note="polls retried"),
+        case("10014, poll_interval_ms 100", {"kind": "retcode", "code": 10014}, "review", 0, 1, ["reconcile"],
+             options={"reconcile_timeout_ms": 5000, "poll_interval_ms": 100}, timeout=30,
+             note="polls faster than polls_per_second (5/s) allows"),
+        case(f"provider down {down_s}s", {"kind": "down", "duration_s": down_s, "path": ""}, "succeeded", 1,
+             (2, None), None, timeout=down_s + 60, note="every request reset"),
+    ]
+    return out
+
+
+class FaultRun:
+    def __init__(self, args):
+        self.args = args
+        self.cluster = None
+        self.mock = None
+        self.next_key = 0
+
+    def setup(self):
+        self.mock = Mock({"zoomex": {"keys": KEYS, "status_schedule": [["Pending Transfer", 0.2]]}})
+        self.cluster = Cluster(settings={"withdraw.retry_max_delay": "10000"}, keep=self.args.keep).start()
+        self.cluster.sql("CREATE EXTENSION withdraw")
+        self.cluster.wait_ready()
+
+    def new_account(self, options):
+        n = self.next_key
+        self.next_key += 1
+        name = f"f{n}"
+        opts = {"poll_interval_ms": 250, "request_timeout_ms": 1000}
+        opts.update(options)
+        self.cluster.sql("SELECT withdraw_account_create(%s, 'zoomex', %s, %s, %s)",
+                         (name, self.mock.base_url("zoomex"),
+                          json.dumps({"api_key": f"fk{n}", "api_secret": KEYS[f"fk{n}"]}), json.dumps(opts)))
+        return name, n
+
+    def row(self, wid):
+        r = self.cluster.sql("SELECT state, provider_status, provider_id, attempts, last_error"
+                             " FROM withdraw.withdrawal WHERE id = %s", (wid,))[0]
+        return dict(zip(("state", "provider_status", "provider_id", "attempts", "last_error"), r))
+
+    def run_case(self, c):
+        account, n = self.new_account(c["options"])
+        rid = f"fault{n}x{int(time.time())}"
+        if c["mock_config"]:
+            self.mock.configure({"zoomex": c["mock_config"]})
+        if c["fault"] is not None:
+            fault = {"provider": "zoomex", "path": "inner-create", "count": 1}
+            fault.update(c["fault"])
+            if fault.get("path") == "":
+                del fault["path"]
+            if fault["kind"] == "down":
+                del fault["count"]
+            self.mock.fault(**fault)
+        started = time.monotonic()
+        wid = self.cluster.value("SELECT withdraw_create(%s, %s)",
+                                 (account, json.dumps({"requestId": rid, "coin": "USDT", "addressType": 3,
+                                                       "address": str(900000 + n), "amount": "3.50"})))
+        settled_at = None
+        try:
+            while True:
+                r = self.row(wid)
+                if r["state"] in SETTLED:
+                    if settled_at is None:
+                        settled_at = time.monotonic()
+                    elif time.monotonic() - settled_at >= 1.5:
+                        break
+                else:
+                    settled_at = None
+                if time.monotonic() - started > c["timeout"]:
+                    break
+                time.sleep(0.05)
+        finally:
+            if c["mock_config"]:
+                self.mock.configure({"zoomex": {k: "error" if k == "duplicate_mode" else None
+                                                for k in c["mock_config"]}})
+        took = (settled_at or time.monotonic()) - started
+        r = self.row(wid)
+        execs = self.mock.ledger()["executions"].get(rid, 0)
+        creates = [x for x in self.mock.requests() if x.get("requestId") == rid and "inner-create" in x["path"]]
+        outcomes = [o for (o,) in self.cluster.sql("SELECT outcome FROM withdraw.attempt WHERE withdrawal_id = %s"
+                                                   " AND kind = 'create' ORDER BY id", (wid,))]
+        polls = self.cluster.value("SELECT count(*) FROM withdraw.attempt WHERE withdrawal_id = %s AND kind = 'status'",
+                                   (wid,))
+        events = [t for (t,) in self.cluster.sql("SELECT to_state FROM withdraw.events WHERE withdrawal_id = %s"
+                                                 " ORDER BY at", (wid,))]
+        lo, hi = c["creates"] if isinstance(c["creates"], tuple) else (c["creates"], c["creates"])
+        problems = []
+        if r["state"] != c["state"]:
+            problems.append(f"state {r['state']} (expected {c['state']})")
+        if execs != c["executions"]:
+            problems.append(f"{execs} executions (expected {c['executions']})")
+        if len(creates) < lo or (hi is not None and len(creates) > hi):
+            problems.append(f"{len(creates)} create requests (expected {c['creates']})")
+        if c["outcomes"] is not None and outcomes != c["outcomes"]:
+            problems.append(f"create outcomes {outcomes} (expected {c['outcomes']})")
+        if c["fault"] and c["fault"]["kind"] == "down" and (not outcomes or outcomes[-1] != "submitted"):
+            problems.append(f"last create outcome {outcomes[-1:] or None} (expected submitted)")
+        attempts = self.cluster.sql("SELECT to_char(started_at, 'HH24:MI:SS.MS'), kind, http_status, outcome,"
+                                    " left(coalesce(error, response_body), 90) FROM withdraw.attempt"
+                                    " WHERE withdrawal_id = %s ORDER BY id LIMIT 8", (wid,))
+        at_mock = [(time.strftime("%H:%M:%S", time.localtime(x["t"])) + f".{int(x['t'] * 1000) % 1000:03d}",
+                    x.get("fault"), x.get("ret_code"), "executed" if x.get("executed") else "-",
+                    f"port {x.get('client_port')}") for x in creates]
+        return {"case": c, "wid": wid, "row": r, "executions": execs, "creates": len(creates), "outcomes": outcomes,
+                "attempts": attempts, "at_mock": at_mock,
+                "polls": polls, "events": events, "took": took, "problems": problems}
+
+    def run(self):
+        t0 = time.monotonic()
+        self.setup()
+        down_s = 15 if self.args.quick else 60
+        results = []
+        for c in cases(down_s):
+            if self.args.only and not any(o in c["name"] for o in self.args.only):
+                continue
+            res = self.run_case(c)
+            results.append(res)
+            mark = "ok" if not res["problems"] else "MISMATCH"
+            print(f"  {c['name']:<34} {res['row']['state']:<10} {res['took']:5.1f}s  {mark}", flush=True)
+        self.report(results, time.monotonic() - t0)
+        return all(not r["problems"] for r in results)
+
+    def report(self, results, total):
+        def exp_creates(c):
+            lo_hi = c["creates"]
+            return f">={lo_hi[0]}" if isinstance(lo_hi, tuple) else str(lo_hi)
+        rows = [("fault", "expected", "actual", "exec exp/act", "creates exp/act", "create outcomes", "time", "ok?")]
+        for r in results:
+            c = r["case"]
+            rows.append((c["name"], c["state"], r["row"]["state"], f"{c['executions']}/{r['executions']}",
+                         f"{exp_creates(c)}/{r['creates']}", ",".join(r["outcomes"]) or "-",
+                         f"{r['took']:.1f}s", "ok" if not r["problems"] else "NO"))
+        widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
+        print(f"\nfault suite ({'quick' if self.args.quick else 'full'})")
+        for i, row in enumerate(rows):
+            print("  ".join(str(v).ljust(w) for v, w in zip(row, widths)))
+            if i == 0:
+                print("  ".join("-" * w for w in widths))
+        bad = [r for r in results if r["problems"]]
+        for r in results:
+            c = r["case"]
+            if r["problems"] or c["note"] or self.args.verbose:
+                print(f"\n{c['name']}{' (' + c['note'] + ')' if c['note'] else ''}: withdrawal {r['wid']}, "
+                      f"{r['polls']} status polls; path {' > '.join(r['events'])}")
+                print(f"    last_error: {r['row']['last_error']}")
+                for p in r["problems"]:
+                    print(f"    MISMATCH: {p}")
+                if r["problems"] or self.args.verbose:
+                    print("    attempts (started, kind, http, outcome, error/body):")
+                    for a in r["attempts"]:
+                        print(f"      {a}")
+                    print("    creates at the mock (arrival, fault, retCode, executed, client port):")
+                    for m in r["at_mock"]:
+                        print(f"      {m}")
+        print(f"\nfault suite: {len(results) - len(bad)} of {len(results)} as expected; {total:.0f}s"
+              + (f"; MISMATCH: {', '.join(r['case']['name'] for r in bad)}" if bad else ""))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="provider down for 15 s instead of 60 s")
+    ap.add_argument("--keep", action="store_true", help="keep the cluster directory")
+    ap.add_argument("-v", "--verbose", action="store_true", help="print every case's path")
+    ap.add_argument("only", nargs="*", help="run only the cases whose name contains one of these")
+    args = ap.parse_args()
+    run = FaultRun(args)
+    ok = False
+    try:
+        ok = run.run()
+    finally:
+        if run.cluster is not None:
+            if not ok:
+                print("---- server log (tail) ----")
+                print("\n".join(run.cluster.log_text().splitlines()[-15:]))
+            run.cluster.destroy()
+        if run.mock is not None:
+            run.mock.stop()
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()
