@@ -183,7 +183,9 @@ class CrashRun:
     def setup(self):
         a = self.args
         keys = {f"rk{i}": f"secret-{i}-{'s' * 12}" for i in range(a.accounts)}
-        zoomex = {"keys": keys, "create_interval_s": 0, "status_schedule": [["Pending Transfer", 0.2]]}
+        # a transfer stays pending about a second (polled several times), as at a real provider
+        zoomex = {"keys": keys, "create_interval_s": 0,
+                  "status_schedule": [["Pending Review", 0.3], ["Pending Transfer", 0.7]]}
         if a.polls_per_second is not None:
             # the mock's query limit (300/min per key by default) follows the account's
             zoomex["query_limit_per_min"] = 1000000 if a.polls_per_second == 0 else max(300, 60 * a.polls_per_second)
