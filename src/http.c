@@ -115,19 +115,24 @@ read_callback(char *buffer, size_t size, size_t nitems, void *userp)
 }
 
 /*
- * curl rewinds the body when it sends the request again by itself: after a
- * reused connection died under it, the request may already have reached
- * the provider once.  Counting rewinds is how we learn of that resend.
+ * curl rewinds the body to send the request again by itself when a reused
+ * connection died under it.  Once any of the body has gone, the first copy
+ * may have reached the provider: we refuse the rewind, so the transfer fails
+ * and the worker decides about a resend (same key, its rate limit, an
+ * attempt row) instead of libcurl doing it behind our back.
  */
 static int
 seek_callback(void *userp, curl_off_t offset, int origin)
 {
 	Transfer   *t = (Transfer *) userp;
 
-	if (origin != SEEK_SET || offset < 0 || offset > t->request->body.len)
+	if (origin != SEEK_SET || offset != 0)
 		return CURL_SEEKFUNC_CANTSEEK;
-	t->body_offset = (size_t) offset;
-	t->rewinds++;
+	if (t->body_offset > 0)
+	{
+		t->rewinds++;
+		return CURL_SEEKFUNC_CANTSEEK;
+	}
 	return CURL_SEEKFUNC_OK;
 }
 
@@ -268,7 +273,6 @@ transfer_finish(Transfer *t, CURLcode code)
 
 	curl_easy_getinfo(t->easy, CURLINFO_TOTAL_TIME_T, &total_us);
 	res->latency_ms = total_us / 1000.0;
-	res->resent = t->rewinds > 0;
 	if (code == CURLE_OK)
 	{
 		curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &res->status);
@@ -283,6 +287,8 @@ transfer_finish(Transfer *t, CURLcode code)
 							  t->errbuf[0] ? ": " : "", t->errbuf);
 		if (t->truncated)
 			res->error = psprintf("response larger than %d bytes", HTTP_MAX_RESPONSE);
+		if (t->rewinds > 0)
+			res->error = pstrdup("the connection died after the request was sent: it may have reached the provider");
 	}
 	curl_easy_cleanup(t->easy);
 	curl_slist_free_all(t->headers);

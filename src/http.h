@@ -31,9 +31,6 @@ typedef struct HttpResponse
 	bool		transport_failed;	/* no complete HTTP answer */
 	bool		maybe_delivered;	/* false only when the request surely never
 									 * reached the provider */
-	bool		resent;			/* curl sent it again by itself (a reused
-								 * connection died): the first copy may have
-								 * been executed whatever this answer says */
 	char	   *error;			/* transport error text, or NULL */
 	StringInfoData body;
 	double		latency_ms;

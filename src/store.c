@@ -457,9 +457,7 @@ record_values(Job *job, HttpResponse *res, Change *change,
 	char	   *query = strchr(url, '?');
 	char		flag;
 	const char *body = keepable_body(res);
-	const char *error = res == NULL ? "request not sent" :
-		res->error ? res->error :
-		res->resent ? "sent twice by the HTTP client (a reused connection died under the first copy)" : NULL;
+	const char *error = res ? res->error : "request not sent";
 
 	/* the query string may carry keys and signatures: the audit copy has none */
 	if (query)

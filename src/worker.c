@@ -445,13 +445,6 @@ record_completions(List *completions)
 			job->w.account->provider->parse_create(&job->w, c->response, &out);
 		else
 			job->w.account->provider->parse_status(&job->w, c->response, &out);
-		if (job->kind == JOB_CREATE && c->response->resent)
-		{
-			/* this answer speaks for the second copy only */
-			job->maybe_delivered = true;
-			if (out.kind == OUTCOME_NOT_DELIVERED)
-				out.kind = OUTCOME_UNKNOWN;
-		}
 		change_of(job, &out, &changes[n]);
 		MemoryContextSwitchTo(old);
 		jobs[n] = job;

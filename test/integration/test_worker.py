@@ -195,11 +195,12 @@ def test_reset_and_garbage_are_retried_safely():
     return "each executed once"
 
 
-def test_a_resend_by_the_http_client_is_never_taken_for_not_delivered():
-    """The provider executes the request, then the reused connection dies;
-    libcurl sends the request again by itself on a new connection and gets
-    "Too many visits" (10006).  That answer speaks for the second copy only:
-    the withdrawal must not be given up as failed (here max_attempts is 1)."""
+def test_a_connection_dying_after_the_request_is_never_taken_for_not_delivered():
+    """The provider executes the request, then the reused connection dies.
+    libcurl would send it again by itself (and get "Too many visits", an answer
+    for the second copy only); the extension refuses that rewind, so the
+    attempt is "unknown" and the withdrawal is never given up as failed (here
+    max_attempts is 1: it goes to review and is then found by reconcile)."""
     account, _ = new_account({"max_attempts": 1, "poll_interval_ms": 100})
     first = create(account, request(requestId="resendwarm"))
     wait_state(first, "succeeded")          # a connection to reuse
@@ -210,7 +211,7 @@ def test_a_resend_by_the_http_client_is_never_taken_for_not_delivered():
     errors = [e for (e,) in cluster.sql("SELECT error FROM withdraw.attempts WHERE withdrawal_id = %s"
                                         " AND kind = 'create'", (wid,))]
     assert r["state"] != "failed", (r, sends)
-    assert executions("resendhidden") == 1
+    assert executions("resendhidden") == 1 and len(sends) == 1, sends
     return f"{len(sends)} sends at the mock, 1 execution, final {r['state']}; attempt says: {errors[0]}"
 
 
