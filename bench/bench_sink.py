@@ -15,12 +15,13 @@ COMMIT until none is queued or sending (all submitted, checked afterwards)
 gives withdrawals/s (the creation of the later batches runs inside the
 measured time, on the same 2 cores).  Extra rows at the largest setting:
 all N in ONE transaction (so they share one next_attempt_at, as in
-bench_dispatch.py); a backlog of N/10; the account's default cap of 16.  Baseline: wrk POSTing a create-sized body with the same
-headers over as many keep-alive connections as the setting allows requests
-in flight.
+bench_dispatch.py); a backlog of N/10; the account's default cap of 16.
+Baseline: wrk POSTing a create-sized body with the same headers over as
+many keep-alive connections as the setting allows requests in flight.
 
 pg_stat_statements (track = all) and auto_explain (statements over 1 ms) are
-loaded, to report the worker's claim query per row.
+loaded, to report per row the worker's claim query and its costliest
+statement.
 
 Target: >= 10,000 withdrawals/s.
 
@@ -90,9 +91,14 @@ def dispatch_run(cluster, nginx, n, prefix, timeout, one_transaction=False):
     claim = cluster.sql("SELECT calls, total_exec_time FROM pg_stat_statements"
                         " WHERE query LIKE 'SELECT w.id, w.account_id%%' AND query LIKE '%%ORDER BY w.next_attempt_at%%'")
     calls, claim_ms = claim[0] if claim else (0, 0.0)
+    top = cluster.sql("SELECT calls, total_exec_time, left(regexp_replace(query, '\\s+', ' ', 'g'), 60)"
+                      " FROM pg_stat_statements WHERE toplevel AND query NOT LIKE '%%generate_series%%'"
+                      "   AND query NOT LIKE 'SELECT EXISTS%%' AND query NOT LIKE 'TRUNCATE%%'"
+                      "   AND query NOT LIKE 'VACUUM%%' ORDER BY total_exec_time DESC LIMIT 1")
     return {"rate": n / elapsed, "elapsed": elapsed, "worker_cpu": cpu / elapsed, "nginx_cpu": ncpu / elapsed,
             "requests": sent, "claims": calls, "claim_share": claim_ms / 1000 / elapsed,
-            "claim_mean": claim_ms / calls if calls else float("nan"), "plans": worker_plans(cluster, log_from)}
+            "claim_mean": claim_ms / calls if calls else float("nan"), "plans": worker_plans(cluster, log_from),
+            "top": (top[0][0], top[0][1] / top[0][0], top[0][1] / 1000 / elapsed, top[0][2]) if top else None}
 
 
 def worker_plans(cluster, log_from):
@@ -115,7 +121,9 @@ def describe(r):
     plans = ", ".join(f"{k} x{v}" for k, v in r["plans"].items()) or "none over 1 ms"
     return (f"{r['elapsed']:.2f} s, worker {r['worker_cpu']:.2f} cores, nginx {r['nginx_cpu']:.2f}; "
             f"{r['claims']} claims, mean {r['claim_mean']:.2f} ms, {100 * r['claim_share']:.0f}% of the time; "
-            f"claim plans: {plans}")
+            f"claim plans: {plans}" +
+            (f"; costliest statement: {r['top'][3]}... x{r['top'][0]}, mean {r['top'][1]:.2f} ms, "
+             f"{100 * r['top'][2]:.0f}% of the time" if r["top"] else ""))
 
 
 def perf_profile(cluster, nginx, n, seconds):
@@ -224,8 +232,8 @@ def main():
               capped["wrk"], target=">= 10,000 /s", met=capped["rate"] >= 10000)
         best = max(settings, key=lambda k: results[k]["rate"])
         t.note("Per row: time from the first COMMIT to all sent, CPU, the worker's create claims "
-               "(pg_stat_statements: count, mean, share of the elapsed time) and the shapes of those over 1 ms "
-               "(auto_explain):\n" +
+               "(pg_stat_statements: count, mean, share of the elapsed time), the shapes of those over 1 ms "
+               "(auto_explain), and the costliest top-level statement:\n" +
                "\n".join(f"  max_in_flight {k}: {describe(results[k])}" for k in settings) +
                f"\n  one transaction: {describe(one)}\n  backlog {args.n // 10:,}: {describe(small)}"
                f"\n  account cap 16: {describe(capped)}")

@@ -576,7 +576,7 @@ store_record_batch(int n, Job **jobs, HttpResponse **responses, Change *changes)
 											  ATTEMPT_COLS, atypes);
 		batch_change_plan = spi_prepare_kept("UPDATE withdraw.withdrawal w" CHANGE_SET
 											 " FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) AS " CHANGE_COLUMNS
-											 " WHERE w.id = u.id", CHANGE_COLS, ctypes);
+											 " WHERE w.id = u.id AND w.id = ANY ($1)", CHANGE_COLS, ctypes);
 	}
 	for (int i = 0; i < ATTEMPT_COLS; i++)
 	{

@@ -776,11 +776,14 @@ worker_loop(MemoryContext loop_cxt)
 			claim_now = true;
 		}
 
+		/* a commit leaves TopMemoryContext current: come back to the loop's */
+		MemoryContextSwitchTo(loop_cxt);
 		now = GetCurrentTimestamp();
 		if (claim_now || now >= next_tick)
 		{
 			clear_deferred();
 			claim_now = claim_and_send();
+			MemoryContextSwitchTo(loop_cxt);
 			next_tick = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), withdraw_naptime_ms);
 		}
 
@@ -788,6 +791,7 @@ worker_loop(MemoryContext loop_cxt)
 			next_prune = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 													 prune_history() ? withdraw_naptime_ms :
 													 Min(PRUNE_INTERVAL_MS, withdraw_retention_s * 100L));
+		MemoryContextSwitchTo(loop_cxt);
 
 		figures.in_flight = list_length(in_flight_jobs);
 		WithdrawShmemReport(&figures);
