@@ -5,9 +5,15 @@ committed withdrawal must be settled and paid exactly once, and nothing rolled
 back may ever have reached the provider.
 
 What it does
-  * N withdrawals (default 10,000; --quick 1,000) over many zoomex accounts,
-    each with its own api_key, no create interval (account option
-    create_interval_ms 0, mock create_interval_s 0) and a short poll interval.
+  * N withdrawals (default 10,000 over 50 accounts; --quick 1,000 over 10)
+    over zoomex accounts, each with its own api_key, no create interval
+    (account option create_interval_ms 0, mock create_interval_s 0), a short
+    poll interval (250 ms) and the provider's default polls_per_second (5);
+    the mock keeps each transfer pending about a second (Pending Review, then
+    Pending Transfer), so many polls of an account are due at once, and an
+    account has far more than one page (50) of transfers for a reconcile to
+    search.  Each withdrawal has its own address, so a reconcile has exactly
+    one match to find.
   * A producer commits them in batches of --batch; --rollback of the batches
     are rolled back instead (after a short pause, so the worker has had the
     chance to look).  A batch whose COMMIT fails because the server died is
@@ -28,7 +34,8 @@ What it does
     The mock also injects, now and then, ordinary faults (5xx, resets, garbage,
     retCode 10016/10006/10002, answers lost after execution) on creates and
     status queries.
-  * Then it waits for the drain and checks: every committed withdrawal is
+  * Then it waits for the drain (giving up after --drain-timeout, or after
+    --stall-timeout without any change) and checks: every committed withdrawal is
     terminal (succeeded), the mock ledger executed each committed requestId
     exactly once, the provider id we recorded is the one the mock gave, no
     rolled-back requestId ever reached the mock, nothing is left in
@@ -168,6 +175,7 @@ class CrashRun:
         self.commit_cond = threading.Condition(self.lock)
         self.commits = 0
         self.precommits = 0
+        self.last_commit_t = None
         self.producing = True
         self.batches = []           # dicts: keys, intent, result
         self.kills = []             # dicts: t, target, strategy, pid, recovered_s
@@ -234,7 +242,7 @@ class CrashRun:
         conn = None
         seq = 0
         batch_no = 0
-        committed = 0           # withdrawals in batches committed or ambiguous
+        committed = 0           # withdrawals committed (a COMMIT cut by a kill: as the database says)
         offered = 0
         started = time.monotonic()
         # a.rollback of the batches, spread evenly: one in each block of `every`
@@ -284,10 +292,19 @@ class CrashRun:
                     except Exception:  # noqa: BLE001
                         pass
                     conn = None
+                if result == "ambiguous":
+                    # as an application would: once the server is back, look
+                    # (check() looks again at the end, for every batch)
+                    present = self.sql_retry("SELECT count(*) FROM withdraw.withdrawal"
+                                             " WHERE idempotency_key = ANY(%s)", (keys,))[0][0]
+                    log(f"COMMIT of batch {batch_no - 1} cut by a kill: {present} of {size} rows committed")
+                    if present == 0:
+                        committed -= size       # offered again under new keys
                 with self.lock:
                     self.batches.append({"keys": keys, "intent": "rollback" if rollback else "commit",
                                          "result": result})
                     if result == "committed":
+                        self.last_commit_t = time.time()
                         self.commits += 1
                         self.commit_cond.notify_all()
                 if result in ("committed", "ambiguous"):
@@ -561,8 +578,10 @@ class CrashRun:
             ("review", len(v["review"])),
             ("not succeeded (failed/rejected/...)", len(v["not succeeded"])),
             ("wrong provider id", len(v["wrong provider id"])),
-            ("time to drain after the last kill",
+            ("time to drain (after the last kill's recovery)",
              f"{drain_s:.1f}s" + ("" if drained == "drained" else f" ({drained})")),
+            ("  last kill -> drained / last commit -> drained",
+             f"{self.drained_t - self.kills[-1]['t']:.1f}s / {self.drained_t - (self.last_commit_t or self.drained_t):.1f}s"),
         ]
         return figures, v, rows
 
@@ -632,6 +651,7 @@ class CrashRun:
         produced_s = time.monotonic() - t0
         log(f"production and kills over after {produced_s:.0f}s; draining")
         drain_s, counts, drained = self.drain()
+        self.drained_t = time.time()
         figures, v, rows = self.check(drain_s, drained)
         figures.append(("total runtime", f"{time.monotonic() - t0:.0f}s"))
         ok = not any(v.values())

@@ -59,12 +59,16 @@ MOCK_DEFAULTS = {"duplicate_mode": "error", "create_interval_s": 1.0, "query_lim
 
 
 def case(name, fault, state, executions, creates, outcomes=None, options=None, timeout=30.0, mock_config=None,
-         note="", followers=0):
-    """followers: that many more withdrawals of the same account, created once
-    the first has been executed at the provider."""
+         note="", followers=0, warm=False):
+    """fault: one fault or a list queued in order; outcomes: the create
+    attempts' outcomes, or a list of acceptable lists; followers: that many
+    more withdrawals of the same account, created once the first has been
+    executed at the provider; warm: first let another withdrawal go through,
+    so that libcurl holds an idle keep-alive connection to the provider (the
+    one a reset kills: libcurl would resend on a fresh one by itself)."""
     return {"name": name, "fault": fault, "state": state, "executions": executions, "creates": creates,
             "outcomes": outcomes, "options": options or {}, "timeout": timeout, "mock_config": mock_config,
-            "note": note, "followers": followers}
+            "note": note, "followers": followers, "warm": warm}
 
 
 def rejected(code):
@@ -86,8 +90,8 @@ def cases(down_s):
              RESENT_THEN_OK),
         # libcurl would resend a request by itself when a reused connection dies
         # under it; the extension refuses that rewind, so every send is its own
-        case("reset before execution", {"kind": "reset"}, "succeeded", 1, 2, RESENT_THEN_OK),
-        case("reset after execution", {"kind": "reset_after"}, "succeeded", 1, 2, RESENT_THEN_FOUND),
+        case("reset before execution", {"kind": "reset"}, "succeeded", 1, 2, RESENT_THEN_OK, warm=True),
+        case("reset after execution", {"kind": "reset_after"}, "succeeded", 1, 2, RESENT_THEN_FOUND, warm=True),
         case("garbage body", {"kind": "garbage"}, "succeeded", 1, 2, RESENT_THEN_OK),
         case("garbage after execution", {"kind": "garbage_after"}, "succeeded", 1, 2, RESENT_THEN_FOUND),
         rejected(10001),
@@ -112,7 +116,7 @@ def cases(down_s):
         rejected(110012),
         # beyond the list: the give-up rules and the provider's other duplicate behaviour
         case("reset after execution, max_attempts 1", {"kind": "reset_after"}, "succeeded", 1, (1, None), None,
-             options={"max_attempts": 1},
+             options={"max_attempts": 1}, warm=True,
              note="executed: never failed; given up to review, then found by reconcile"),
         case("timeout after exec, then 110004", [{"kind": "timeout_after", "delay_s": 3},
                                                  {"kind": "retcode", "code": 110004}], "review", 1, 2,
@@ -135,7 +139,7 @@ def cases(down_s):
              options={"reconcile_timeout_ms": 5000, "poll_interval_ms": 100}, timeout=30,
              note="polls faster than polls_per_second (5/s) allows"),
         case(f"provider down {down_s}s", {"kind": "down", "duration_s": down_s, "path": ""}, "succeeded", 1,
-             (2, None), None, timeout=down_s + 60, note="every request reset"),
+             (2, None), None, timeout=down_s + 60, warm=True, note="every request reset"),
     ]
     return out
 
@@ -146,6 +150,8 @@ class FaultRun:
         self.cluster = None
         self.mock = None
         self.next_key = 0
+        self.warm_account = None
+        self.warm_n = 0
 
     def setup(self):
         self.mock = Mock({"zoomex": {"keys": KEYS, "status_schedule": [["Pending Transfer", 0.2]]}})
@@ -169,7 +175,23 @@ class FaultRun:
                              " FROM withdraw.withdrawal WHERE id = %s", (wid,))[0]
         return dict(zip(("state", "provider_status", "provider_id", "attempts", "last_error"), r))
 
+    def warm_up(self):
+        """One withdrawal without fault on an account of its own, followed to
+        the end: libcurl then holds an idle connection to the mock."""
+        if self.warm_account is None:
+            self.warm_account, _ = self.new_account({"create_interval_ms": 0})
+        self.warm_n += 1
+        wid = self.cluster.value("SELECT withdraw_create(%s, %s)",
+                                 (self.warm_account, json.dumps({"requestId": f"warm{self.warm_n}x{int(time.time())}",
+                                                                 "coin": "USDT", "addressType": 3,
+                                                                 "address": f"77{self.warm_n:04d}", "amount": "1.00"})))
+        deadline = time.monotonic() + 10
+        while self.row(wid)["state"] not in TERMINAL and time.monotonic() < deadline:
+            time.sleep(0.05)
+
     def run_case(self, c):
+        if c["warm"]:
+            self.warm_up()
         account, n = self.new_account(c["options"])
         rid = f"fault{n}x{int(time.time())}"
         if c["mock_config"]:
