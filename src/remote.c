@@ -26,6 +26,7 @@
 
 #include "jsonutil.h"
 #include "remote.h"
+#include "store.h"
 #include "spi_util.h"
 #include "withdraw.h"
 
@@ -176,10 +177,7 @@ load_account(const char *name)
 {
 	Oid			types[1] = {TEXTOID};
 	Datum		values[1] = {CStringGetTextDatum(name)};
-	WithdrawAccount *account = palloc0(sizeof(WithdrawAccount));
-	HeapTuple	tuple;
-	TupleDesc	desc;
-	bool		isnull;
+	WithdrawAccount *account;
 
 	if (SPI_execute_with_args("SELECT a.id, a.name, a.provider, a.base_url, a.options, s.credentials"
 							  " FROM withdraw.account a JOIN withdraw.account_secret s ON s.account_id = a.id"
@@ -189,14 +187,11 @@ load_account(const char *name)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("account \"%s\" does not exist", name)));
-	tuple = SPI_tuptable->vals[0];
-	desc = SPI_tuptable->tupdesc;
-	account->id = DatumGetInt32(SPI_getbinval(tuple, desc, 1, &isnull));
-	account->name = SPI_getvalue(tuple, desc, 2);
-	account->provider = provider_lookup_or_error(SPI_getvalue(tuple, desc, 3));
-	account->base_url = SPI_getvalue(tuple, desc, 4);
-	account->options = DatumGetJsonbPCopy(SPI_getbinval(tuple, desc, 5, &isnull));
-	account->credentials = DatumGetJsonbPCopy(SPI_getbinval(tuple, desc, 6, &isnull));
+	account = store_account_from_tuple(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	if (account->provider == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("account \"%s\" belongs to a provider this build does not know", name)));
 	return account;
 }
 

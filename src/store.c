@@ -183,6 +183,26 @@ store_candidates(JobKind kind, List *excluded_accounts, List *excluded_ids, int 
 	return result;
 }
 
+/*
+ * An account with its secrets from the columns id, name, provider,
+ * base_url, options, credentials starting at column first; copied into
+ * the current memory context.
+ */
+WithdrawAccount *
+store_account_from_tuple(HeapTuple tuple, TupleDesc desc, int first)
+{
+	WithdrawAccount *account = palloc0(sizeof(WithdrawAccount));
+	bool		isnull;
+
+	account->id = DatumGetInt32(SPI_getbinval(tuple, desc, first, &isnull));
+	account->name = SPI_getvalue(tuple, desc, first + 1);
+	account->provider = provider_lookup(SPI_getvalue(tuple, desc, first + 2));
+	account->base_url = SPI_getvalue(tuple, desc, first + 3);
+	account->options = DatumGetJsonbPCopy(SPI_getbinval(tuple, desc, first + 4, &isnull));
+	account->credentials = DatumGetJsonbPCopy(SPI_getbinval(tuple, desc, first + 5, &isnull));
+	return account;
+}
+
 /* Marks the chosen candidates taken and returns them as jobs. */
 List *
 store_take(JobKind kind, List *ids, MemoryContext parent)
@@ -209,19 +229,12 @@ store_take(JobKind kind, List *ids, MemoryContext parent)
 		MemoryContext cxt = AllocSetContextCreate(parent, "withdraw job", ALLOCSET_SMALL_SIZES);
 		MemoryContext old = MemoryContextSwitchTo(cxt);
 		Job		   *job = palloc0(sizeof(Job));
-		WithdrawAccount *account = palloc0(sizeof(WithdrawAccount));
 		bool		isnull;
 
 		job->cxt = cxt;
 		job->kind = kind;
-		job->w.account = account;
+		job->w.account = store_account_from_tuple(tuple, desc, 2);
 		job->w.id = DatumGetInt64(SPI_getbinval(tuple, desc, 1, &isnull));
-		account->id = DatumGetInt32(SPI_getbinval(tuple, desc, 2, &isnull));
-		account->name = SPI_getvalue(tuple, desc, 3);
-		account->provider = provider_lookup(SPI_getvalue(tuple, desc, 4));
-		account->base_url = SPI_getvalue(tuple, desc, 5);
-		account->options = DatumGetJsonbPCopy(SPI_getbinval(tuple, desc, 6, &isnull));
-		account->credentials = DatumGetJsonbPCopy(SPI_getbinval(tuple, desc, 7, &isnull));
 		job->w.idempotency_key = SPI_getvalue(tuple, desc, 8);
 		job->w.request = DatumGetJsonbPCopy(SPI_getbinval(tuple, desc, 9, &isnull));
 		job->w.amount = SPI_getvalue(tuple, desc, 10);
@@ -276,7 +289,7 @@ store_take_syncs(List *excluded_accounts, int limit, MemoryContext parent)
 		MemoryContext cxt = AllocSetContextCreate(parent, "withdraw sync job", ALLOCSET_SMALL_SIZES);
 		MemoryContext old = MemoryContextSwitchTo(cxt);
 		Job		   *job = palloc0(sizeof(Job));
-		WithdrawAccount *account = palloc0(sizeof(WithdrawAccount));
+		WithdrawAccount *account = store_account_from_tuple(tuple, desc, 1);
 		bool		isnull;
 
 		job->cxt = cxt;
@@ -284,12 +297,6 @@ store_take_syncs(List *excluded_accounts, int limit, MemoryContext parent)
 		job->kind = JOB_SYNC;
 		job->state = "sync";
 		job->w.account = account;
-		account->id = DatumGetInt32(SPI_getbinval(tuple, desc, 1, &isnull));
-		account->name = SPI_getvalue(tuple, desc, 2);
-		account->provider = provider_lookup(SPI_getvalue(tuple, desc, 3));
-		account->base_url = SPI_getvalue(tuple, desc, 4);
-		account->options = DatumGetJsonbPCopy(SPI_getbinval(tuple, desc, 5, &isnull));
-		account->credentials = DatumGetJsonbPCopy(SPI_getbinval(tuple, desc, 6, &isnull));
 		job->attempts = DatumGetInt32(SPI_getbinval(tuple, desc, 7, &isnull));
 		MemoryContextSwitchTo(old);
 		if (account->provider == NULL || account->provider->build_sync == NULL)
@@ -302,48 +309,43 @@ store_take_syncs(List *excluded_accounts, int limit, MemoryContext parent)
 	return jobs;
 }
 
-/* Past the idempotency window a resend is unsafe: only ask for the status. */
-void
-store_mark_reconcile(List *ids)
+/* Runs one of the "UPDATE ... WHERE id = ANY ($1)" statements below. */
+static void
+update_ids(SPIPlanPtr *plan, const char *sql, List *ids)
 {
 	Datum		args[1];
 
 	if (ids == NIL)
 		return;
-	if (reconcile_plan == NULL)
+	if (*plan == NULL)
 	{
 		Oid			types[1] = {INT8ARRAYOID};
 
-		reconcile_plan = spi_prepare_kept(
-									  "UPDATE withdraw.withdrawal SET needs_reconcile = true, next_poll_at = now(),"
-									  " last_error = 'past the idempotency window or the deadline: settled by status query only'"
-									  " WHERE id = ANY ($1) AND state = 'unknown'", 1, types);
+		*plan = spi_prepare_kept(sql, 1, types);
 	}
 	args[0] = int_array(ids, true);
-	if (SPI_execute_plan(reconcile_plan, args, NULL, false, 0) != SPI_OK_UPDATE)
-		elog(ERROR, "marking withdrawals for reconciliation failed");
+	if (SPI_execute_plan(*plan, args, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "\"%s\" failed", sql);
+}
+
+/* Past the idempotency window a resend is unsafe: only ask for the status. */
+void
+store_mark_reconcile(List *ids)
+{
+	update_ids(&reconcile_plan,
+			   "UPDATE withdraw.withdrawal SET needs_reconcile = true, next_poll_at = now(),"
+			   " last_error = 'past the idempotency window or the deadline: settled by status query only'"
+			   " WHERE id = ANY ($1) AND state = 'unknown'", ids);
 }
 
 /* Queued withdrawals past their account's deadline are never sent. */
 void
 store_fail_unsent(List *ids)
 {
-	Datum		args[1];
-
-	if (ids == NIL)
-		return;
-	if (unsent_plan == NULL)
-	{
-		Oid			types[1] = {INT8ARRAYOID};
-
-		unsent_plan = spi_prepare_kept(
-								   "UPDATE withdraw.withdrawal SET state = 'failed',"
-								   " last_error = 'not sent before the account''s deadline_ms passed'"
-								   " WHERE id = ANY ($1) AND state = 'queued'", 1, types);
-	}
-	args[0] = int_array(ids, true);
-	if (SPI_execute_plan(unsent_plan, args, NULL, false, 0) != SPI_OK_UPDATE)
-		elog(ERROR, "failing expired withdrawals failed");
+	update_ids(&unsent_plan,
+			   "UPDATE withdraw.withdrawal SET state = 'failed',"
+			   " last_error = 'not sent before the account''s deadline_ms passed'"
+			   " WHERE id = ANY ($1) AND state = 'queued'", ids);
 }
 
 /*

@@ -34,5 +34,6 @@ extern void store_record(Job *job, HttpResponse *res, Change *change);
 extern void store_record_batch(int n, Job **jobs, HttpResponse **responses, Change *changes);
 extern bool store_provider_id_taken(Job *job, const char *provider_id);
 extern List *store_take_syncs(List *excluded_accounts, int limit, MemoryContext parent);
+extern WithdrawAccount *store_account_from_tuple(HeapTuple tuple, TupleDesc desc, int first);
 
 #endif							/* WITHDRAW_STORE_H */
