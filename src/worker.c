@@ -10,6 +10,8 @@
  * transaction, committed before any request leaves), and waits on the
  * latch, curl's sockets and the next deadline.  Commits of new
  * withdrawals set the latch.  No HTTP call ever runs inside a transaction.
+ * The same loop walks providers' withdrawal lists page by page for the
+ * scheduled syncs (JOB_SYNC), one page in flight per account.
  *
  * Rate limits are per account: an account with create_interval_ms sends
  * its next create only when the previous one has been answered and the
