@@ -156,11 +156,6 @@ http_init(void)
 									 ALLOCSET_DEFAULT_SIZES);
 }
 
-int
-http_in_flight(void)
-{
-	return in_flight;
-}
 
 /* A curl easy handle set up for the request; the response goes to t. */
 static Transfer *
@@ -429,10 +424,3 @@ http_collect(void)
 	return result;
 }
 
-void
-http_shutdown(void)
-{
-	if (multi != NULL)
-		curl_multi_cleanup(multi);
-	multi = NULL;
-}

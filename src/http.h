@@ -44,7 +44,6 @@ typedef struct HttpCompletion
 
 extern void http_init(void);
 extern void http_start(HttpRequest *request, void *tag, MemoryContext cxt);
-extern int	http_in_flight(void);
 extern HttpResponse *http_perform(HttpRequest *request);
 
 /*
@@ -54,6 +53,5 @@ extern HttpResponse *http_perform(HttpRequest *request);
  */
 extern bool http_wait(long timeout_ms, uint32 wait_event_info);
 extern List *http_collect(void);
-extern void http_shutdown(void);
 
 #endif							/* WITHDRAW_HTTP_H */

@@ -34,7 +34,6 @@ typedef struct WithdrawWorkerFigures
 	int			in_flight;
 	int64		requests_sent;
 	int64		responses;
-	int64		claims;
 } WithdrawWorkerFigures;
 
 extern void WithdrawShmemInit(void);

@@ -677,7 +677,6 @@ claim_and_send(void)
 		http_start(&job->request, job, job->kind == JOB_SYNC ? job->page_cxt : job->cxt);
 		figures.requests_sent++;
 	}
-	figures.claims++;
 	return more;
 }
 

@@ -77,8 +77,6 @@ typedef struct Outcome
 	int			retry_after_ms; /* provider-imposed wait, 0 for policy */
 	char	   *next_cursor;	/* OUTCOME_NO_CHANGE of a reconcile search:
 								 * more pages to search */
-	bool		ambiguous;		/* OUTCOME_STATE for a reconcile that found
-								 * several candidates */
 } Outcome;
 
 /*

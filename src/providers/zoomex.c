@@ -536,7 +536,6 @@ zoomex_parse_status(WithdrawalJob *job, HttpResponse *res, Outcome *out)
 	{
 		out->kind = OUTCOME_STATE;
 		out->state = "review";
-		out->ambiguous = true;
 		out->message = psprintf("%d transfers of the same coin, amount and address match; a person must decide",
 								matches);
 		return;
