@@ -9,25 +9,28 @@ OBJS = \
 	src/policy.o \
 	src/http.o \
 	src/crypto.o \
+	src/envelope.o \
 	src/jsonutil.o \
 	src/api.o \
 	src/accounts.o \
 	src/remote.o \
+	src/callback.o \
 	src/spi_util.o \
 	src/providers/registry.o \
 	src/providers/common.o \
 	src/providers/request.o \
 	src/providers/zoomex.o \
-	src/providers/p99.o
+	src/providers/p99.o \
+	src/providers/chainup.o
 
-DATA = sql/withdraw--0.1.0.sql
+DATA = sql/withdraw--0.1.0.sql sql/withdraw--0.1.0--0.2.0.sql
 PGFILEDESC = "withdraw - transactional payouts sent by background workers"
 
 SHLIB_LINK += -lcurl -lcrypto
 PG_CFLAGS += -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare -Werror=implicit-function-declaration
 
 # pg_regress needs the library preloaded: a temporary instance with our config
-REGRESS = setup signing validation idempotency accounts privileges cancel views p99
+REGRESS = setup signing validation idempotency accounts privileges cancel views p99 chainup upgrade
 REGRESS_OPTS = --temp-config=$(srcdir)/test/regress.conf --temp-instance=$(abs_top_builddir)/tmp_check
 abs_top_builddir := $(CURDIR)
 

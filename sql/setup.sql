@@ -4,7 +4,7 @@
 -- The files of this suite run in order in one database; the background
 -- worker serves this database (test/regress.conf) once the extension exists.
 --
--- case: CREATE EXTENSION installs version 0.1.0
+-- case: CREATE EXTENSION installs version 0.2.0 (the 0.1.0 script, then the upgrade to 0.2.0)
 CREATE EXTENSION withdraw;
 SELECT extname, extversion, extrelocatable, extnamespace::regnamespace AS schema
 FROM pg_extension WHERE extname = 'withdraw';
@@ -28,7 +28,7 @@ WHERE c.relnamespace = 'withdraw'::regnamespace AND c.relkind = 'r'
 ORDER BY c.relname;
 -- case: the roles the extension grants to
 SELECT rolname, rolcanlogin, rolsuper
-FROM pg_roles WHERE rolname IN ('withdraw_user', 'withdraw_admin')
+FROM pg_roles WHERE rolname IN ('withdraw_user', 'withdraw_admin', 'withdraw_webhook')
 ORDER BY rolname;
 -- case: the settings (test/regress.conf sets database_name, allow_http and naptime)
 SELECT name, setting, unit, context FROM pg_settings WHERE name LIKE 'withdraw.%' ORDER BY name;

@@ -33,6 +33,8 @@ typedef struct HttpResponse
 									 * reached the provider */
 	char	   *error;			/* transport error text, or NULL */
 	StringInfoData body;
+	char	   *audit;			/* what withdraw.attempts keeps instead of the
+								 * body (an opened envelope), or NULL */
 	double		latency_ms;
 } HttpResponse;
 

@@ -45,6 +45,7 @@ typedef struct Change
 	bool		maybe_delivered;	/* set, never cleared */
 	bool		needs_reconcile;
 	char	   *reconcile_cursor;	/* where the search goes on, NULL restarts */
+	char	   *details;		/* JSON object merged into details, or NULL */
 	int64		retry_in_ms;	/* next create attempt, -1 keeps it */
 	int64		poll_in_ms;		/* next status poll, -1 for none */
 	const char *outcome;		/* short word for withdraw.attempts */

@@ -152,6 +152,8 @@ decide_create(Job *job, const AccountPolicy *policy, Outcome *out, Change *chang
 				change->state = "review";
 				change->last_error = psprintf("%s (an earlier attempt may have reached the provider: check it there)",
 											  out->message);
+				/* keep looking for it, as give_up does */
+				change->poll_in_ms = 1000;
 			}
 			else
 				change->state = "rejected";
@@ -215,6 +217,7 @@ decide_change(Job *job, const AccountPolicy *policy, Outcome *out, Change *chang
 {
 	memset(change, 0, sizeof(Change));
 	change->provider_status = out->provider_status;
+	change->details = out->details;
 	change->last_error = out->message;
 	change->retry_in_ms = -1;
 	change->poll_in_ms = -1;

@@ -58,25 +58,25 @@ time_arg(TimestampTz t, char *null_flag)
 bool
 remote_upsert(int32 account_id, RemoteRecord *r)
 {
-	Datum		v[17];
-	char		n[18] = "                 ";
+	Datum		v[20];
+	char		n[21] = "                    ";
 
 	if (upsert_plan == NULL)
 	{
-		Oid			types[17] = {INT4OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
+		Oid			types[20] = {INT4OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
 			TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID,
-		TIMESTAMPTZOID, TEXTOID};
+		TIMESTAMPTZOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
 
 		upsert_plan = spi_prepare_kept(
 								   "INSERT INTO withdraw.remote_withdrawal AS r"
 								   " (account_id, provider_id, request_id, withdrawal_id, asset, amount, fee,"
 								   "  fee_asset, status, state, txid, block_number, chain_id, nonce, deadline,"
-								   "  requested_at, confirmed_at, raw)"
+								   "  requested_at, confirmed_at, raw, confirmations, real_fee, real_fee_asset)"
 								   " VALUES ($1, $2, $3,"
 								   "  (SELECT w.id FROM withdraw.withdrawal w"
 								   "   WHERE w.account_id = $1 AND w.idempotency_key = $3),"
 								   "  $4, $5::numeric, $6::numeric, $7, $8, $9, $10, $11::bigint, $12,"
-								   "  $13::bigint, $14, $15, $16, $17::jsonb)"
+								   "  $13::bigint, $14, $15, $16, $17::jsonb, $18::bigint, $19::numeric, $20)"
 								   " ON CONFLICT (account_id, provider_id) DO UPDATE SET"
 								   "  status = EXCLUDED.status,"
 								   "  state = CASE WHEN r.state IN ('succeeded', 'failed', 'rejected', 'cancelled',"
@@ -84,11 +84,14 @@ remote_upsert(int32 account_id, RemoteRecord *r)
 								   "  txid = coalesce(EXCLUDED.txid, r.txid),"
 								   "  block_number = coalesce(EXCLUDED.block_number, r.block_number),"
 								   "  fee = EXCLUDED.fee, deadline = EXCLUDED.deadline,"
+								   "  confirmations = coalesce(EXCLUDED.confirmations, r.confirmations),"
+								   "  real_fee = coalesce(EXCLUDED.real_fee, r.real_fee),"
+								   "  real_fee_asset = coalesce(EXCLUDED.real_fee_asset, r.real_fee_asset),"
 								   "  confirmed_at = coalesce(EXCLUDED.confirmed_at, r.confirmed_at),"
 								   "  withdrawal_id = coalesce(r.withdrawal_id, EXCLUDED.withdrawal_id),"
 								   "  raw = EXCLUDED.raw, updated_at = now()"
 								   " WHERE r.raw IS DISTINCT FROM EXCLUDED.raw"
-								   " RETURNING id", 17, types);
+								   " RETURNING id", 20, types);
 	}
 	v[0] = Int32GetDatum(account_id);
 	v[1] = CStringGetTextDatum(r->provider_id);
@@ -107,6 +110,9 @@ remote_upsert(int32 account_id, RemoteRecord *r)
 	v[14] = time_arg(r->requested_at, &n[14]);
 	v[15] = time_arg(r->confirmed_at, &n[15]);
 	v[16] = CStringGetTextDatum(r->raw);
+	v[17] = digits_arg(r->confirmations, &n[17]);
+	v[18] = spi_text_or_null(is_decimal(r->real_fee) ? r->real_fee : NULL, &n[18]);
+	v[19] = spi_text_or_null(r->real_fee_asset, &n[19]);
 	if (SPI_execute_plan(upsert_plan, v, n, false, 0) != SPI_OK_INSERT_RETURNING)
 		elog(ERROR, "storing a remote withdrawal failed");
 	return SPI_processed > 0;
@@ -132,6 +138,24 @@ remote_sync_since(int32 account_id)
 		elog(ERROR, "reading the sync state failed");
 	since = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	return isnull ? 0 : DatumGetTimestampTz(since);
+}
+
+/*
+ * Where a sync of a list walked by id starts: after the highest numeric
+ * provider id stored for the account ("0" the first time).
+ */
+char *
+remote_sync_position(int32 account_id)
+{
+	Oid			types[1] = {INT4OID};
+	Datum		values[1] = {Int32GetDatum(account_id)};
+
+	if (SPI_execute_with_args("SELECT coalesce(max(provider_id::numeric), 0)::text"
+							  " FROM withdraw.remote_withdrawal"
+							  " WHERE account_id = $1 AND provider_id ~ '^[0-9]{1,18}$'",
+							  1, types, values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "reading the sync position failed");
+	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 }
 
 /* After a complete sync: the next one is due in interval_ms. */
@@ -169,30 +193,6 @@ remote_sync_failed(int32 account_id, const char *error, int64 retry_ms)
 							  " next_sync_at = now() + $3 * interval '1 millisecond'"
 							  " WHERE account_id = $1", 3, types, values, NULL, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "updating the sync state failed");
-}
-
-/* The account with its secrets, for the SQL functions; ERROR if absent. */
-static WithdrawAccount *
-load_account(const char *name)
-{
-	Oid			types[1] = {TEXTOID};
-	Datum		values[1] = {CStringGetTextDatum(name)};
-	WithdrawAccount *account;
-
-	if (SPI_execute_with_args("SELECT a.id, a.name, a.provider, a.base_url, a.options, s.credentials"
-							  " FROM withdraw.account a JOIN withdraw.account_secret s ON s.account_id = a.id"
-							  " WHERE a.name = $1", 1, types, values, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "account lookup failed");
-	if (SPI_processed == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("account \"%s\" does not exist", name)));
-	account = store_account_from_tuple(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-	if (account->provider == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("account \"%s\" belongs to a provider this build does not know", name)));
-	return account;
 }
 
 static void
@@ -240,7 +240,7 @@ withdraw_sync(PG_FUNCTION_ARGS)
 	AccountPolicy policy;
 
 	SPI_connect();
-	account = load_account(name);
+	account = store_account_by_name(name);
 	if (account->provider->build_sync == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
@@ -249,6 +249,8 @@ withdraw_sync(PG_FUNCTION_ARGS)
 	memset(&cursor, 0, sizeof(cursor));
 	if (filtered)
 		read_filters(filters, &cursor);
+	else if (account->provider->sync_by_id)
+		cursor.position = remote_sync_position(account->id);
 	else
 		cursor.since = remote_sync_since(account->id);
 
@@ -295,7 +297,7 @@ withdraw_refresh_remote(PG_FUNCTION_ARGS)
 	AccountPolicy policy;
 
 	SPI_connect();
-	account = load_account(name);
+	account = store_account_by_name(name);
 	if (account->provider->build_lookup == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),

@@ -13,6 +13,7 @@
 
 extern bool remote_upsert(int32 account_id, RemoteRecord *record);
 extern TimestampTz remote_sync_since(int32 account_id);
+extern char *remote_sync_position(int32 account_id);
 extern void remote_sync_done(int32 account_id, TimestampTz high_water, int64 changed,
 							 int interval_ms);
 extern void remote_sync_failed(int32 account_id, const char *error, int64 retry_ms);

@@ -203,6 +203,30 @@ store_account_from_tuple(HeapTuple tuple, TupleDesc desc, int first)
 	return account;
 }
 
+/* The account with its secrets, for the SQL functions; ERROR if absent. */
+WithdrawAccount *
+store_account_by_name(const char *name)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1] = {CStringGetTextDatum(name)};
+	WithdrawAccount *account;
+
+	if (SPI_execute_with_args("SELECT a.id, a.name, a.provider, a.base_url, a.options, s.credentials"
+							  " FROM withdraw.account a JOIN withdraw.account_secret s ON s.account_id = a.id"
+							  " WHERE a.name = $1", 1, types, values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "account lookup failed");
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("account \"%s\" does not exist", name)));
+	account = store_account_from_tuple(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	if (account->provider == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("account \"%s\" belongs to a provider this build does not know", name)));
+	return account;
+}
+
 /* Marks the chosen candidates taken and returns them as jobs. */
 List *
 store_take(JobKind kind, List *ids, MemoryContext parent)
@@ -411,6 +435,8 @@ keepable_body(HttpResponse *res)
 {
 	int			len;
 
+	if (res != NULL && res->audit != NULL)
+		return res->audit;
 	if (res == NULL || res->body.len == 0)
 		return NULL;
 	if (memchr(res->body.data, '\0', res->body.len) != NULL ||
@@ -422,33 +448,41 @@ keepable_body(HttpResponse *res)
 
 
 #define ATTEMPT_COLS 11
-#define CHANGE_COLS 10
+#define CHANGE_COLS 12
 
 static const Oid attempt_types[ATTEMPT_COLS] = {INT8OID, TEXTOID, TIMESTAMPTZOID, FLOAT8OID, TEXTOID,
 TEXTOID, TEXTOID, INT4OID, TEXTOID, TEXTOID, TEXTOID};
 static const Oid change_types[CHANGE_COLS] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, BOOLOID,
-BOOLOID, FLOAT8OID, FLOAT8OID, TEXTOID};
+BOOLOID, FLOAT8OID, FLOAT8OID, TEXTOID, TEXTOID, TEXTOID};
 
 #define ATTEMPT_INSERT \
 	"INSERT INTO withdraw.attempt (withdrawal_id, kind, started_at, latency_ms, method," \
 	" url, request_body, http_status, response_body, error, outcome)"
+/*
+ * A callback (withdraw_callback) may have moved the row while its poll was
+ * in flight: then the row's newer state stands (u.from_state is the state
+ * the job was claimed in) and only what the answer adds is kept.
+ */
 #define CHANGE_SET \
-	" SET state = u.state," \
-	" provider_status = coalesce(u.provider_status, w.provider_status)," \
+	" SET state = CASE WHEN w.state = u.from_state THEN u.state ELSE w.state END," \
+	" provider_status = CASE WHEN w.state = u.from_state" \
+	"                   THEN coalesce(u.provider_status, w.provider_status) ELSE w.provider_status END," \
 	" provider_id = coalesce(w.provider_id, u.provider_id)," \
-	" last_error = u.last_error," \
+	" last_error = CASE WHEN w.state = u.from_state THEN u.last_error ELSE w.last_error END," \
 	" maybe_delivered = w.maybe_delivered OR u.maybe_delivered," \
-	" needs_reconcile = u.needs_reconcile," \
+	" needs_reconcile = CASE WHEN w.state = u.from_state THEN u.needs_reconcile ELSE w.needs_reconcile END," \
 	" reconcile_cursor = u.reconcile_cursor," \
-	" next_attempt_at = CASE WHEN u.retry_in >= 0 THEN now() + u.retry_in * interval '1 millisecond'" \
-	"                   ELSE w.next_attempt_at END," \
-	" next_poll_at = CASE WHEN u.poll_in >= 0 THEN now() + u.poll_in * interval '1 millisecond' END," \
+	" next_attempt_at = CASE WHEN u.retry_in >= 0 AND w.state = u.from_state" \
+	"                   THEN now() + u.retry_in * interval '1 millisecond' ELSE w.next_attempt_at END," \
+	" details = CASE WHEN u.details IS NULL THEN w.details ELSE w.details || u.details::jsonb END," \
+	" next_poll_at = CASE WHEN w.state <> u.from_state THEN w.next_poll_at" \
+	"                WHEN u.poll_in >= 0 THEN now() + u.poll_in * interval '1 millisecond' END," \
 	" submitted_at = CASE WHEN w.submitted_at IS NULL AND coalesce(w.provider_id, u.provider_id) IS NOT NULL" \
 	"                THEN now() ELSE w.submitted_at END," \
 	" updated_at = now()"
 #define CHANGE_COLUMNS \
 	"u(id, state, provider_status, provider_id, last_error, maybe_delivered, needs_reconcile, retry_in," \
-	" poll_in, reconcile_cursor)"
+	" poll_in, reconcile_cursor, details, from_state)"
 
 /* The values of the attempt row and of the change, as SPI arguments. */
 static void
@@ -497,6 +531,9 @@ record_values(Job *job, HttpResponse *res, Change *change,
 	c[8] = Float8GetDatum((double) change->poll_in_ms);
 	c[9] = spi_text_or_null(change->reconcile_cursor, &flag);
 	cn[9] = (flag == 'n');
+	c[10] = spi_text_or_null(change->details, &flag);
+	cn[10] = (flag == 'n');
+	c[11] = CStringGetTextDatum(job->state);
 }
 
 static char *
@@ -525,7 +562,7 @@ store_record(Job *job, HttpResponse *res, Change *change)
 										" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
 										ATTEMPT_COLS, (Oid *) attempt_types);
 		change_plan = spi_prepare_kept("UPDATE withdraw.withdrawal w" CHANGE_SET
-									   " FROM (VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)) AS " CHANGE_COLUMNS
+									   " FROM (VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)) AS " CHANGE_COLUMNS
 									   " WHERE w.id = u.id", CHANGE_COLS, (Oid *) change_types);
 	}
 	record_values(job, res, change, a, an, c, cn);
@@ -577,7 +614,7 @@ store_record_batch(int n, Job **jobs, HttpResponse **responses, Change *changes)
 											  " SELECT * FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
 											  ATTEMPT_COLS, atypes);
 		batch_change_plan = spi_prepare_kept("UPDATE withdraw.withdrawal w" CHANGE_SET
-											 " FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) AS " CHANGE_COLUMNS
+											 " FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) AS " CHANGE_COLUMNS
 											 " WHERE w.id = u.id AND w.id = ANY ($1)", CHANGE_COLS, ctypes);
 	}
 	for (int i = 0; i < ATTEMPT_COLS; i++)

@@ -35,5 +35,6 @@ extern void store_record_batch(int n, Job **jobs, HttpResponse **responses, Chan
 extern bool store_provider_id_taken(Job *job, const char *provider_id);
 extern List *store_take_syncs(List *excluded_accounts, int limit, MemoryContext parent);
 extern WithdrawAccount *store_account_from_tuple(HeapTuple tuple, TupleDesc desc, int first);
+extern WithdrawAccount *store_account_by_name(const char *name);
 
 #endif							/* WITHDRAW_STORE_H */

@@ -646,7 +646,11 @@ claim_and_send(void)
 
 			(void) account_state(job->w.account->id, job->w.account->provider,
 								 job->w.account->options);
-			job->cursor.since = remote_sync_since(job->w.account->id);
+			if (job->w.account->provider->sync_by_id)
+				job->cursor.position = MemoryContextStrdup(job->cxt,
+														  remote_sync_position(job->w.account->id));
+			else
+				job->cursor.since = remote_sync_since(job->w.account->id);
 			job->started_at = GetCurrentTimestamp();
 			spi_cxt = MemoryContextSwitchTo(loop_cxt);
 			if (build_request(job, &failure))

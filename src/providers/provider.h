@@ -77,6 +77,8 @@ typedef struct Outcome
 	int			retry_after_ms; /* provider-imposed wait, 0 for policy */
 	char	   *next_cursor;	/* OUTCOME_NO_CHANGE of a reconcile search:
 								 * more pages to search */
+	char	   *details;		/* JSON object merged into the withdrawal's
+								 * details (txid, confirmations, fees), or NULL */
 } Outcome;
 
 /*
@@ -109,6 +111,9 @@ typedef struct RemoteRecord
 	char	   *block_number;
 	char	   *chain_id;
 	char	   *nonce;
+	char	   *confirmations;
+	char	   *real_fee;		/* the fee actually charged, if it differs */
+	char	   *real_fee_asset;
 	TimestampTz deadline;		/* 0 = none */
 	TimestampTz requested_at;
 	TimestampTz confirmed_at;
@@ -123,6 +128,28 @@ typedef struct SyncResult
 	bool		auth_failed;
 	bool		not_found;		/* a lookup of an id the provider does not know */
 } SyncResult;
+
+/* What a provider's callback to us is about. */
+typedef enum CallbackKind
+{
+	CALLBACK_WITHDRAWAL,		/* news of one of our withdrawals */
+	CALLBACK_DEPOSIT,			/* news of a deposit: recorded, not applied */
+	CALLBACK_CONFIRM			/* "did you really ask for this withdrawal?" */
+} CallbackKind;
+
+/* An authenticated callback, read by the provider. */
+typedef struct CallbackNotice
+{
+	CallbackKind kind;
+	Jsonb	   *content;		/* what the provider said, authenticated */
+	char	   *idempotency_key;	/* our key, as the provider echoes it */
+	char	   *provider_id;
+	char	   *amount;			/* as the provider states it, to check */
+	char	   *provider_status;
+	const char *state;			/* one of DESIGN.md's states, NULL = none */
+	char	   *details;		/* JSON object: txid, confirmations, fees */
+	TimestampTz sent_at;		/* the provider's clock, 0 = not given */
+} CallbackNotice;
 
 typedef struct Provider
 {
@@ -161,6 +188,34 @@ typedef struct Provider
 	/* one record of that list by the provider's id; NULL = none */
 	void		(*build_lookup) (WithdrawAccount *account, const char *provider_id, HttpRequest *req);
 	void		(*parse_lookup) (WithdrawAccount *account, HttpResponse *res, SyncResult *out);
+	/* the list is walked by increasing numeric id: a scheduled sync starts
+	 * after the highest id stored (cursor->position), not from a time */
+	bool		sync_by_id;
+
+	/* several withdrawals' status in one exchange; 0 or 1 = one by one */
+	int			status_batch_max;
+	void		(*build_status_batch) (WithdrawAccount *account, WithdrawalJob **jobs, int n,
+									   HttpRequest *req);
+	/* fills outs[0..n-1], one per job */
+	void		(*parse_status_batch) (WithdrawalJob **jobs, int n, HttpResponse *res,
+									   Outcome *outs);
+
+	/*
+	 * backend: callbacks (withdraw_callback, withdraw_confirm).  read_callback
+	 * authenticates the body before reading anything from it; false with
+	 * *error when it is not authentic.  NULL = the provider calls nobody.
+	 */
+	bool		(*read_callback) (WithdrawAccount *account, const char *body, int len,
+								  Jsonb *headers, CallbackNotice *out, char **error);
+	/* the reply once a callback is applied, and to one that is not
+	 * authentic (NULL: raise an error instead) */
+	const char *callback_ack;
+	const char *callback_refusal;
+	/* CALLBACK_CONFIRM: why the confirmation does not describe the stored
+	 * request, or NULL when it does */
+	char	   *(*confirm_mismatch) (Jsonb *request, CallbackNotice *notice);
+	/* the reply confirming (accept) or refusing it */
+	char	   *(*confirm_reply) (WithdrawAccount *account, CallbackNotice *notice, bool accept);
 } Provider;
 
 /* registry.c */
@@ -199,6 +254,7 @@ extern char *params_join(const ParamList *list, bool url_encode);
 /* the providers */
 extern const Provider zoomex_provider;
 extern const Provider p99_provider;
+extern const Provider chainup_provider;
 
 
 

@@ -14,6 +14,7 @@
 static const Provider *const providers[] = {
 	&zoomex_provider,
 	&p99_provider,
+	&chainup_provider,
 };
 
 const Provider *

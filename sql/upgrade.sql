@@ -1,0 +1,46 @@
+--
+-- upgrade: a database on 0.1.0 keeps its data through ALTER EXTENSION UPDATE
+--
+-- CREATE EXTENSION withdraw runs the 0.1.0 script and then the 0.1.0--0.2.0
+-- upgrade (there is no withdraw--0.2.0.sql), so a fresh install and an
+-- upgraded one are the same objects; this file checks that rows survive.
+DROP EXTENSION withdraw CASCADE;
+-- case: install the first release
+CREATE EXTENSION withdraw VERSION '0.1.0';
+SELECT extversion FROM pg_extension WHERE extname = 'withdraw';
+SELECT withdraw_account_create('old', 'zoomex', 'http://127.0.0.1:9/zoomex',
+                               '{"api_key": "k1", "api_secret": "s3cr3t-value"}');
+BEGIN;
+SELECT withdraw_create('old', '{"requestId": "up1", "coin": "USDT", "addressType": 3, "address": "1", "amount": "5.25"}') > 0 AS created;
+-- cancelled at once: the worker never sends it
+SELECT withdraw_cancel(id) FROM withdraw.withdrawals WHERE idempotency_key = 'up1';
+COMMIT;
+-- case: update to 0.2.0
+ALTER EXTENSION withdraw UPDATE TO '0.2.0';
+SELECT extversion FROM pg_extension WHERE extname = 'withdraw';
+-- case: the withdrawal is intact, with empty details and the new columns
+SELECT idempotency_key, state, amount, details, txid, confirmations, fee, real_fee
+FROM withdraw.withdrawals WHERE idempotency_key = 'up1';
+SELECT to_state FROM withdraw.events e JOIN withdraw.withdrawals w ON w.id = e.withdrawal_id
+WHERE w.idempotency_key = 'up1' ORDER BY e.at, e.to_state;
+-- case: the new functions, view and role are there and granted
+SELECT has_function_privilege('withdraw_webhook', 'withdraw_callback(text, text, jsonb)', 'EXECUTE') AS webhook_callback,
+       has_function_privilege('withdraw_webhook', 'withdraw_confirm(text, text)', 'EXECUTE') AS webhook_confirm,
+       has_function_privilege('withdraw_user', 'withdraw_callback(text, text, jsonb)', 'EXECUTE') AS user_callback,
+       has_table_privilege('withdraw_admin', 'withdraw.callbacks', 'SELECT') AS admin_callbacks,
+       has_table_privilege('withdraw_user', 'withdraw.callbacks', 'SELECT') AS user_callbacks;
+-- case: the upgraded objects are exactly those of a fresh install
+CREATE TEMP TABLE upgraded AS
+SELECT pg_describe_object(classid, objid, 0) AS object
+FROM pg_depend WHERE deptype = 'e'
+  AND refobjid = (SELECT oid FROM pg_extension WHERE extname = 'withdraw');
+DROP EXTENSION withdraw CASCADE;
+CREATE EXTENSION withdraw;
+SELECT count(*) AS objects,
+       count(*) FILTER (WHERE object NOT IN (SELECT object FROM upgraded)) AS only_fresh
+FROM (SELECT pg_describe_object(classid, objid, 0) AS object
+      FROM pg_depend WHERE deptype = 'e'
+        AND refobjid = (SELECT oid FROM pg_extension WHERE extname = 'withdraw')) f;
+SELECT count(*) AS only_upgraded FROM upgraded
+WHERE object NOT IN (SELECT pg_describe_object(classid, objid, 0) FROM pg_depend WHERE deptype = 'e'
+                     AND refobjid = (SELECT oid FROM pg_extension WHERE extname = 'withdraw'));

@@ -1,0 +1,139 @@
+/* withdraw--0.1.0--0.2.0.sql: the chainup provider, provider callbacks, withdrawal details */
+
+\echo Use "ALTER EXTENSION withdraw UPDATE TO '0.2.0'" to load this file. \quit
+
+-- The application's web handler calls the callback functions: a role for it
+-- alone, so that it needs neither withdraw_user nor withdraw_admin.
+DO $roles$
+BEGIN
+	IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'withdraw_webhook') THEN
+		CREATE ROLE withdraw_webhook NOLOGIN;
+	END IF;
+END
+$roles$;
+
+------------------------------------------------------------------------------
+-- What providers report beyond the state: txid, confirmations, fees
+------------------------------------------------------------------------------
+
+ALTER TABLE withdraw.withdrawal
+	ADD COLUMN details jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(details) = 'object');
+COMMENT ON COLUMN withdraw.withdrawal.details IS
+	'What the provider reported beyond the state (txid, confirmations, fee, fee_asset, real_fee, real_fee_asset, ...)';
+
+ALTER TABLE withdraw.remote_withdrawal
+	ADD COLUMN confirmations bigint,
+	ADD COLUMN real_fee numeric,
+	ADD COLUMN real_fee_asset text;
+COMMENT ON COLUMN withdraw.remote_withdrawal.real_fee IS 'The fee actually charged, where the provider reports it apart from the quoted fee';
+
+------------------------------------------------------------------------------
+-- Every call of withdraw_callback / withdraw_confirm, authentic or not
+------------------------------------------------------------------------------
+
+CREATE TABLE withdraw.callback (
+	id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	account_id integer NOT NULL REFERENCES withdraw.account ON DELETE CASCADE,
+	kind text NOT NULL CHECK (kind IN ('withdrawal', 'deposit', 'confirm', 'unknown')),
+	verdict text NOT NULL CHECK (verdict IN
+		('applied', 'unchanged', 'unmatched', 'recorded', 'confirmed', 'refused', 'rejected')),
+	withdrawal_id bigint REFERENCES withdraw.withdrawal ON DELETE CASCADE,
+	idempotency_key text,
+	detail text,
+	content jsonb,
+	received_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE withdraw.callback IS
+	'Every provider callback received: notifications, deposits, second confirmations; content only once authenticated';
+COMMENT ON COLUMN withdraw.callback.verdict IS
+	'applied (state changed), unchanged (repeat or stale), unmatched (not ours), recorded (deposit), confirmed, refused (authentic but wrong), rejected (not authentic)';
+CREATE INDEX callback_withdrawal ON withdraw.callback (withdrawal_id) WHERE withdrawal_id IS NOT NULL;
+CREATE INDEX callback_received ON withdraw.callback (received_at);
+
+------------------------------------------------------------------------------
+-- Functions
+------------------------------------------------------------------------------
+
+CREATE FUNCTION withdraw_callback(provider text, body text, headers jsonb DEFAULT '{}')
+	RETURNS text
+	AS 'MODULE_PATHNAME', 'withdraw_callback' LANGUAGE C VOLATILE STRICT SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION withdraw_callback(text, text, jsonb) IS
+	'Verifies and applies a provider''s notification to the named account; returns the reply body the provider expects';
+
+CREATE FUNCTION withdraw_confirm(provider text, body text) RETURNS text
+	AS 'MODULE_PATHNAME', 'withdraw_confirm' LANGUAGE C VOLATILE STRICT SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION withdraw_confirm(text, text) IS
+	'Answers chainup''s second-confirmation request: confirms only a withdrawal this database created and is sending';
+
+CREATE FUNCTION withdraw._envelope_seal(plaintext text, private_key text) RETURNS text
+	AS 'MODULE_PATHNAME', 'withdraw_envelope_seal' LANGUAGE C IMMUTABLE STRICT;
+COMMENT ON FUNCTION withdraw._envelope_seal(text, text) IS
+	'A chainup data envelope sealed with a private key, the code path the worker uses (for test vectors)';
+CREATE FUNCTION withdraw._envelope_open(data text, public_key text) RETURNS text
+	AS 'MODULE_PATHNAME', 'withdraw_envelope_open' LANGUAGE C IMMUTABLE STRICT;
+COMMENT ON FUNCTION withdraw._envelope_open(text, text) IS
+	'A chainup data envelope opened with a public key, the code path the worker uses (for test vectors)';
+
+------------------------------------------------------------------------------
+-- Views (new columns go last: CREATE OR REPLACE VIEW keeps the old ones)
+------------------------------------------------------------------------------
+
+CREATE OR REPLACE VIEW withdraw.withdrawals AS
+SELECT w.id, a.name AS account, a.provider, w.idempotency_key, w.state, w.provider_status,
+	   w.provider_id, w.asset, w.amount, w.destination, w.request, w.attempts, w.last_error,
+	   w.created_by, w.created_at, w.first_sent_at, w.submitted_at, w.finished_at, w.updated_at,
+	   CASE WHEN w.state IN ('queued', 'unknown') AND NOT w.needs_reconcile
+			THEN w.next_attempt_at END AS next_attempt_at,
+	   w.next_poll_at,
+	   w.details->>'txid' AS txid,
+	   (w.details->>'confirmations')::bigint AS confirmations,
+	   (w.details->>'fee')::numeric AS fee,
+	   w.details->>'fee_asset' AS fee_asset,
+	   (w.details->>'real_fee')::numeric AS real_fee,
+	   w.details->>'real_fee_asset' AS real_fee_asset,
+	   w.details
+FROM withdraw.withdrawal w
+JOIN withdraw.account a ON a.id = w.account_id;
+
+CREATE OR REPLACE VIEW withdraw.remote_withdrawals AS
+SELECT r.id, a.name AS account, a.provider, r.provider_id, r.request_id, r.withdrawal_id,
+	   r.state, r.status, r.asset, r.amount, r.fee, r.fee_asset, r.txid, r.block_number,
+	   r.chain_id, r.nonce, r.deadline, r.requested_at, r.confirmed_at, r.first_seen_at,
+	   r.updated_at, r.raw, r.confirmations, r.real_fee, r.real_fee_asset
+FROM withdraw.remote_withdrawal r
+JOIN withdraw.account a ON a.id = r.account_id;
+
+-- a refused confirmation or notification of a withdrawal is one of its events
+CREATE OR REPLACE VIEW withdraw.events AS
+SELECT e.withdrawal_id, e.remote_withdrawal_id, e.at, e.from_state, e.to_state, e.provider_status, e.detail
+FROM withdraw.event e
+UNION ALL
+SELECT w.id, NULL, w.created_at, NULL, 'queued', NULL, 'created by ' || w.created_by
+FROM withdraw.withdrawal w
+UNION ALL
+SELECT c.withdrawal_id, NULL, c.received_at, NULL, NULL, NULL,
+	   c.kind || ' callback refused: ' || coalesce(c.detail, '')
+FROM withdraw.callback c
+WHERE c.withdrawal_id IS NOT NULL AND c.verdict = 'refused';
+
+CREATE VIEW withdraw.callbacks AS
+SELECT c.id, a.name AS account, a.provider, c.kind, c.verdict, c.withdrawal_id, c.idempotency_key,
+	   c.detail, c.content, c.received_at
+FROM withdraw.callback c
+JOIN withdraw.account a ON a.id = c.account_id;
+COMMENT ON VIEW withdraw.callbacks IS
+	'Provider callbacks received (notifications, deposits, second confirmations) and what was made of them';
+
+------------------------------------------------------------------------------
+-- Privileges
+------------------------------------------------------------------------------
+
+REVOKE ALL ON withdraw.callback, withdraw.callbacks FROM PUBLIC;
+REVOKE ALL ON FUNCTION withdraw_callback(text, text, jsonb), withdraw_confirm(text, text),
+	withdraw._envelope_seal(text, text), withdraw._envelope_open(text, text) FROM PUBLIC;
+GRANT USAGE ON SCHEMA withdraw TO withdraw_webhook;
+GRANT EXECUTE ON FUNCTION withdraw_callback(text, text, jsonb), withdraw_confirm(text, text)
+	TO withdraw_webhook;
+GRANT SELECT ON withdraw.callbacks TO withdraw_admin;

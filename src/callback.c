@@ -1,0 +1,360 @@
+/*-------------------------------------------------------------------------
+ *
+ * callback.c
+ *	  The SQL functions an application's web handler calls when a provider
+ *	  calls it: withdraw_callback (notifications) and withdraw_confirm
+ *	  (chainup's second confirmation before it pays).
+ *
+ * The provider authenticates and reads the body (read_callback); nothing
+ * is looked up or changed before that.  What happens next is the same for
+ * every provider and lives here: the withdrawal is found by its
+ * idempotency key within the account, locked, checked and changed; every
+ * call, authentic or not, leaves a row in withdraw.callback.
+ *
+ * A notification never moves a withdrawal backwards or sideways: its
+ * state is applied only where withdraw.state_transition allows it, so
+ * repeats and late, out-of-order deliveries change nothing.  A row whose
+ * create is still in flight ('sending') keeps its state; the worker's
+ * own outcome and status polls settle it.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/timestamp.h"
+
+#include "job.h"
+#include "jsonutil.h"
+#include "spi_util.h"
+#include "store.h"
+
+PG_FUNCTION_INFO_V1(withdraw_callback);
+PG_FUNCTION_INFO_V1(withdraw_confirm);
+
+/* The stored withdrawal a callback speaks of, locked. */
+typedef struct Target
+{
+	int64		id;
+	char	   *state;
+	Jsonb	   *request;
+	char	   *amount;
+	char	   *idempotency_key;
+	char	   *provider_id;
+} Target;
+
+static const char *const kind_names[] = {"withdrawal", "deposit", "confirm"};
+
+/* One row of withdraw.callback. */
+static void
+log_callback(WithdrawAccount *account, const char *kind, const char *verdict,
+			 int64 withdrawal_id, CallbackNotice *notice, const char *detail)
+{
+	Oid			types[7] = {INT4OID, TEXTOID, TEXTOID, INT8OID, TEXTOID, TEXTOID, JSONBOID};
+	Datum		values[7];
+	char		nulls[8] = "       ";
+
+	values[0] = Int32GetDatum(account->id);
+	values[1] = CStringGetTextDatum(kind);
+	values[2] = CStringGetTextDatum(verdict);
+	values[3] = Int64GetDatum(withdrawal_id);
+	nulls[3] = withdrawal_id > 0 ? ' ' : 'n';
+	values[4] = spi_text_or_null(notice ? notice->idempotency_key : NULL, &nulls[4]);
+	values[5] = spi_text_or_null(detail, &nulls[5]);
+	values[6] = notice && notice->content ? JsonbPGetDatum(notice->content) : (Datum) 0;
+	nulls[6] = notice && notice->content ? ' ' : 'n';
+	if (SPI_execute_with_args("INSERT INTO withdraw.callback"
+							  " (account_id, kind, verdict, withdrawal_id, idempotency_key, detail, content)"
+							  " VALUES ($1, $2, $3, $4, $5, $6, $7)",
+							  7, types, values, nulls, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "recording a callback failed");
+}
+
+/* The withdrawal with this key (or provider id) in the account, locked; false if none. */
+static bool
+find_target(WithdrawAccount *account, CallbackNotice *notice, Target *t)
+{
+	Oid			types[3] = {INT4OID, TEXTOID, TEXTOID};
+	Datum		values[3];
+	char		nulls[4] = "   ";
+	HeapTuple	tuple;
+	TupleDesc	desc;
+	bool		isnull;
+
+	if (notice->idempotency_key == NULL && notice->provider_id == NULL)
+		return false;
+	values[0] = Int32GetDatum(account->id);
+	values[1] = spi_text_or_null(notice->idempotency_key, &nulls[1]);
+	values[2] = spi_text_or_null(notice->provider_id, &nulls[2]);
+	if (SPI_execute_with_args("SELECT id, state, request, amount::text, idempotency_key, provider_id"
+							  " FROM withdraw.withdrawal"
+							  " WHERE account_id = $1 AND (idempotency_key = $2"
+							  "  OR ($2 IS NULL AND provider_id = $3))"
+							  " FOR UPDATE",
+							  3, types, values, nulls, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "looking up a withdrawal failed");
+	if (SPI_processed == 0)
+		return false;
+	tuple = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	t->id = DatumGetInt64(SPI_getbinval(tuple, desc, 1, &isnull));
+	t->state = SPI_getvalue(tuple, desc, 2);
+	t->request = DatumGetJsonbPCopy(SPI_getbinval(tuple, desc, 3, &isnull));
+	t->amount = SPI_getvalue(tuple, desc, 4);
+	t->idempotency_key = SPI_getvalue(tuple, desc, 5);
+	t->provider_id = SPI_getvalue(tuple, desc, 6);
+	return true;
+}
+
+static bool
+transition_allowed(const char *from, const char *to)
+{
+	Oid			types[2] = {TEXTOID, TEXTOID};
+	Datum		values[2] = {CStringGetTextDatum(from), CStringGetTextDatum(to)};
+
+	if (SPI_execute_with_args("SELECT 1 FROM withdraw.state_transition"
+							  " WHERE from_state = $1 AND to_state = $2",
+							  2, types, values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "reading the state machine failed");
+	return SPI_processed > 0;
+}
+
+/*
+ * Applies a withdrawal notification to its row: details and provider id
+ * always, the state where the state machine allows it.  Returns the
+ * verdict for withdraw.callback.
+ */
+static const char *
+apply_notice(Target *t, CallbackNotice *notice, char **detail)
+{
+	bool		move = notice->state != NULL && strcmp(notice->state, t->state) != 0 &&
+		strcmp(t->state, "sending") != 0 && transition_allowed(t->state, notice->state);
+	Oid			types[6] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, BOOLOID};
+	Datum		values[6];
+	char		nulls[7] = "      ";
+
+	values[0] = Int64GetDatum(t->id);
+	values[1] = CStringGetTextDatum(move ? notice->state : t->state);
+	values[2] = spi_text_or_null(notice->provider_status, &nulls[2]);
+	values[3] = spi_text_or_null(notice->provider_id, &nulls[3]);
+	values[4] = spi_text_or_null(notice->details, &nulls[4]);
+	values[5] = BoolGetDatum(move);
+	if (SPI_execute_with_args("UPDATE withdraw.withdrawal SET"
+							  " state = $2,"
+							  " provider_status = CASE WHEN $6 THEN coalesce($3, provider_status)"
+							  "   ELSE provider_status END,"
+							  " provider_id = coalesce(provider_id, $4),"
+							  " details = details || coalesce($5::jsonb, '{}'),"
+							  " last_error = CASE WHEN $6 THEN NULL ELSE last_error END,"
+							  " needs_reconcile = CASE WHEN $6 THEN false ELSE needs_reconcile END,"
+							  " updated_at = now()"
+							  " WHERE id = $1",
+							  6, types, values, nulls, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "applying a notification failed");
+	if (move)
+	{
+		*detail = psprintf("%s -> %s", t->state, notice->state);
+		return "applied";
+	}
+	if (notice->state == NULL)
+		*detail = psprintf("no state to apply (%s)", notice->provider_status ? notice->provider_status : "no status");
+	else if (strcmp(notice->state, t->state) == 0)
+		*detail = psprintf("already %s", t->state);
+	else if (strcmp(t->state, "sending") == 0)
+		*detail = psprintf("%s while the create is in flight: left to the worker", notice->state);
+	else
+		*detail = psprintf("%s -> %s is not allowed: ignored as stale", t->state, notice->state);
+	return "unchanged";
+}
+
+/* The account with its secrets, or an ERROR naming what is wrong. */
+static WithdrawAccount *
+callback_account(const char *name, const char *function)
+{
+	WithdrawAccount *account = store_account_by_name(name);
+
+	if (account->provider->read_callback == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("%s accounts receive no callbacks", account->provider->name),
+				 errhint("%s is for providers that call the application back.", function)));
+	return account;
+}
+
+/*
+ * Reads the body through the provider; a body that is not authentic is
+ * recorded and answered with the provider's refusal, or raises an error
+ * when the provider has none (nothing is kept then).
+ */
+static bool
+read_authentic(WithdrawAccount *account, text *body, Jsonb *headers, CallbackNotice *notice,
+			   char **reply)
+{
+	char	   *error = NULL;
+
+	memset(notice, 0, sizeof(*notice));
+	if (account->provider->read_callback(account, VARDATA_ANY(body), VARSIZE_ANY_EXHDR(body),
+										 headers, notice, &error))
+		return true;
+	if (account->provider->callback_refusal == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+				 errmsg("%s callback for account \"%s\" is not authentic: %s",
+						account->provider->name, account->name, error),
+				 errdetail("Nothing was changed.")));
+	log_callback(account, "unknown", "rejected", 0, NULL, psprintf("not authentic: %s", error));
+	*reply = pstrdup(account->provider->callback_refusal);
+	return false;
+}
+
+/*
+ * SQL: withdraw_callback(account, body, headers) — verifies and applies a
+ * provider's notification; returns the reply body the provider expects.
+ */
+Datum
+withdraw_callback(PG_FUNCTION_ARGS)
+{
+	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	text	   *body = PG_GETARG_TEXT_PP(1);
+	Jsonb	   *headers = PG_GETARG_JSONB_P(2);
+	WithdrawAccount *account;
+	CallbackNotice notice;
+	Target		t;
+	char	   *reply = NULL;
+	char	   *detail = NULL;
+	const char *verdict;
+
+	SPI_connect();
+	account = callback_account(name, "withdraw_callback");
+	if (!read_authentic(account, body, headers, &notice, &reply))
+	{
+		SPI_finish();
+		PG_RETURN_TEXT_P(cstring_to_text(reply));
+	}
+
+	if (notice.kind == CALLBACK_CONFIRM)
+	{
+		log_callback(account, "confirm", "refused", 0, &notice,
+					 "a second-confirmation request: pass it to withdraw_confirm");
+		SPI_finish();
+		PG_RETURN_TEXT_P(cstring_to_text(account->provider->callback_refusal ?
+										 account->provider->callback_refusal : "FAILURE"));
+	}
+	if (notice.kind == CALLBACK_DEPOSIT)
+	{
+		log_callback(account, "deposit", "recorded", 0, &notice, NULL);
+		SPI_finish();
+		PG_RETURN_TEXT_P(cstring_to_text(account->provider->callback_ack));
+	}
+
+	if (!find_target(account, &notice, &t))
+	{
+		/* not ours: acknowledged (the provider would retry forever) and kept */
+		log_callback(account, kind_names[notice.kind], "unmatched", 0, &notice,
+					 "no withdrawal of this account has that key");
+		SPI_finish();
+		PG_RETURN_TEXT_P(cstring_to_text(account->provider->callback_ack));
+	}
+	if (notice.amount != NULL && !decimal_equal(notice.amount, t.amount))
+	{
+		verdict = "refused";
+		detail = psprintf("the notification's amount %s differs from the withdrawal's %s",
+						  notice.amount, t.amount);
+	}
+	else if (notice.provider_id != NULL && t.provider_id != NULL &&
+			 strcmp(notice.provider_id, t.provider_id) != 0)
+	{
+		verdict = "refused";
+		detail = psprintf("the notification names provider id %s, the withdrawal has %s",
+						  notice.provider_id, t.provider_id);
+	}
+	else
+		verdict = apply_notice(&t, &notice, &detail);
+	log_callback(account, kind_names[notice.kind], verdict, t.id, &notice, detail);
+	SPI_finish();
+	PG_RETURN_TEXT_P(cstring_to_text(account->provider->callback_ack));
+}
+
+/*
+ * Has this withdrawal already been confirmed with another check value?
+ * The platform asks once per withdrawal; the same question asked again
+ * gets the same answer, a different one is refused.
+ */
+static bool
+confirmed_otherwise(int64 withdrawal_id, CallbackNotice *notice)
+{
+	Oid			types[2] = {INT8OID, JSONBOID};
+	Datum		values[2] = {Int64GetDatum(withdrawal_id), JsonbPGetDatum(notice->content)};
+
+	if (SPI_execute_with_args("SELECT 1 FROM withdraw.callback"
+							  " WHERE withdrawal_id = $1 AND kind = 'confirm' AND verdict = 'confirmed'"
+							  "  AND content->>'check_sum' IS DISTINCT FROM $2->>'check_sum'",
+							  2, types, values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "reading earlier confirmations failed");
+	return SPI_processed > 0;
+}
+
+/*
+ * SQL: withdraw_confirm(account, body) — answers a second-confirmation
+ * request: yes only for a withdrawal of this account, sent and not yet
+ * answered, whose stored request matches the platform's description, and
+ * that the platform asked about within the account's confirm window.
+ * Anything else is refused, recorded, and so failed by the platform.
+ */
+Datum
+withdraw_confirm(PG_FUNCTION_ARGS)
+{
+	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	text	   *body = PG_GETARG_TEXT_PP(1);
+	WithdrawAccount *account;
+	CallbackNotice notice;
+	Target		t;
+	char	   *reply = NULL;
+	char	   *why = NULL;
+	int			window_ms;
+
+	SPI_connect();
+	account = callback_account(name, "withdraw_confirm");
+	if (account->provider->confirm_reply == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("%s accounts have no second confirmation", account->provider->name)));
+	if (!read_authentic(account, body, NULL, &notice, &reply))
+	{
+		SPI_finish();
+		PG_RETURN_TEXT_P(cstring_to_text(reply));
+	}
+	window_ms = account_option_int(account->options, "confirm_window_ms", 10 * 60 * 1000,
+								   1000, 24 * 3600 * 1000);
+
+	t.id = 0;
+	if (notice.kind != CALLBACK_CONFIRM)
+		why = psprintf("a %s notification, not a confirmation request: pass it to withdraw_callback",
+					   kind_names[notice.kind]);
+	else if (notice.sent_at == 0 ||
+			 TimestampDifferenceExceeds(notice.sent_at, GetCurrentTimestamp(), window_ms) ||
+			 TimestampDifferenceExceeds(GetCurrentTimestamp(), notice.sent_at, window_ms))
+		why = psprintf("its time is missing or more than %d s away from ours: a replay?", window_ms / 1000);
+	else if (!find_target(account, &notice, &t))
+		why = pstrdup("no withdrawal of this account has that request id: this database did not ask for it");
+	else if (strcmp(t.state, "sending") != 0 && strcmp(t.state, "unknown") != 0)
+		why = psprintf("the withdrawal is %s, not waiting for the provider's answer", t.state);
+	else if ((why = account->provider->confirm_mismatch(t.request, &notice)) != NULL)
+		;
+	else if (confirmed_otherwise(t.id, &notice))
+		why = pstrdup("the withdrawal was already confirmed for another request");
+
+	log_callback(account, "confirm", why ? "refused" : "confirmed", t.id, &notice, why);
+	if (why != NULL)
+		ereport(WARNING,
+				(errmsg("refused the second confirmation of a %s withdrawal for account \"%s\"",
+						account->provider->name, account->name),
+				 errdetail("%s", why)));
+	reply = account->provider->confirm_reply(account, &notice, why == NULL);
+	SPI_finish();
+	PG_RETURN_TEXT_P(cstring_to_text(reply));
+}

@@ -1,0 +1,411 @@
+/*-------------------------------------------------------------------------
+ *
+ * envelope.c
+ *	  RSA "data" envelopes, as chainup's billing API uses them: the
+ *	  plaintext cut into 234-byte chunks, each put through the RSA
+ *	  private-key operation with PKCS#1 v1.5 type-1 padding, the blocks
+ *	  concatenated and written in base64url without '='.  The other side
+ *	  opens an envelope with the sender's public key.
+ *
+ * Nothing here is hand-written cryptography: the RSA operations are
+ * EVP_PKEY_sign / EVP_PKEY_verify_recover with RSA_PKCS1_PADDING and no
+ * digest (the raw type-1 operation), base64 is EVP_EncodeBlock /
+ * EVP_DecodeBlock with the url alphabet swapped in.  Every function
+ * reports failure by returning NULL with a message, never by throwing
+ * while an OpenSSL object is held, so bytes from the network can neither
+ * leak OpenSSL memory nor crash the caller.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/rsa.h>
+#include <openssl/x509.h>
+
+#include "fmgr.h"
+#include "lib/stringinfo.h"
+#include "mb/pg_wchar.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+
+#include "envelope.h"
+
+/* plaintext bytes per block, as the provider's reference code cuts them */
+#define ENVELOPE_CHUNK 234
+/* the provider's envelopes are small; refuse anything absurd before work */
+#define ENVELOPE_MAX_CHARS (1024 * 1024)
+
+static char *
+openssl_error(const char *what)
+{
+	unsigned long code = ERR_get_error();
+	char		buf[256];
+
+	ERR_clear_error();
+	if (code == 0)
+		return pstrdup(what);
+	ERR_error_string_n(code, buf, sizeof(buf));
+	return psprintf("%s (%s)", what, buf);
+}
+
+/* base64 of the standard alphabet to base64url without padding, in place */
+static void
+to_base64url(char *s)
+{
+	char	   *p;
+
+	for (p = s; *p; p++)
+	{
+		if (*p == '+')
+			*p = '-';
+		else if (*p == '/')
+			*p = '_';
+		else if (*p == '=')
+		{
+			*p = '\0';
+			break;
+		}
+	}
+}
+
+/*
+ * Decodes base64 or base64url, with or without padding, ignoring ASCII
+ * whitespace (keys are often pasted with line breaks).  Returns NULL for
+ * anything else.
+ */
+static unsigned char *
+decode_base64_any(const char *text, size_t textlen, int *outlen)
+{
+	StringInfoData std;
+	unsigned char *out;
+	int			len;
+	int			pad = 0;
+
+	if (textlen > ENVELOPE_MAX_CHARS)
+		return NULL;
+	initStringInfo(&std);
+	for (size_t i = 0; i < textlen; i++)
+	{
+		char		c = text[i];
+
+		if (c == ' ' || c == '\n' || c == '\r' || c == '\t')
+			continue;
+		if (c == '-')
+			c = '+';
+		else if (c == '_')
+			c = '/';
+		else if (c == '=')
+			break;				/* padding: recomputed below */
+		else if (!isalnum((unsigned char) c) && c != '+' && c != '/')
+			return NULL;
+		appendStringInfoChar(&std, c);
+	}
+	if (std.len % 4 == 1 || std.len == 0)
+		return NULL;
+	while (std.len % 4 != 0)
+	{
+		appendStringInfoChar(&std, '=');
+		pad++;
+	}
+	out = palloc(std.len / 4 * 3 + 1);
+	len = EVP_DecodeBlock(out, (unsigned char *) std.data, std.len);
+	if (len < 0)
+		return NULL;
+	/* EVP_DecodeBlock counts the padding as zero bytes */
+	*outlen = len - pad;
+	return out;
+}
+
+/*
+ * Reads a key given as PEM (PKCS#8, PKCS#1 or SubjectPublicKeyInfo) or as
+ * the bare base64 DER the provider's docs print.  Returns NULL with
+ * *error set when the text is not an RSA key of the wanted kind.
+ */
+EVP_PKEY *
+envelope_load_key(const char *text, bool private_key, char **error)
+{
+	EVP_PKEY   *key = NULL;
+	unsigned char *der = NULL;
+	long		derlen = 0;
+
+	if (text == NULL || text[0] == '\0')
+	{
+		*error = pstrdup("the key is empty");
+		return NULL;
+	}
+	if (strstr(text, "-----BEGIN") != NULL)
+	{
+		/* PEM: take the DER out, whatever the label says */
+		BIO		   *bio = BIO_new_mem_buf(text, -1);
+		char	   *name = NULL;
+		char	   *header = NULL;
+		unsigned char *data = NULL;
+
+		if (bio != NULL && PEM_read_bio(bio, &name, &header, &data, &derlen) == 1)
+		{
+			der = palloc(derlen);
+			memcpy(der, data, derlen);
+			OPENSSL_cleanse(data, derlen);
+		}
+		OPENSSL_free(name);
+		OPENSSL_free(header);
+		OPENSSL_free(data);
+		BIO_free(bio);
+	}
+	else
+	{
+		int			len;
+
+		der = decode_base64_any(text, strlen(text), &len);
+		derlen = len;
+	}
+	if (der != NULL)
+	{
+		const unsigned char *p = der;
+
+		if (private_key)
+			key = d2i_AutoPrivateKey(NULL, &p, derlen);
+		else
+		{
+			key = d2i_PUBKEY(NULL, &p, derlen);
+			if (key == NULL)
+			{
+				/* PKCS#1 RSAPublicKey */
+				p = der;
+				key = d2i_PublicKey(EVP_PKEY_RSA, NULL, &p, derlen);
+			}
+		}
+		explicit_bzero(der, derlen);
+		pfree(der);
+	}
+	ERR_clear_error();
+	if (key == NULL)
+	{
+		*error = psprintf("not a readable RSA %s key (PEM, or base64 DER as the provider's docs show it)",
+						  private_key ? "private" : "public");
+		return NULL;
+	}
+	if (EVP_PKEY_get_base_id(key) != EVP_PKEY_RSA || EVP_PKEY_get_size(key) < 128 ||
+		EVP_PKEY_get_size(key) > 1024)
+	{
+		EVP_PKEY_free(key);
+		*error = pstrdup("the key is not an RSA key of 1024 to 8192 bits");
+		return NULL;
+	}
+	return key;
+}
+
+/*
+ * Seals plaintext with the sender's private key.  Returns the envelope
+ * (palloc'd base64url text) or NULL with *error set.
+ */
+char *
+envelope_seal(EVP_PKEY *private_key, const char *plaintext, size_t len, char **error)
+{
+	int			block = EVP_PKEY_get_size(private_key);
+	size_t		nblocks = len == 0 ? 1 : (len + ENVELOPE_CHUNK - 1) / ENVELOPE_CHUNK;
+	unsigned char *cipher;
+	char	   *text;
+	EVP_PKEY_CTX *ctx;
+	size_t		done = 0;
+
+	if (block < ENVELOPE_CHUNK + 11)
+	{
+		*error = pstrdup("the key is too small for 234-byte chunks (2048 bits or more needed)");
+		return NULL;
+	}
+	if (len > ENVELOPE_MAX_CHARS)
+	{
+		*error = pstrdup("the plaintext is too long");
+		return NULL;
+	}
+	ctx = EVP_PKEY_CTX_new(private_key, NULL);
+	if (ctx == NULL || EVP_PKEY_sign_init(ctx) <= 0 ||
+		EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING) <= 0)
+	{
+		*error = openssl_error("could not set up the RSA operation");
+		EVP_PKEY_CTX_free(ctx);
+		return NULL;
+	}
+	cipher = palloc(nblocks * block);
+	for (size_t i = 0; i < nblocks; i++)
+	{
+		size_t		chunk = Min(len - done, (size_t) ENVELOPE_CHUNK);
+		size_t		outlen = block;
+
+		if (EVP_PKEY_sign(ctx, cipher + i * block, &outlen,
+						  (const unsigned char *) plaintext + done, chunk) <= 0 ||
+			outlen != (size_t) block)
+		{
+			*error = openssl_error("the RSA operation failed");
+			EVP_PKEY_CTX_free(ctx);
+			return NULL;
+		}
+		done += chunk;
+	}
+	EVP_PKEY_CTX_free(ctx);
+
+	text = palloc((nblocks * block + 2) / 3 * 4 + 1);
+	EVP_EncodeBlock((unsigned char *) text, cipher, nblocks * block);
+	to_base64url(text);
+	pfree(cipher);
+	return text;
+}
+
+/*
+ * Opens an envelope with the sender's public key.  Returns the plaintext
+ * (palloc'd, NUL-terminated, *len bytes) or NULL with *error set: not
+ * base64, not whole blocks, a block that is not this key's type-1
+ * padding (a forged or foreign envelope).
+ */
+char *
+envelope_open(EVP_PKEY *public_key, const char *data, size_t datalen, size_t *len, char **error)
+{
+	int			block = EVP_PKEY_get_size(public_key);
+	int			rawlen;
+	unsigned char *raw;
+	StringInfoData plain;
+	EVP_PKEY_CTX *ctx;
+	unsigned char *chunk;
+
+	raw = decode_base64_any(data, datalen, &rawlen);
+	if (raw == NULL)
+	{
+		*error = pstrdup("the envelope is not base64url text");
+		return NULL;
+	}
+	if (rawlen == 0 || rawlen % block != 0)
+	{
+		*error = psprintf("the envelope is %d bytes, not a whole number of %d-byte blocks",
+						  rawlen, block);
+		return NULL;
+	}
+	ctx = EVP_PKEY_CTX_new(public_key, NULL);
+	if (ctx == NULL || EVP_PKEY_verify_recover_init(ctx) <= 0 ||
+		EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING) <= 0)
+	{
+		*error = openssl_error("could not set up the RSA operation");
+		EVP_PKEY_CTX_free(ctx);
+		return NULL;
+	}
+	initStringInfo(&plain);
+	chunk = palloc(block);
+	for (int i = 0; i < rawlen / block; i++)
+	{
+		size_t		outlen = block;
+
+		if (EVP_PKEY_verify_recover(ctx, chunk, &outlen, raw + i * block, block) <= 0)
+		{
+			ERR_clear_error();
+			EVP_PKEY_CTX_free(ctx);
+			*error = psprintf("block %d of the envelope does not open with the expected public key", i + 1);
+			return NULL;
+		}
+		appendBinaryStringInfo(&plain, (char *) chunk, outlen);
+	}
+	EVP_PKEY_CTX_free(ctx);
+	pfree(chunk);
+	pfree(raw);
+	*len = plain.len;
+	return plain.data;
+}
+
+/*
+ * A key of an account's credentials, parsed once per backend: the worker
+ * and callback functions seal and open many envelopes with the same few
+ * keys, and parsing a PEM costs more than the RSA operation itself.  The
+ * cache is keyed by the key text; EVP_PKEYs live as long as the process.
+ */
+typedef struct CachedKey
+{
+	char	   *text;
+	bool		private_key;
+	EVP_PKEY   *key;
+} CachedKey;
+
+#define KEY_CACHE_SIZE 16
+static CachedKey key_cache[KEY_CACHE_SIZE];
+static int	key_cache_next = 0;
+
+EVP_PKEY *
+envelope_cached_key(const char *text, bool private_key, char **error)
+{
+	CachedKey  *slot;
+	EVP_PKEY   *key;
+
+	for (int i = 0; i < KEY_CACHE_SIZE; i++)
+		if (key_cache[i].key != NULL && key_cache[i].private_key == private_key &&
+			strcmp(key_cache[i].text, text) == 0)
+			return key_cache[i].key;
+
+	key = envelope_load_key(text, private_key, error);
+	if (key == NULL)
+		return NULL;
+	slot = &key_cache[key_cache_next];
+	key_cache_next = (key_cache_next + 1) % KEY_CACHE_SIZE;
+	if (slot->key != NULL)
+	{
+		EVP_PKEY_free(slot->key);
+		explicit_bzero(slot->text, strlen(slot->text));
+		pfree(slot->text);
+	}
+	slot->text = MemoryContextStrdup(TopMemoryContext, text);
+	slot->private_key = private_key;
+	slot->key = key;
+	return key;
+}
+
+/*
+ * SQL: withdraw._envelope_seal(plaintext, private_key) and
+ * withdraw._envelope_open(data, public_key): the provider's published
+ * vectors, checked in pg_regress.  Owner only (they take key material).
+ */
+PG_FUNCTION_INFO_V1(withdraw_envelope_seal);
+Datum
+withdraw_envelope_seal(PG_FUNCTION_ARGS)
+{
+	text	   *plain = PG_GETARG_TEXT_PP(0);
+	char	   *error = NULL;
+	EVP_PKEY   *key = envelope_load_key(text_to_cstring(PG_GETARG_TEXT_PP(1)), true, &error);
+	char	   *sealed;
+
+	if (key == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid private key: %s", error)));
+	sealed = envelope_seal(key, VARDATA_ANY(plain), VARSIZE_ANY_EXHDR(plain), &error);
+	EVP_PKEY_free(key);
+	if (sealed == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
+				 errmsg("could not seal the envelope: %s", error)));
+	PG_RETURN_TEXT_P(cstring_to_text(sealed));
+}
+
+PG_FUNCTION_INFO_V1(withdraw_envelope_open);
+Datum
+withdraw_envelope_open(PG_FUNCTION_ARGS)
+{
+	text	   *data = PG_GETARG_TEXT_PP(0);
+	char	   *error = NULL;
+	EVP_PKEY   *key = envelope_load_key(text_to_cstring(PG_GETARG_TEXT_PP(1)), false, &error);
+	char	   *plain;
+	size_t		len;
+
+	if (key == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid public key: %s", error)));
+	plain = envelope_open(key, VARDATA_ANY(data), VARSIZE_ANY_EXHDR(data), &len, &error);
+	EVP_PKEY_free(key);
+	if (plain == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("could not open the envelope: %s", error)));
+	/* text must be valid in the database encoding */
+	pg_verifymbstr(plain, len, false);
+	PG_RETURN_TEXT_P(cstring_to_text_with_len(plain, len));
+}

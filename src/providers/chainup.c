@@ -1,0 +1,844 @@
+/*-------------------------------------------------------------------------
+ *
+ * chainup.c
+ *	  The chainup provider (ChainUp Custody WaaS v2 billing API): creates
+ *	  through /api/v2/billing/withdraw, status of up to 100 withdrawals per
+ *	  call through withdrawList, the account's list by increasing id through
+ *	  syncWithdrawList, and the platform's two callbacks: the second
+ *	  confirmation it asks before paying and its notifications.
+ *
+ * Every exchange is a form "app_id=...&data=..." whose data is an RSA
+ * envelope (envelope.c): we seal with the merchant's private key, the
+ * platform seals with its wallet key and we open with its public key.  An
+ * answer that does not open is read as a plain JSON error (the provider
+ * does that for requests it could not read).  A repeated request_id
+ * (110088) is never answered with a new one: the withdrawal is settled by
+ * looking its request_id up in withdrawList.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "utils/builtins.h"
+#include "utils/timestamp.h"
+
+#include "../crypto.h"
+#include "../envelope.h"
+#include "../jsonutil.h"
+#include "provider.h"
+
+#define CHAINUP_CREATE_PATH "/api/v2/billing/withdraw"
+#define CHAINUP_LIST_PATH "/api/v2/billing/withdrawList"
+#define CHAINUP_SYNC_PATH "/api/v2/billing/syncWithdrawList"
+#define CHAINUP_BATCH_MAX 100	/* request ids per withdrawList call */
+#define CHAINUP_SYNC_PAGE 100	/* records per syncWithdrawList answer */
+#define CHAINUP_DEFAULT_CONFIRM_WINDOW_MS (10 * 60 * 1000)
+
+static const char *const chainup_credential_keys[] = {
+	"app_id", "merchant_private_key", "platform_public_key", NULL
+};
+static const char *const chainup_option_keys[] = {"confirm_window_ms", NULL};
+static const char *const chainup_fields[] = {
+	"request_id", "from_uid", "to_address", "memo", "amount", "symbol", NULL
+};
+
+typedef enum ChainupCodeClass
+{
+	CHAINUP_MAYBE,				/* outcome unknown: resend the same request_id */
+	CHAINUP_DUPLICATE,			/* request_id known: settle by withdrawList */
+	CHAINUP_TERMINAL			/* refused for good */
+} ChainupCodeClass;
+
+typedef struct ChainupCode
+{
+	const char *code;
+	ChainupCodeClass class;
+	const char *explanation;
+} ChainupCode;
+
+/* the error codes of the provider's appendix (providers.md, 1.6) */
+static const ChainupCode chainup_codes[] = {
+	{"100001", CHAINUP_MAYBE, "provider system error"},
+	{"100004", CHAINUP_TERMINAL, "the provider refused a parameter"},
+	{"100005", CHAINUP_TERMINAL, "the provider could not verify the request; check that the public half of merchant_private_key is the one uploaded to ChainUp"},
+	{"100007", CHAINUP_TERMINAL, "this server's IP address is not on the account's ChainUp whitelist"},
+	{"100015", CHAINUP_TERMINAL, "the app_id is not a ChainUp merchant; check the account's app_id"},
+	{"100016", CHAINUP_TERMINAL, "the ChainUp merchant has expired"},
+	{"110004", CHAINUP_TERMINAL, "the user is frozen"},
+	{"110037", CHAINUP_TERMINAL, "the address is risky"},
+	{"110055", CHAINUP_TERMINAL, "the address is wrong"},
+	{"110065", CHAINUP_TERMINAL, "the user does not exist"},
+	{"110078", CHAINUP_TERMINAL, "the amount is below the minimum"},
+	{"110087", CHAINUP_TERMINAL, "the amount is above the maximum"},
+	{"110088", CHAINUP_DUPLICATE, "repeated request_id"},
+	{"110161", CHAINUP_TERMINAL, "the amount has too many decimals"},
+	{"120202", CHAINUP_TERMINAL, "the coin is not supported"},
+	{"120206", CHAINUP_TERMINAL, "the second confirmation failed: the application did not confirm this withdrawal through withdraw_confirm"},
+	{"120402", CHAINUP_TERMINAL, "insufficient balance"},
+	{"120403", CHAINUP_TERMINAL, "insufficient fee balance"},
+	{"120404", CHAINUP_TERMINAL, "the amount does not cover the fee"},
+	{"900006", CHAINUP_TERMINAL, "the user is at risk"},
+	{"3040006", CHAINUP_TERMINAL, "cannot transfer to oneself"},
+};
+
+/* withdraw status codes: 2, 4, 5, 6 are final; 7 and 8 wait for people */
+static const char *
+chainup_state_of(const char *status)
+{
+	static const char *const states[] = {
+		"processing",			/* 0 risk-control review */
+		"processing",			/* 1 paying */
+		"rejected",				/* 2 audit rejected */
+		"processing",			/* 3 coins sent (older docs) */
+		"failed",				/* 4 */
+		"succeeded",			/* 5 */
+		"cancelled",			/* 6 */
+		"review",				/* 7 pending KYT */
+		"review",				/* 8 pending manual review */
+	};
+
+	if (status == NULL || strlen(status) != 1 || status[0] < '0' || status[0] > '8')
+		return NULL;
+	return states[status[0] - '0'];
+}
+
+static bool
+is_request_id(const char *s)
+{
+	int			len = strlen(s);
+
+	if (len < 1 || len > 64)
+		return false;
+	return strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-") == len;
+}
+
+/*
+ * All three credentials are required, and both keys are read at account
+ * creation so that a bad paste fails early.  errhidestmt: the statement
+ * carries the keys.
+ */
+static void
+chainup_check_credentials(Jsonb *credentials)
+{
+	for (const char *const *k = chainup_credential_keys; *k; k++)
+	{
+		char	   *text = json_get_text(&credentials->root, *k);
+		bool		private_key = strcmp(*k, "merchant_private_key") == 0;
+		char	   *error = NULL;
+		EVP_PKEY   *key;
+
+		if (text == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE), errhidestmt(true),
+					 errmsg("chainup credentials lack \"%s\"", *k)));
+		if (strcmp(*k, "app_id") == 0)
+			continue;
+		key = envelope_load_key(text, private_key, &error);
+		if (key == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE), errhidestmt(true),
+					 errmsg("invalid chainup credential \"%s\": %s", *k, error),
+					 errhint("Give the key as PEM or as the base64 DER text ChainUp's docs show.")));
+		if (private_key && EVP_PKEY_get_size(key) < 245)
+		{
+			EVP_PKEY_free(key);
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE), errhidestmt(true),
+					 errmsg("invalid chainup credential \"%s\": the key must have at least 2048 bits",
+							*k)));
+		}
+		EVP_PKEY_free(key);
+	}
+}
+
+static void
+chainup_check_options(Jsonb *options)
+{
+	(void) account_option_int(options, "confirm_window_ms", CHAINUP_DEFAULT_CONFIRM_WINDOW_MS,
+							  1000, 24 * 3600 * 1000);
+}
+
+static void
+chainup_validate(Jsonb *request, ValidatedRequest *out)
+{
+	const char *p = "chainup";
+	JsonbValue	v;
+	char	   *request_id;
+	char	   *from_uid;
+	char	   *to_address;
+	char	   *memo;
+	char	   *amount;
+	char	   *symbol;
+	StringInfoData json;
+	bool		first = true;
+
+	request_reject_unknown_fields(request, p, chainup_fields);
+
+	request_id = request_string(request, p, "request_id", false, 0);
+	if (request_id == NULL)
+		request_id = random_hex(16);
+	else if (!is_request_id(request_id))
+		request_field_error(p, "request_id", "must be 1 to 64 letters, digits, '-' or '_'", NULL);
+
+	/* the docs call from_uid a string, the SDKs send an integer: take both */
+	if (json_get(&request->root, "from_uid", &v) && v.type == jbvNumeric)
+	{
+		int64		uid;
+
+		request_int(request, p, "from_uid", true, &uid);
+		if (uid <= 0)
+			request_field_error(p, "from_uid", "must be a positive ChainUp user id", NULL);
+		from_uid = psprintf(INT64_FORMAT, uid);
+	}
+	else
+	{
+		from_uid = request_string(request, p, "from_uid", true, 20);
+		if (strspn(from_uid, "0123456789") != strlen(from_uid))
+			request_field_error(p, "from_uid", "must be a ChainUp user id (digits)", NULL);
+	}
+	to_address = request_string(request, p, "to_address", true, 256);
+	memo = request_string(request, p, "memo", false, 128);
+	request_amount(request, p, "amount", &amount);
+	symbol = request_string(request, p, "symbol", true, 32);
+
+	/* memo chains take "address_memo" in to_address */
+	if (memo != NULL)
+		to_address = psprintf("%s_%s", to_address, memo);
+
+	initStringInfo(&json);
+	appendStringInfoChar(&json, '{');
+	json_append_string(&json, &first, "request_id", request_id);
+	json_append_string(&json, &first, "from_uid", from_uid);
+	json_append_string(&json, &first, "to_address", to_address);
+	json_append_string(&json, &first, "amount", amount);
+	json_append_string(&json, &first, "symbol", symbol);
+	appendStringInfoChar(&json, '}');
+
+	out->idempotency_key = request_id;
+	out->request_json = json.data;
+	out->asset = symbol;
+	out->amount = amount;
+	out->destination = to_address;
+}
+
+/* ms since the epoch, as text: the "time" of every envelope */
+static char *
+now_ms_text(void)
+{
+	return psprintf(INT64_FORMAT, epoch_ms(GetCurrentTimestamp()));
+}
+
+/* Seals plaintext with the account's private key; ERROR when impossible. */
+static char *
+chainup_seal(WithdrawAccount *account, const char *plaintext)
+{
+	char	   *error = NULL;
+	char	   *key_text = account_credential(account, "merchant_private_key");
+	EVP_PKEY   *key = envelope_cached_key(key_text, true, &error);
+	char	   *sealed;
+
+	explicit_bzero(key_text, strlen(key_text));
+	if (key == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("chainup account \"%s\": merchant_private_key: %s", account->name, error)));
+	sealed = envelope_seal(key, plaintext, strlen(plaintext), &error);
+	if (sealed == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
+				 errmsg("chainup account \"%s\": could not seal the request: %s",
+						account->name, error)));
+	return sealed;
+}
+
+/* Opens an envelope of the platform; NULL with *error when it does not open. */
+static char *
+chainup_open(WithdrawAccount *account, const char *data, size_t len, char **error)
+{
+	EVP_PKEY   *key = envelope_cached_key(account_credential(account, "platform_public_key"),
+										  false, error);
+	size_t		plainlen;
+	char	   *plain;
+
+	if (key == NULL)
+		return NULL;
+	plain = envelope_open(key, data, len, &plainlen, error);
+	if (plain != NULL && strlen(plain) != plainlen)
+	{
+		*error = pstrdup("the envelope holds a NUL byte");
+		return NULL;
+	}
+	return plain;
+}
+
+/*
+ * A POST of app_id and the sealed plaintext; the audit copy keeps the
+ * plaintext (it holds no secret) instead of the envelope.
+ */
+static void
+chainup_request(WithdrawAccount *account, const char *path, const char *plaintext,
+				HttpRequest *req)
+{
+	char	   *app_id = account_credential(account, "app_id");
+
+	http_request_init(req, "POST", join_url(account->base_url, path));
+	http_request_header(req, "Content-Type", "application/x-www-form-urlencoded");
+	appendStringInfoString(&req->body, "app_id=");
+	append_url_encoded(&req->body, app_id);
+	appendStringInfoString(&req->body, "&data=");
+	appendStringInfoString(&req->body, chainup_seal(account, plaintext));
+	req->audit = psprintf("app_id=%s&data=[sealed] %s", app_id, plaintext);
+}
+
+/*
+ * Reads an answer: {"data": envelope} opened with the platform's key, or
+ * a plain {"code", "msg"} error.  Returns the decoded {code, msg, data}
+ * object, or NULL with *why set; the attempt keeps the opened text.
+ */
+static JsonbContainer *
+chainup_answer(WithdrawAccount *account, HttpResponse *res, char **code, char **msg, char **why)
+{
+	char	   *error;
+	Jsonb	   *outer = json_parse_untrusted(res->body.data, res->body.len, &error);
+	char	   *data;
+	char	   *plain;
+	Jsonb	   *inner;
+
+	if (outer == NULL || !JB_ROOT_IS_OBJECT(outer) || JB_ROOT_IS_SCALAR(outer))
+	{
+		*why = psprintf("HTTP %ld, answer is not a JSON object%s%s", res->status,
+						outer ? "" : ": ", outer ? "" : error);
+		return NULL;
+	}
+	data = json_get_text(&outer->root, "data");
+	plain = data ? chainup_open(account, data, strlen(data), &error) : NULL;
+	if (plain == NULL)
+	{
+		/* a plain error object: the platform could not read our request */
+		*code = json_get_text(&outer->root, "code");
+		*msg = json_get_text(&outer->root, "msg");
+		if (*code == NULL)
+		{
+			*why = psprintf("HTTP %ld, answer does not open with platform_public_key: %s",
+							res->status, data ? error : "no data field");
+			return NULL;
+		}
+		return &outer->root;
+	}
+	res->audit = plain;
+	inner = json_parse_untrusted(plain, strlen(plain), &error);
+	if (inner == NULL || !JB_ROOT_IS_OBJECT(inner) || JB_ROOT_IS_SCALAR(inner))
+	{
+		*why = psprintf("opened answer is not a JSON object%s%s", inner ? "" : ": ",
+						inner ? "" : error);
+		return NULL;
+	}
+	*code = json_get_text(&inner->root, "code");
+	*msg = json_get_text(&inner->root, "msg");
+	if (*code == NULL)
+	{
+		*why = pstrdup("opened answer without a code");
+		return NULL;
+	}
+	return &inner->root;
+}
+
+static const ChainupCode *
+chainup_code_lookup(const char *code)
+{
+	for (int i = 0; i < lengthof(chainup_codes); i++)
+		if (strcmp(chainup_codes[i].code, code) == 0)
+			return &chainup_codes[i];
+	return NULL;
+}
+
+static char *
+code_message(const char *code, const char *msg, const ChainupCode *known)
+{
+	return psprintf("code %s: %s%s%s", code, msg ? msg : "",
+					known ? " — " : "", known ? known->explanation : "");
+}
+
+static void
+chainup_build_create(WithdrawalJob *job, HttpRequest *req)
+{
+	JsonbContainer *r = &job->request->root;
+	StringInfoData plain;
+	bool		first = true;
+
+	initStringInfo(&plain);
+	appendStringInfoChar(&plain, '{');
+	json_append_string(&plain, &first, "request_id", json_get_text(r, "request_id"));
+	json_append_string(&plain, &first, "from_uid", json_get_text(r, "from_uid"));
+	json_append_string(&plain, &first, "to_address", json_get_text(r, "to_address"));
+	json_append_string(&plain, &first, "amount", json_get_text(r, "amount"));
+	json_append_string(&plain, &first, "symbol", json_get_text(r, "symbol"));
+	json_append_string(&plain, &first, "time", now_ms_text());
+	json_append_string(&plain, &first, "charset", "utf-8");
+	appendStringInfoChar(&plain, '}');
+	chainup_request(job->account, CHAINUP_CREATE_PATH, plain.data, req);
+}
+
+static void
+chainup_parse_create(WithdrawalJob *job, HttpResponse *res, Outcome *out)
+{
+	char	   *code = NULL;
+	char	   *msg = NULL;
+	char	   *why = NULL;
+	JsonbContainer *answer = chainup_answer(job->account, res, &code, &msg, &why);
+	const ChainupCode *known;
+
+	if (answer == NULL)
+	{
+		out->kind = OUTCOME_UNKNOWN;
+		out->message = why;
+		return;
+	}
+	out->provider_status = psprintf("code %s", code);
+	if (strcmp(code, "0") == 0)
+	{
+		JsonbContainer *data = json_get_container(answer, "data");
+		char	   *id = data ? json_get_text(data, "id") : NULL;
+
+		if (id == NULL || id[0] == '\0')
+		{
+			out->kind = OUTCOME_RECONCILE;
+			out->message = pstrdup("accepted without an id");
+			return;
+		}
+		out->kind = OUTCOME_SUBMITTED;
+		out->provider_id = id;
+		out->provider_status = psprintf("status %s", json_get_text(data, "status") ?: "0");
+		return;
+	}
+	known = chainup_code_lookup(code);
+	out->message = code_message(code, msg, known);
+	switch (known ? known->class : CHAINUP_MAYBE)
+	{
+		case CHAINUP_MAYBE:
+			out->kind = OUTCOME_UNKNOWN;
+			break;
+		case CHAINUP_DUPLICATE:
+			out->kind = OUTCOME_RECONCILE;
+			break;
+		case CHAINUP_TERMINAL:
+			out->kind = OUTCOME_REJECTED;
+			break;
+	}
+}
+
+/* txid, confirmations and both fees of a record, as a JSON object */
+static char *
+record_details(JsonbContainer *record)
+{
+	static const char *const keys[][2] = {
+		{"txid", "txid"},
+		{"confirmations", "confirmations"},
+		{"withdraw_fee", "fee"},
+		{"withdraw_fee_symbol", "fee_asset"},
+		{"real_fee", "real_fee"},
+		{"fee_symbol", "real_fee_asset"},
+	};
+	StringInfoData json;
+	bool		first = true;
+
+	initStringInfo(&json);
+	appendStringInfoChar(&json, '{');
+	for (int i = 0; i < lengthof(keys); i++)
+	{
+		char	   *value = json_get_text(record, keys[i][0]);
+
+		if (value != NULL && value[0] != '\0')
+			json_append_string(&json, &first, keys[i][1], value);
+	}
+	appendStringInfoChar(&json, '}');
+	return json.data;
+}
+
+static void
+chainup_build_status_batch(WithdrawAccount *account, WithdrawalJob **jobs, int n,
+						   HttpRequest *req)
+{
+	StringInfoData ids;
+	StringInfoData plain;
+	bool		first = true;
+
+	initStringInfo(&ids);
+	for (int i = 0; i < n; i++)
+		appendStringInfo(&ids, "%s%s", i > 0 ? "," : "", jobs[i]->idempotency_key);
+	initStringInfo(&plain);
+	appendStringInfoChar(&plain, '{');
+	json_append_string(&plain, &first, "ids", ids.data);
+	json_append_string(&plain, &first, "time", now_ms_text());
+	json_append_string(&plain, &first, "charset", "utf-8");
+	appendStringInfoChar(&plain, '}');
+	chainup_request(account, CHAINUP_LIST_PATH, plain.data, req);
+}
+
+/* The outcome of one record of withdrawList for the job it belongs to. */
+static void
+record_outcome(JsonbContainer *record, Outcome *out)
+{
+	char	   *status = json_get_text(record, "status");
+
+	out->provider_id = json_get_text(record, "id");
+	out->provider_status = psprintf("status %s", status ? status : "(none)");
+	out->details = record_details(record);
+	out->state = chainup_state_of(status);
+	if (out->state == NULL)
+	{
+		out->kind = OUTCOME_NO_CHANGE;
+		out->message = psprintf("unrecognized status \"%s\"", status ? status : "(none)");
+		return;
+	}
+	out->kind = OUTCOME_STATE;
+}
+
+static void
+chainup_parse_status_batch(WithdrawalJob **jobs, int n, HttpResponse *res, Outcome *outs)
+{
+	char	   *code = NULL;
+	char	   *msg = NULL;
+	char	   *why = NULL;
+	JsonbContainer *answer = chainup_answer(jobs[0]->account, res, &code, &msg, &why);
+	JsonbContainer *records = NULL;
+
+	for (int i = 0; i < n; i++)
+		outs[i].kind = OUTCOME_NO_CHANGE;
+	if (answer != NULL && strcmp(code, "0") != 0)
+		why = psprintf("status query refused, %s", code_message(code, msg, chainup_code_lookup(code)));
+	else if (answer != NULL)
+	{
+		records = json_get_container(answer, "data");
+		if (records == NULL || !JsonContainerIsArray(records))
+			why = pstrdup("status answer without a list of records");
+	}
+	if (why != NULL)
+	{
+		for (int i = 0; i < n; i++)
+			outs[i].message = why;
+		return;
+	}
+
+	for (int i = 0; i < n; i++)
+	{
+		outs[i].message = pstrdup("withdrawal not listed by the provider yet");
+		for (int j = 0; j < JsonContainerSize(records); j++)
+		{
+			JsonbValue *elem = getIthJsonbValueFromContainer(records, j);
+			char	   *request_id;
+
+			if (elem == NULL || elem->type != jbvBinary)
+				continue;
+			request_id = json_get_text(elem->val.binary.data, "request_id");
+			if (request_id != NULL && strcmp(request_id, jobs[i]->idempotency_key) == 0)
+			{
+				outs[i].message = NULL;
+				record_outcome(elem->val.binary.data, &outs[i]);
+				break;
+			}
+		}
+	}
+}
+
+static void
+chainup_build_status(WithdrawalJob *job, HttpRequest *req)
+{
+	chainup_build_status_batch(job->account, &job, 1, req);
+}
+
+static void
+chainup_parse_status(WithdrawalJob *job, HttpResponse *res, Outcome *out)
+{
+	chainup_parse_status_batch(&job, 1, res, out);
+}
+
+static void
+chainup_build_sync(WithdrawAccount *account, SyncCursor *cursor, HttpRequest *req)
+{
+	StringInfoData plain;
+	bool		first = true;
+
+	initStringInfo(&plain);
+	appendStringInfoChar(&plain, '{');
+	json_append_raw(&plain, &first, "max_id", cursor->position ? cursor->position : "0");
+	json_append_string(&plain, &first, "time", now_ms_text());
+	json_append_string(&plain, &first, "charset", "utf-8");
+	appendStringInfoChar(&plain, '}');
+	chainup_request(account, CHAINUP_SYNC_PATH, plain.data, req);
+}
+
+static TimestampTz
+ms_field(JsonbContainer *record, const char *key)
+{
+	char	   *text = json_get_text(record, key);
+
+	if (text == NULL || text[0] == '\0' || strspn(text, "0123456789") != strlen(text) ||
+		strlen(text) > 15)
+		return 0;
+	return timestamp_from_unix(0) + strtoi64(text, NULL, 10) * 1000;
+}
+
+static RemoteRecord *
+chainup_record(JsonbContainer *object)
+{
+	RemoteRecord *r = palloc0(sizeof(RemoteRecord));
+
+	r->provider_id = json_get_text(object, "id");
+	if (r->provider_id == NULL || strspn(r->provider_id, "0123456789") != strlen(r->provider_id) ||
+		r->provider_id[0] == '\0' || strlen(r->provider_id) > 18)
+		return NULL;
+	r->request_id = json_get_text(object, "request_id");
+	r->asset = json_get_text(object, "symbol");
+	r->amount = json_get_text(object, "amount");
+	r->fee = json_get_text(object, "withdraw_fee");
+	r->fee_asset = json_get_text(object, "withdraw_fee_symbol");
+	r->real_fee = json_get_text(object, "real_fee");
+	r->real_fee_asset = json_get_text(object, "fee_symbol");
+	r->status = json_get_text(object, "status");
+	r->state = chainup_state_of(r->status);
+	if (r->state == NULL)
+		r->state = "review";	/* a status we do not know goes to a person */
+	r->txid = json_get_text(object, "txid");
+	r->confirmations = json_get_text(object, "confirmations");
+	r->requested_at = ms_field(object, "created_at");
+	if (strcmp(r->state, "succeeded") == 0)
+		r->confirmed_at = ms_field(object, "updated_at");
+	r->raw = JsonbToCString(NULL, object, 256);
+	return r;
+}
+
+static void
+chainup_parse_sync(WithdrawAccount *account, SyncCursor *cursor, HttpResponse *res,
+				   SyncResult *out)
+{
+	char	   *code = NULL;
+	char	   *msg = NULL;
+	char	   *why = NULL;
+	JsonbContainer *answer;
+	JsonbContainer *records;
+	int64		max_id = cursor->position ? strtoi64(cursor->position, NULL, 10) : 0;
+	int			n;
+
+	if (res->transport_failed)
+	{
+		out->error = pstrdup(res->error ? res->error : "no answer");
+		return;
+	}
+	answer = chainup_answer(account, res, &code, &msg, &why);
+	if (answer == NULL)
+	{
+		out->error = why;
+		return;
+	}
+	if (strcmp(code, "0") != 0)
+	{
+		const ChainupCode *known = chainup_code_lookup(code);
+
+		out->auth_failed = (strcmp(code, "100005") == 0 || strcmp(code, "100007") == 0 ||
+							strcmp(code, "100015") == 0);
+		out->error = psprintf("chainup refused the list: %s", code_message(code, msg, known));
+		return;
+	}
+	records = json_get_container(answer, "data");
+	if (records == NULL || !JsonContainerIsArray(records))
+	{
+		out->error = pstrdup("chainup list answer without a list of records");
+		return;
+	}
+	n = JsonContainerSize(records);
+	for (int i = 0; i < n; i++)
+	{
+		JsonbValue *elem = getIthJsonbValueFromContainer(records, i);
+		RemoteRecord *r;
+
+		if (elem == NULL || elem->type != jbvBinary ||
+			(r = chainup_record(elem->val.binary.data)) == NULL)
+			continue;
+		out->records = lappend(out->records, r);
+		max_id = Max(max_id, strtoi64(r->provider_id, NULL, 10));
+	}
+	cursor->position = psprintf(INT64_FORMAT, max_id);
+	out->more = (n >= CHAINUP_SYNC_PAGE);
+}
+
+/* One value of an application/x-www-form-urlencoded body, decoded. */
+static char *
+form_value(const char *body, int len, const char *key)
+{
+	int			keylen = strlen(key);
+	int			i = 0;
+
+	while (i < len)
+	{
+		int			end = i;
+
+		while (end < len && body[end] != '&')
+			end++;
+		if (end - i > keylen && strncmp(body + i, key, keylen) == 0 && body[i + keylen] == '=')
+		{
+			StringInfoData value;
+
+			initStringInfo(&value);
+			for (int j = i + keylen + 1; j < end; j++)
+			{
+				char		c = body[j];
+
+				if (c == '+')
+					c = ' ';
+				else if (c == '%' && j + 2 < end + 1 && isxdigit((unsigned char) body[j + 1]) &&
+						 isxdigit((unsigned char) body[j + 2]))
+				{
+					char		hex[3] = {body[j + 1], body[j + 2], '\0'};
+
+					c = (char) strtol(hex, NULL, 16);
+					j += 2;
+				}
+				if (c == '\0')
+					return NULL;
+				appendStringInfoChar(&value, c);
+			}
+			return value.data;
+		}
+		i = end + 1;
+	}
+	return NULL;
+}
+
+/*
+ * The platform's callbacks: a form app_id=...&data=... whose envelope
+ * must open with the platform's public key; nothing in it is believed
+ * before that.  A check_sum makes it a second-confirmation request.
+ */
+static bool
+chainup_read_callback(WithdrawAccount *account, const char *body, int len, Jsonb *headers,
+					  CallbackNotice *out, char **error)
+{
+	char	   *app_id = form_value(body, len, "app_id");
+	char	   *data = form_value(body, len, "data");
+	char	   *plain;
+	Jsonb	   *content;
+	JsonbContainer *c;
+	char	   *side;
+	char	   *time_text;
+
+	if (data == NULL)
+	{
+		*error = pstrdup("the body has no data field");
+		return false;
+	}
+	plain = chainup_open(account, data, strlen(data), error);
+	if (plain == NULL)
+		return false;
+	content = json_parse_untrusted(plain, strlen(plain), error);
+	if (content == NULL || !JB_ROOT_IS_OBJECT(content) || JB_ROOT_IS_SCALAR(content))
+	{
+		if (content != NULL)
+			*error = pstrdup("the opened data is not a JSON object");
+		return false;
+	}
+	/* the envelope is authentic; an app_id beside it must still be ours */
+	if (app_id != NULL && strcmp(app_id, account_credential(account, "app_id")) != 0)
+	{
+		*error = pstrdup("the app_id is not this account's");
+		return false;
+	}
+	c = &content->root;
+	out->content = content;
+	out->idempotency_key = json_get_text(c, "request_id");
+	out->provider_id = json_get_text(c, "id");
+	out->amount = json_get_text(c, "amount");
+	time_text = json_get_text(c, "notify_time");
+	if (time_text == NULL)
+		time_text = json_get_text(c, "time");
+	if (time_text != NULL && strspn(time_text, "0123456789") == strlen(time_text) &&
+		strlen(time_text) > 0 && strlen(time_text) <= 15)
+		out->sent_at = timestamp_from_unix(0) + strtoi64(time_text, NULL, 10) * 1000;
+
+	side = json_get_text(c, "side");
+	if (json_get_text(c, "check_sum") != NULL)
+		out->kind = CALLBACK_CONFIRM;
+	else if (side != NULL && strcmp(side, "deposit") == 0)
+		out->kind = CALLBACK_DEPOSIT;
+	else if (side != NULL && strcmp(side, "withdraw") == 0)
+	{
+		char	   *status = json_get_text(c, "status");
+
+		out->kind = CALLBACK_WITHDRAWAL;
+		out->provider_status = psprintf("status %s", status ? status : "(none)");
+		out->state = chainup_state_of(status);
+		out->details = record_details(c);
+	}
+	else
+	{
+		*error = psprintf("the notification's side is \"%s\", neither withdraw nor deposit",
+						  side ? side : "(none)");
+		return false;
+	}
+	return true;
+}
+
+/* Does the platform's confirmation describe the request we stored? */
+static char *
+chainup_confirm_mismatch(Jsonb *request, CallbackNotice *notice)
+{
+	static const char *const fields[] = {"from_uid", "to_address", "amount", "symbol"};
+
+	for (int i = 0; i < lengthof(fields); i++)
+	{
+		char	   *ours = json_get_text(&request->root, fields[i]);
+		char	   *theirs = json_get_text(&notice->content->root, fields[i]);
+		bool		same;
+
+		if (theirs == NULL)
+			return psprintf("the confirmation has no %s", fields[i]);
+		same = strcmp(fields[i], "amount") == 0 ? decimal_equal(ours, theirs)
+			: strcmp(ours, theirs) == 0;
+		if (!same)
+			return psprintf("%s differs: the confirmation says \"%s\", the withdrawal \"%s\"",
+							fields[i], theirs, ours);
+	}
+	return NULL;
+}
+
+/* {"data": envelope of {"check_sum": echo, "time": now}} confirms; a refusal echoes nothing. */
+static char *
+chainup_confirm_reply(WithdrawAccount *account, CallbackNotice *notice, bool accept)
+{
+	StringInfoData plain;
+	bool		first = true;
+
+	if (!accept)
+		return pstrdup("FAILURE");
+	initStringInfo(&plain);
+	appendStringInfoChar(&plain, '{');
+	json_append_string(&plain, &first, "check_sum",
+					   json_get_text(&notice->content->root, "check_sum"));
+	json_append_string(&plain, &first, "time", now_ms_text());
+	appendStringInfoChar(&plain, '}');
+	return psprintf("{\"data\":\"%s\"}", chainup_seal(account, plain.data));
+}
+
+const Provider chainup_provider = {
+	.name = "chainup",
+	.credential_keys = chainup_credential_keys,
+	.option_keys = chainup_option_keys,
+	.check_credentials = chainup_check_credentials,
+	.check_options = chainup_check_options,
+	.validate = chainup_validate,
+	.build_create = chainup_build_create,
+	.parse_create = chainup_parse_create,
+	.build_status = chainup_build_status,
+	.parse_status = chainup_parse_status,
+	.build_sync = chainup_build_sync,
+	.parse_sync = chainup_parse_sync,
+	.sync_by_id = true,
+	.status_batch_max = CHAINUP_BATCH_MAX,
+	.build_status_batch = chainup_build_status_batch,
+	.parse_status_batch = chainup_parse_status_batch,
+	.read_callback = chainup_read_callback,
+	.callback_ack = "SUCCESS",
+	.callback_refusal = "FAILURE",
+	.confirm_mismatch = chainup_confirm_mismatch,
+	.confirm_reply = chainup_confirm_reply,
+};
