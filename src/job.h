@@ -33,6 +33,9 @@ typedef struct Job
 	MemoryContext page_cxt;
 	TimestampTz high_water;
 	int64		changed;
+	/* JOB_STATUS of a batching provider: the polls sharing this exchange */
+	List	   *riders;			/* Job *, on the job that sends */
+	bool		rider;			/* this job rides on another's exchange */
 } Job;
 
 /* A change to apply to a withdrawal's row. */

@@ -47,6 +47,8 @@
 
 /* pruning runs this often, or a tenth of withdraw.retention if shorter */
 #define PRUNE_INTERVAL_MS (60 * 1000)
+/* status candidates per free slot when some provider polls in batches */
+#define STATUS_BATCH_CANDIDATES 20
 
 /* What the worker remembers of an account between iterations. */
 typedef struct AccountState
@@ -58,6 +60,8 @@ typedef struct AccountState
 	TimestampTz next_create_at;
 	bool		deferred;		/* has due creates held back by the limit */
 	int			picked;			/* chosen in the current claim */
+	int			batch_room;		/* polls that may still ride on the last
+								 * exchange picked in this claim */
 	double		poll_tokens;
 	TimestampTz poll_tokens_at;
 } AccountState;
@@ -65,6 +69,8 @@ typedef struct AccountState
 static HTAB *accounts = NULL;
 static MemoryContext jobs_cxt = NULL;
 static List *in_flight_jobs = NIL;	/* Job * in flight, in jobs_cxt */
+static int	exchanges_in_flight = 0;	/* in_flight_jobs that are not riders */
+static bool batching_accounts = false;	/* some account polls in batches */
 static WithdrawWorkerFigures figures;
 static bool recovered = false;
 static TimestampTz worker_started_at = 0;
@@ -116,7 +122,11 @@ account_state(int32 account_id, const Provider *provider, Jsonb *options)
 	if (!found)
 		memset(&state->policy, 0, sizeof(AccountPolicy));
 	if (provider != NULL)
+	{
 		account_policy(provider, options, &state->policy);
+		if (provider->status_batch_max > 1)
+			batching_accounts = true;
+	}
 	if (!found)
 	{
 		state->in_flight = 0;
@@ -171,6 +181,63 @@ blocked_accounts(JobKind kind, TimestampTz now)
 	return blocked;
 }
 
+/* The withdrawals of a batched poll: the sending job, then its riders. */
+static WithdrawalJob **
+batch_of(Job *job)
+{
+	WithdrawalJob **batch = palloc(sizeof(WithdrawalJob *) * (1 + list_length(job->riders)));
+	ListCell   *lc;
+	int			n = 0;
+
+	batch[n++] = &job->w;
+	foreach(lc, job->riders)
+		batch[n++] = &((Job *) lfirst(lc))->w;
+	return batch;
+}
+
+/*
+ * Polls of a provider that answers for many withdrawals at once ride on
+ * the first poll of their account, up to the provider's batch size.
+ * Returns the jobs that send; choose() counted the same way.
+ */
+static List *
+batch_status_jobs(List *jobs)
+{
+	List	   *senders = NIL;
+	ListCell   *lc;
+
+	foreach(lc, jobs)
+	{
+		Job		   *job = lfirst(lc);
+		int			max = job->w.account->provider->status_batch_max;
+		Job		   *leader = NULL;
+		ListCell   *lc2;
+
+		if (max > 1)
+			foreach(lc2, senders)
+			{
+				Job		   *s = lfirst(lc2);
+
+				if (s->w.account->id == job->w.account->id && 1 + list_length(s->riders) < max)
+				{
+					leader = s;
+					break;
+				}
+			}
+		if (leader != NULL)
+		{
+			MemoryContext old = MemoryContextSwitchTo(leader->cxt);
+
+			leader->riders = lappend(leader->riders, job);
+			job->rider = true;
+			MemoryContextSwitchTo(old);
+		}
+		else
+			senders = lappend(senders, job);
+	}
+	return senders;
+}
+
 /* Builds the signed request; a failure becomes the job's outcome. */
 static bool
 build_request(Job *job, Outcome *failure)
@@ -186,6 +253,13 @@ build_request(Job *job, Outcome *failure)
 	{
 		if (job->kind == JOB_CREATE)
 			provider->build_create(&job->w, &job->request);
+		else if (job->kind == JOB_STATUS && job->riders != NIL)
+		{
+			WithdrawalJob **batch = batch_of(job);
+
+			provider->build_status_batch(job->w.account, batch, 1 + list_length(job->riders),
+										 &job->request);
+		}
 		else if (job->kind == JOB_STATUS)
 			provider->build_status(&job->w, &job->request);
 		else
@@ -321,7 +395,11 @@ track_job(Job *job)
 	MemoryContext old = MemoryContextSwitchTo(jobs_cxt);
 
 	in_flight_jobs = lappend(in_flight_jobs, job);
-	account_state(job->w.account->id, NULL, NULL)->in_flight++;
+	if (!job->rider)
+	{
+		account_state(job->w.account->id, NULL, NULL)->in_flight++;
+		exchanges_in_flight++;
+	}
 	MemoryContextSwitchTo(old);
 }
 
@@ -330,7 +408,11 @@ release_job(Job *job, TimestampTz now)
 {
 	AccountState *state = account_state(job->w.account->id, NULL, NULL);
 
-	state->in_flight--;
+	if (!job->rider)
+	{
+		state->in_flight--;
+		exchanges_in_flight--;
+	}
 	if (job->kind == JOB_CREATE)
 	{
 		state->creates_in_flight--;
@@ -408,6 +490,62 @@ record_sync_page(Job *job, HttpResponse *res)
 	return more;
 }
 
+/*
+ * The outcomes of a batched poll, one per withdrawal of the batch, into
+ * jobs/responses/changes; returns how many.  Every withdrawal keeps its own
+ * attempt row; they share the exchange's response.
+ */
+static int
+record_batch_outcomes(Job *job, HttpResponse *res, Job **jobs, HttpResponse **responses,
+					  Change *changes)
+{
+	int			n = 1 + list_length(job->riders);
+	WithdrawalJob **batch;
+	Outcome    *outs;
+	MemoryContext old = MemoryContextSwitchTo(job->cxt);
+
+	batch = batch_of(job);
+	outs = palloc0(sizeof(Outcome) * n);
+	if (res->transport_failed)
+		for (int i = 0; i < n; i++)
+			outcome_of_transport_failure(job, res, &outs[i]);
+	else
+		job->w.account->provider->parse_status_batch(batch, n, res, outs);
+	for (int i = 0; i < n; i++)
+	{
+		Job		   *member = i == 0 ? job : list_nth(job->riders, i - 1);
+
+		member->request = job->request;
+		change_of(member, &outs[i], &changes[i]);
+		jobs[i] = member;
+		responses[i] = res;
+	}
+	MemoryContextSwitchTo(old);
+	return n;
+}
+
+/* Tracks a job and the polls that ride on it. */
+static void
+track_batch(Job *job)
+{
+	ListCell   *lc;
+
+	track_job(job);
+	foreach(lc, job->riders)
+		track_job(lfirst(lc));
+}
+
+/* Releases a job and the polls that rode on it. */
+static void
+release_batch(Job *job, TimestampTz now)
+{
+	ListCell   *lc;
+
+	foreach(lc, job->riders)
+		release_job(lfirst(lc), now);
+	release_job(job, now);
+}
+
 /* Records every completed exchange in one transaction. */
 static void
 record_completions(List *completions)
@@ -416,9 +554,16 @@ record_completions(List *completions)
 	TimestampTz now = GetCurrentTimestamp();
 	List	   *next_pages = NIL;
 	int			n = 0;
-	Job		  **jobs = palloc(sizeof(Job *) * list_length(completions));
-	HttpResponse **responses = palloc(sizeof(HttpResponse *) * list_length(completions));
-	Change	   *changes = palloc(sizeof(Change) * list_length(completions));
+	int			total = 0;
+	Job		  **jobs;
+	HttpResponse **responses;
+	Change	   *changes;
+
+	foreach(lc, completions)
+		total += 1 + list_length(((Job *) ((HttpCompletion *) lfirst(lc))->tag)->riders);
+	jobs = palloc(sizeof(Job *) * total);
+	responses = palloc(sizeof(HttpResponse *) * total);
+	changes = palloc(sizeof(Change) * total);
 
 	begin_work("withdraw: recording outcomes");
 	foreach(lc, completions)
@@ -437,6 +582,11 @@ record_completions(List *completions)
 				next_pages = lappend(next_pages, job);
 				MemoryContextSwitchTo(old);
 			}
+			continue;
+		}
+		if (job->riders != NIL)
+		{
+			n += record_batch_outcomes(job, c->response, jobs + n, responses + n, changes + n);
 			continue;
 		}
 		old = MemoryContextSwitchTo(job->cxt);
@@ -461,7 +611,7 @@ record_completions(List *completions)
 		Job		   *job = ((HttpCompletion *) lfirst(lc))->tag;
 
 		if (!list_member_ptr(next_pages, job))
-			release_job(job, now);
+			release_batch(job, now);
 	}
 	list_free_deep(completions);
 
@@ -484,7 +634,8 @@ record_completions(List *completions)
 
 /* Picks, among locked candidates, those the account limits allow now. */
 static List *
-choose(JobKind kind, List *candidates, TimestampTz now, List **reconcile, List **unsent)
+choose(JobKind kind, List *candidates, TimestampTz now, int capacity, List **reconcile,
+	   List **unsent)
 {
 	List	   *chosen = NIL;
 	ListCell   *lc;
@@ -494,7 +645,10 @@ choose(JobKind kind, List *candidates, TimestampTz now, List **reconcile, List *
 	/* the picks of this round count against each account's in-flight cap */
 	hash_seq_init(&seq, accounts);
 	while ((state = hash_seq_search(&seq)) != NULL)
+	{
 		state->picked = 0;
+		state->batch_room = 0;
+	}
 
 	foreach(lc, candidates)
 	{
@@ -518,7 +672,14 @@ choose(JobKind kind, List *candidates, TimestampTz now, List **reconcile, List *
 			*reconcile = lappend(*reconcile, id);
 			continue;
 		}
-		if (state->in_flight + state->picked >= state->policy.max_in_flight)
+		/* a poll that fits in this account's open batch costs no exchange */
+		if (kind == JOB_STATUS && state->batch_room > 0)
+		{
+			state->batch_room--;
+			chosen = lappend(chosen, id);
+			continue;
+		}
+		if (capacity <= 0 || state->in_flight + state->picked >= state->policy.max_in_flight)
 			continue;
 		if (kind == JOB_CREATE && state->policy.create_interval_ms > 0)
 		{
@@ -537,6 +698,9 @@ choose(JobKind kind, List *candidates, TimestampTz now, List **reconcile, List *
 			state->poll_tokens -= 1;
 		}
 		state->picked++;
+		capacity--;
+		if (kind == JOB_STATUS && c->provider->status_batch_max > 1)
+			state->batch_room = c->provider->status_batch_max - 1;
 		chosen = lappend(chosen, id);
 	}
 	return chosen;
@@ -566,7 +730,7 @@ in_flight_ids(void)
 static bool
 claim_and_send(void)
 {
-	int			capacity = withdraw_max_in_flight - list_length(in_flight_jobs);
+	int			capacity = withdraw_max_in_flight - exchanges_in_flight;
 	TimestampTz now = GetCurrentTimestamp();
 	MemoryContext loop_cxt = CurrentMemoryContext;
 	List	   *ready = NIL;
@@ -599,14 +763,20 @@ claim_and_send(void)
 		List	   *reconcile = NIL;
 		List	   *unsent = NIL;
 		List	   *jobs;
+		/* polls that can ride on another's exchange need more candidates */
+		int			limit = (kind == JOB_STATUS && batching_accounts) ?
+			Min(capacity * STATUS_BATCH_CANDIDATES, 5000) : capacity;
 
 		candidates = store_candidates(kind, blocked_accounts(kind, now), in_flight_ids(),
-									  capacity, CurrentMemoryContext);
-		if (list_length(candidates) == capacity)
+									  limit, CurrentMemoryContext);
+		if (list_length(candidates) == limit)
 			more = true;
-		jobs = store_take(kind, choose(kind, candidates, now, &reconcile, &unsent), jobs_cxt);
+		jobs = store_take(kind, choose(kind, candidates, now, capacity, &reconcile, &unsent),
+						  jobs_cxt);
 		store_mark_reconcile(reconcile);
 		store_fail_unsent(unsent);
+		if (kind == JOB_STATUS)
+			jobs = batch_status_jobs(jobs);
 
 		foreach(lc, jobs)
 		{
@@ -623,7 +793,14 @@ claim_and_send(void)
 			}
 			else
 			{
+				ListCell   *lc2;
+
 				apply_outcome(job, NULL, failure);
+				foreach(lc2, job->riders)
+				{
+					((Job *) lfirst(lc2))->started_at = job->started_at;
+					apply_outcome(lfirst(lc2), NULL, failure);
+				}
 				spi_cxt = MemoryContextSwitchTo(loop_cxt);
 				unbuildable = lappend(unbuildable, job);
 				MemoryContextSwitchTo(spi_cxt);
@@ -670,14 +847,17 @@ claim_and_send(void)
 	{
 		Job		   *job = lfirst(lc);
 
-		track_job(job);
-		release_job(job, now);
+		track_batch(job);
+		if (job->kind == JOB_SYNC)
+			release_job(job, now);
+		else
+			release_batch(job, now);
 	}
 	foreach(lc, ready)
 	{
 		Job		   *job = lfirst(lc);
 
-		track_job(job);
+		track_batch(job);
 		http_start(&job->request, job, job->kind == JOB_SYNC ? job->page_cxt : job->cxt);
 		figures.requests_sent++;
 	}
