@@ -209,6 +209,24 @@ decide_status(Job *job, const AccountPolicy *policy, Outcome *out, Change *chang
 }
 
 /*
+ * A provider that answers for many withdrawals in one call gets its polls
+ * on a shared beat: each delay is stretched to the next multiple of the
+ * poll interval since the epoch, so the account's polls fall due together
+ * and go out as full batches instead of one small batch per create.
+ */
+static void
+align_poll(Job *job, const AccountPolicy *policy, Change *change)
+{
+	int64		beat = policy->poll_interval_ms;
+	int64		due;
+
+	if (change->poll_in_ms <= 0 || beat <= 0 || job->w.account->provider->status_batch_max <= 1)
+		return;
+	due = epoch_ms(GetCurrentTimestamp()) + change->poll_in_ms;
+	change->poll_in_ms += (beat - due % beat) % beat;
+}
+
+/*
  * Turns an outcome into the change of the row.  last_error starts as the
  * outcome's message; decide_* may replace it.
  */
@@ -227,4 +245,5 @@ decide_change(Job *job, const AccountPolicy *policy, Outcome *out, Change *chang
 		decide_create(job, policy, out, change);
 	else
 		decide_status(job, policy, out, change);
+	align_poll(job, policy, change);
 }

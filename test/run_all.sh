@@ -38,11 +38,23 @@ $PY test/mock/test_mock.py >/tmp/withdraw-mock-selftest.log 2>&1 || {
 }
 tail -3 /tmp/withdraw-mock-selftest.log
 
+for provider in chainup; do
+	echo "== mock provider self-test: $provider"
+	$PY test/mock/test_mock_$provider.py >/tmp/withdraw-mock-$provider.log 2>&1 || {
+		failed+=(mock-$provider)
+		tail -40 /tmp/withdraw-mock-$provider.log
+	}
+	tail -2 /tmp/withdraw-mock-$provider.log
+done
+
 echo "== integration suite"
 $PY test/integration/test_worker.py || failed+=(integration)
 
 echo "== integration suite: p99"
 $PY test/integration/test_p99.py || failed+=(p99)
+
+echo "== integration suite: chainup"
+$PY test/integration/test_chainup.py || failed+=(chainup)
 
 # the crash and fault suites in their short form (bash test/reliability/run.sh
 # without --quick is the full size: 10,000 withdrawals, provider down 60 s)

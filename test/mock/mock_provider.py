@@ -20,7 +20,11 @@ plugged in with one line in REGISTRY.  A provider module exposes:
       .handle(req) -> (status, body, info)   serve one Request (core lock held); body is
                                   a dict (sent as JSON) or bytes/str (text/plain); info
                                   holds log fields: api_key, requestId, ret_code,
-                                  sig_ok, executed
+                                  sig_ok, executed.  A provider that must make an
+                                  outbound call first (chainup's second confirmation)
+                                  returns instead an object with .outside_lock(), run
+                                  with the core lock released, and .finish(outcome),
+                                  run with it held again, returning what handle would.
       .peek(req) -> dict          log fields (api_key, requestId, sig_ok), no side effects
       .error_reply(req, code, msg) -> (status, body)   an error in req's endpoint envelope
       .reset()                    forget ledger and rate-limit state
@@ -76,12 +80,18 @@ from urllib.parse import parse_qsl, urlsplit
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import ccpayment  # noqa: E402
+import chainup  # noqa: E402
+import fiat_gateway  # noqa: E402
 import p99  # noqa: E402
 import zoomex  # noqa: E402
 
 REGISTRY = {
     zoomex.NAME: zoomex,
     p99.NAME: p99,
+    chainup.NAME: chainup,
+    ccpayment.NAME: ccpayment,
+    fiat_gateway.NAME: fiat_gateway,
 }
 
 MAX_BODY = 1 << 20
@@ -257,7 +267,15 @@ class Core:
                     entry["ret_code"] = fault["code"]
             else:
                 try:
-                    status, body, info = provider.handle(req)
+                    result = provider.handle(req)
+                    while hasattr(result, "outside_lock"):
+                        self.lock.release()         # outbound call: others may be served
+                        try:
+                            outcome = result.outside_lock()
+                        finally:
+                            self.lock.acquire()
+                        result = result.finish(outcome)
+                    status, body, info = result
                 except Exception:       # a mock bug must not look like an injected reset
                     traceback.print_exc()
                     status, body, info = 500, {"error": "mock provider crashed"}, {}
