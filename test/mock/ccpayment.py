@@ -678,6 +678,12 @@ class Provider:
 
     # -- settlement and webhooks (scheduler thread or control, self.lock held)
 
+    def _c(self, key):
+        """A config value read off the request path: the core swaps the config dict's
+        contents under its own lock only, so fall back to the default meanwhile."""
+        v = self.cfg.get(key)
+        return DEFAULT_CONFIG[key] if v is None and DEFAULT_CONFIG[key] is not None else v
+
     def _auto_settle(self, r, outcome, gen):
         if gen == self.gen and r["settled"] is None:
             self._settle(r, outcome)
@@ -714,7 +720,7 @@ class Provider:
         return p
 
     def _queue_webhook(self, r, kind):
-        app = self.cfg["apps"].get(r["app_id"])
+        app = self._c("apps").get(r["app_id"])
         if app is None:
             return None
         url = r["notify_url"] or app.get("webhook_url")
@@ -737,7 +743,7 @@ class Provider:
     def _start_attempt(self, d, gen):
         if gen != self.gen or d["done"]:
             return
-        app = self.cfg["apps"].get(d["app_id"])
+        app = self._c("apps").get(d["app_id"])
         if app is None:
             d["done"] = True
             return
@@ -751,7 +757,7 @@ class Provider:
                    "error": None, "ok": False}
         d["attempts"].append(attempt)
         self.stats["webhook_attempts"] += 1
-        timeout = self.cfg["webhook_timeout_s"]
+        timeout = self._c("webhook_timeout_s")
         threading.Thread(target=self._attempt, args=(d, attempt, headers, timeout, gen),
                          name="ccpayment-webhook", daemon=True).start()
 
@@ -766,7 +772,7 @@ class Provider:
                 d["acked"] = d["done"] = True
                 self.stats["webhooks_acked"] += 1
                 return
-            delays = self.cfg["webhook_retry_delays_s"]
+            delays = self._c("webhook_retry_delays_s")
             n = len(d["attempts"])
             if d["_retry"] and n - 1 < len(delays):
                 self.sched.add(delays[n - 1], self._start_attempt, d, gen)

@@ -647,6 +647,12 @@ class Provider:
 
     # -- settlement and notifications (scheduler thread or control, self.lock held)
 
+    def _c(self, key):
+        """A config value read off the request path: the core swaps the config dict's
+        contents under its own lock only, so fall back to the default meanwhile."""
+        v = self.cfg.get(key)
+        return DEFAULT_CONFIG[key] if v is None and DEFAULT_CONFIG[key] is not None else v
+
     def _auto_settle(self, o, outcome, gen):
         if gen == self.gen and o["status"] == "processing":
             self._settle(o, outcome)
@@ -662,7 +668,7 @@ class Provider:
         return self._queue_note(o, outcome, "settle")
 
     def _note_body(self, o, status):
-        m = self.cfg["merchants"].get(o["uid"])
+        m = self._c("merchants").get(o["uid"])
         fields = {"uid": o["uid"], "orderid": o["orderid"], "transactionid": o["transactionid"],
                   "amount": o["amount"], "status": status, "timestamp": str(int(time.time()))}
         if m is not None:
@@ -689,7 +695,7 @@ class Provider:
         attempt = {"t": time.time(), "http_status": None, "reply": None, "error": None, "ok": False}
         d["attempts"].append(attempt)
         self.stats["notify_attempts"] += 1
-        threading.Thread(target=self._attempt, args=(d, attempt, self.cfg["notify_timeout_s"], gen),
+        threading.Thread(target=self._attempt, args=(d, attempt, self._c("notify_timeout_s"), gen),
                          name="fiat-notify", daemon=True).start()
 
     def _attempt(self, d, attempt, timeout, gen):
@@ -703,7 +709,7 @@ class Provider:
                 d["acked"] = d["done"] = True
                 self.stats["notifications_acked"] += 1
                 return
-            delays = self.cfg["notify_retry_delays_s"]
+            delays = self._c("notify_retry_delays_s")
             n = len(d["attempts"])
             if d["_retry"] and n - 1 < len(delays):
                 self.sched.add(delays[n - 1], self._start_attempt, d, gen)
