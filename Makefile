@@ -12,6 +12,8 @@ OBJS = \
 	src/envelope.o \
 	src/jsonutil.o \
 	src/api.o \
+	src/limits.o \
+	src/rules.o \
 	src/accounts.o \
 	src/remote.o \
 	src/callback.o \
@@ -21,7 +23,9 @@ OBJS = \
 	src/providers/request.o \
 	src/providers/zoomex.o \
 	src/providers/p99.o \
-	src/providers/chainup.o
+	src/providers/chainup.o \
+	src/providers/ccpayment.o \
+	src/providers/fiat_gateway.o
 
 DATA = sql/withdraw--0.1.0.sql sql/withdraw--0.1.0--0.2.0.sql
 PGFILEDESC = "withdraw - transactional payouts sent by background workers"

@@ -1,4 +1,5 @@
-/* withdraw--0.1.0--0.2.0.sql: the chainup provider, provider callbacks, withdrawal details */
+/* withdraw--0.1.0--0.2.0.sql: chainup, ccpayment and fiat_gateway; provider callbacks;
+   withdrawal details; form rules; per-account limits */
 
 \echo Use "ALTER EXTENSION withdraw UPDATE TO '0.2.0'" to load this file. \quit
 
@@ -51,6 +52,25 @@ CREATE INDEX callback_withdrawal ON withdraw.callback (withdrawal_id) WHERE with
 CREATE INDEX callback_received ON withdraw.callback (received_at);
 
 ------------------------------------------------------------------------------
+-- Form rules of providers that publish them (fiat_gateway: per pay_code)
+------------------------------------------------------------------------------
+
+CREATE TABLE withdraw.form_rule (
+	account_id integer NOT NULL REFERENCES withdraw.account ON DELETE CASCADE,
+	rule_key text NOT NULL,
+	currency text,
+	rules jsonb,
+	fetched_at timestamptz,
+	next_fetch_at timestamptz NOT NULL DEFAULT now(),
+	last_error text,
+	last_error_at timestamptz,
+	PRIMARY KEY (account_id, rule_key)
+);
+COMMENT ON TABLE withdraw.form_rule IS
+	'The provider''s form rules per pay_code, as last fetched; withdraw_create checks requests against them';
+CREATE INDEX form_rule_due ON withdraw.form_rule (next_fetch_at);
+
+------------------------------------------------------------------------------
 -- Functions
 ------------------------------------------------------------------------------
 
@@ -75,6 +95,23 @@ CREATE FUNCTION withdraw._envelope_open(data text, public_key text) RETURNS text
 	AS 'MODULE_PATHNAME', 'withdraw_envelope_open' LANGUAGE C IMMUTABLE STRICT;
 COMMENT ON FUNCTION withdraw._envelope_open(text, text) IS
 	'A chainup data envelope opened with a public key, the code path the worker uses (for test vectors)';
+
+CREATE FUNCTION withdraw_form_rules(account text, pay_code text, currency text DEFAULT NULL)
+	RETURNS jsonb
+	AS 'MODULE_PATHNAME', 'withdraw_form_rules' LANGUAGE C VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION withdraw_form_rules(text, text, text) IS
+	'Fetches a pay_code''s form rules from the provider now, caches them (withdraw.form_rules) and returns them';
+
+CREATE FUNCTION withdraw._ccpayment_signature(version integer, app_id text, app_secret text,
+											   "timestamp" text, body text) RETURNS text
+	AS 'MODULE_PATHNAME', 'withdraw_ccpayment_signature' LANGUAGE C IMMUTABLE STRICT;
+COMMENT ON FUNCTION withdraw._ccpayment_signature(integer, text, text, text, text) IS
+	'The ccpayment Sign (v1 SHA-256 or v2 HMAC), the code path the worker uses (for test vectors)';
+CREATE FUNCTION withdraw._fiat_gateway_signature(params jsonb, secret text, sign_mode text) RETURNS text
+	AS 'MODULE_PATHNAME', 'withdraw_fiat_gateway_signature' LANGUAGE C IMMUTABLE STRICT;
+COMMENT ON FUNCTION withdraw._fiat_gateway_signature(jsonb, text, text) IS
+	'The fiat_gateway MD5 sign of a parameter object, the code path the worker uses (for test vectors)';
 
 ------------------------------------------------------------------------------
 -- Views (new columns go last: CREATE OR REPLACE VIEW keeps the old ones)
@@ -126,13 +163,26 @@ JOIN withdraw.account a ON a.id = c.account_id;
 COMMENT ON VIEW withdraw.callbacks IS
 	'Provider callbacks received (notifications, deposits, second confirmations) and what was made of them';
 
+CREATE VIEW withdraw.form_rules AS
+SELECT a.name AS account, a.provider, r.rule_key AS pay_code, r.currency, r.rules,
+	   jsonb_array_length(coalesce(r.rules->'form_fields', '[]')) AS fields,
+	   r.fetched_at, r.next_fetch_at, r.last_error, r.last_error_at
+FROM withdraw.form_rule r
+JOIN withdraw.account a ON a.id = r.account_id;
+COMMENT ON VIEW withdraw.form_rules IS
+	'Cached form rules per pay_code: what withdraw_create checks requests against';
+
 ------------------------------------------------------------------------------
 -- Privileges
 ------------------------------------------------------------------------------
 
-REVOKE ALL ON withdraw.callback, withdraw.callbacks FROM PUBLIC;
+REVOKE ALL ON withdraw.callback, withdraw.callbacks, withdraw.form_rule, withdraw.form_rules FROM PUBLIC;
 REVOKE ALL ON FUNCTION withdraw_callback(text, text, jsonb), withdraw_confirm(text, text),
-	withdraw._envelope_seal(text, text), withdraw._envelope_open(text, text) FROM PUBLIC;
+	withdraw._envelope_seal(text, text), withdraw._envelope_open(text, text),
+	withdraw_form_rules(text, text, text), withdraw._ccpayment_signature(integer, text, text, text, text),
+	withdraw._fiat_gateway_signature(jsonb, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION withdraw_form_rules(text, text, text) TO withdraw_admin;
+GRANT SELECT ON withdraw.form_rules TO withdraw_user, withdraw_admin;
 GRANT USAGE ON SCHEMA withdraw TO withdraw_webhook;
 GRANT EXECUTE ON FUNCTION withdraw_callback(text, text, jsonb), withdraw_confirm(text, text)
 	TO withdraw_webhook;

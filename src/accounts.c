@@ -20,6 +20,7 @@
 
 #include "job.h"
 #include "jsonutil.h"
+#include "limits.h"
 #include "providers/provider.h"
 #include "withdraw.h"
 
@@ -31,7 +32,7 @@ PG_FUNCTION_INFO_V1(withdraw_account_drop);
 static const char *const generic_option_keys[] = {
 	"create_interval_ms", "polls_per_second", "poll_interval_ms", "request_timeout_ms",
 	"max_attempts", "idempotency_window_ms", "reconcile_timeout_ms", "deadline_ms",
-	"max_in_flight", "sync_interval_ms", NULL
+	"max_in_flight", "sync_interval_ms", "limits", NULL
 };
 
 #define account_error(code, ...) \
@@ -154,8 +155,27 @@ check_options(const Provider *provider, Jsonb *options)
 		}
 	}
 	account_policy(provider, options, &policy);
+	limits_check_option(options);
 	if (provider->check_options)
 		provider->check_options(options);
+}
+
+static void run(const char *sql, int nargs, Oid *types, Datum *values, int expected);
+
+/* The pay_codes an account lists get their form rules fetched by the worker. */
+static void
+schedule_rules(const Provider *provider, Datum account_id, Jsonb *options)
+{
+	Oid			types[2] = {INT4OID, JSONBOID};
+	Datum		values[2] = {account_id, JsonbPGetDatum(options)};
+
+	if (provider->build_rules == NULL || options == NULL)
+		return;
+	run("INSERT INTO withdraw.form_rule AS r (account_id, rule_key, currency)"
+		" SELECT $1, key, value FROM jsonb_each_text(coalesce($2->'pay_codes', '{}'))"
+		" ON CONFLICT (account_id, rule_key) DO UPDATE SET currency = EXCLUDED.currency,"
+		"  next_fetch_at = least(r.next_fetch_at, now())",
+		2, types, values, SPI_OK_INSERT);
 }
 
 static void
@@ -242,6 +262,7 @@ withdraw_account_create(PG_FUNCTION_ARGS)
 			run("INSERT INTO withdraw.sync_state (account_id) VALUES ($1)",
 				1, stypes, svalues, SPI_OK_INSERT);
 	}
+	schedule_rules(provider, values[4], options);
 	SPI_finish();
 	PG_RETURN_VOID();
 }
@@ -289,6 +310,7 @@ withdraw_account_update(PG_FUNCTION_ARGS)
 		values[1] = JsonbPGetDatum(options);
 		run("UPDATE withdraw.account SET options = $2, updated_at = now() WHERE id = $1",
 			2, types, values, SPI_OK_UPDATE);
+		schedule_rules(provider, values[0], options);
 	}
 	SPI_finish();
 	PG_RETURN_VOID();

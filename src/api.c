@@ -20,6 +20,7 @@
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 
+#include "limits.h"
 #include "providers/provider.h"
 #include "spi_util.h"
 #include "withdraw.h"
@@ -34,7 +35,7 @@ static SPIPlanPtr existing_plan = NULL;
 
 /* Finds the account and its provider, or raises undefined_object. */
 static const Provider *
-lookup_account(const char *name, int32 *account_id)
+lookup_account(const char *name, int32 *account_id, Jsonb **options)
 {
 	Datum		args[1];
 	bool		isnull;
@@ -44,7 +45,7 @@ lookup_account(const char *name, int32 *account_id)
 	{
 		Oid			types[1] = {TEXTOID};
 
-		account_plan = spi_prepare_kept("SELECT id, provider FROM withdraw.account WHERE name = $1",
+		account_plan = spi_prepare_kept("SELECT id, provider, options FROM withdraw.account WHERE name = $1",
 									1, types);
 	}
 	args[0] = CStringGetTextDatum(name);
@@ -57,7 +58,38 @@ lookup_account(const char *name, int32 *account_id)
 				 errhint("The first argument of withdraw_create names an account of withdraw.accounts; create one with withdraw_account_create.")));
 	*account_id = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	provider_name = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+	*options = DatumGetJsonbPCopy(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
 	return provider_lookup_or_error(provider_name);
+}
+
+/*
+ * The form rules cached for this request (fiat_gateway: its pay_code);
+ * without them the request cannot be checked, so it is refused with the
+ * call that fetches them.
+ */
+static Jsonb *
+cached_rules(const char *account_name, int32 account_id, char *key)
+{
+	Oid			types[2] = {INT4OID, TEXTOID};
+	Datum		values[2];
+	bool		isnull;
+
+	if (key == NULL)
+		return NULL;			/* validate names the missing field */
+	values[0] = Int32GetDatum(account_id);
+	values[1] = CStringGetTextDatum(key);
+	if (SPI_execute_with_args("SELECT rules FROM withdraw.form_rule"
+							  " WHERE account_id = $1 AND rule_key = $2 AND rules IS NOT NULL",
+							  2, types, values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "reading the form rules failed");
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("no form rules are cached for \"%s\" of account \"%s\"", key, account_name),
+				 errdetail("A request is checked against the provider's rules before it is stored; nothing was stored."),
+				 errhint("Fetch them with SELECT withdraw_form_rules('%s', '%s'), or list the code in the account's option \"pay_codes\" so that the worker keeps them.",
+						 account_name, key)));
+	return DatumGetJsonbPCopy(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
 
 /* Inserts the withdrawal; returns its id, or 0 when the key already exists. */
@@ -142,17 +174,22 @@ withdraw_create(PG_FUNCTION_ARGS)
 	const Provider *provider;
 	ValidatedRequest validated;
 	int32		account_id;
+	Jsonb	   *options;
+	Jsonb	   *rules = NULL;
 	int64		id;
 
 	SPI_connect();
-	provider = lookup_account(account_name, &account_id);
+	provider = lookup_account(account_name, &account_id, &options);
 	if (provider->validate == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("%s accounts cannot create withdrawals", provider->name),
 				 errhint("%s", provider->cannot_create_hint)));
 	memset(&validated, 0, sizeof(validated));
-	provider->validate(request, &validated);
+	if (provider->rules_key != NULL)
+		rules = cached_rules(account_name, account_id, provider->rules_key(request));
+	provider->validate(request, options, rules, &validated);
+	limits_enforce(account_id, account_name, options, validated.asset, validated.amount);
 
 	id = insert_withdrawal(account_id, &validated);
 	if (id == 0)

@@ -15,7 +15,8 @@ typedef enum JobKind
 {
 	JOB_CREATE,					/* send (or resend) the withdrawal */
 	JOB_STATUS,					/* ask the provider where it stands */
-	JOB_SYNC					/* one page of an account's withdrawal list */
+	JOB_SYNC,					/* one page of an account's withdrawal list */
+	JOB_RULES					/* a refresh of one pay_code's form rules */
 } JobKind;
 
 typedef struct Job
@@ -36,6 +37,9 @@ typedef struct Job
 	/* JOB_STATUS of a batching provider: the polls sharing this exchange */
 	List	   *riders;			/* Job *, on the job that sends */
 	bool		rider;			/* this job rides on another's exchange */
+	/* JOB_RULES only: which rules */
+	char	   *rule_key;
+	char	   *rule_currency;
 } Job;
 
 /* A change to apply to a withdrawal's row. */

@@ -246,4 +246,7 @@ decide_change(Job *job, const AccountPolicy *policy, Outcome *out, Change *chang
 	else
 		decide_status(job, policy, out, change);
 	align_poll(job, policy, change);
+	/* a provider without a status query is settled by its notifications */
+	if (job->w.account->provider->build_status == NULL)
+		change->poll_in_ms = -1;
 }

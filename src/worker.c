@@ -11,7 +11,8 @@
  * latch, curl's sockets and the next deadline.  Commits of new
  * withdrawals set the latch.  No HTTP call ever runs inside a transaction.
  * The same loop walks providers' withdrawal lists page by page for the
- * scheduled syncs (JOB_SYNC), one page in flight per account.
+ * scheduled syncs (JOB_SYNC), one page in flight per account, and
+ * refreshes of cached form rules (JOB_RULES).
  *
  * Rate limits are per account: an account with create_interval_ms sends
  * its next create only when the previous one has been answered and the
@@ -42,6 +43,7 @@
 #include "http.h"
 #include "job.h"
 #include "remote.h"
+#include "rules.h"
 #include "store.h"
 #include "withdraw.h"
 
@@ -260,8 +262,14 @@ build_request(Job *job, Outcome *failure)
 			provider->build_status_batch(job->w.account, batch, 1 + list_length(job->riders),
 										 &job->request);
 		}
+		else if (job->kind == JOB_STATUS && provider->build_status == NULL)
+			ereport(ERROR,
+					(errmsg("%s has no status query: its notifications settle withdrawals",
+							provider->name)));
 		else if (job->kind == JOB_STATUS)
 			provider->build_status(&job->w, &job->request);
+		else if (job->kind == JOB_RULES)
+			provider->build_rules(job->w.account, job->rule_key, job->rule_currency, &job->request);
 		else
 			provider->build_sync(job->w.account, &job->cursor, &job->request);
 		job->request.timeout_ms = account_state(job->w.account->id, NULL, NULL)->policy.request_timeout_ms;
@@ -584,6 +592,11 @@ record_completions(List *completions)
 			}
 			continue;
 		}
+		if (job->kind == JOB_RULES)
+		{
+			rules_record(job, c->response);
+			continue;
+		}
 		if (job->riders != NIL)
 		{
 			n += record_batch_outcomes(job, c->response, jobs + n, responses + n, changes + n);
@@ -836,6 +849,29 @@ claim_and_send(void)
 			{
 				remote_sync_failed(job->w.account->id, failure.message,
 								   retry_delay_ms(job->attempts + 1, 0));
+				unbuildable = lappend(unbuildable, job);
+			}
+			MemoryContextSwitchTo(spi_cxt);
+		}
+	}
+	if (capacity > 0)
+	{
+		/* form rules due for refresh: a few at a time, they are rarely many */
+		foreach(lc, rules_take_due(Min(capacity, 4), jobs_cxt))
+		{
+			Job		   *job = lfirst(lc);
+			Outcome		failure;
+			MemoryContext spi_cxt;
+
+			(void) account_state(job->w.account->id, job->w.account->provider,
+								 job->w.account->options);
+			job->started_at = GetCurrentTimestamp();
+			spi_cxt = MemoryContextSwitchTo(loop_cxt);
+			if (build_request(job, &failure))
+				ready = lappend(ready, job);
+			else
+			{
+				rules_store(job->w.account, job->rule_key, job->rule_currency, NULL, failure.message);
 				unbuildable = lappend(unbuildable, job);
 			}
 			MemoryContextSwitchTo(spi_cxt);

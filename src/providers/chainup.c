@@ -159,7 +159,7 @@ chainup_check_options(Jsonb *options)
 }
 
 static void
-chainup_validate(Jsonb *request, ValidatedRequest *out)
+chainup_validate(Jsonb *request, Jsonb *options, Jsonb *rules, ValidatedRequest *out)
 {
 	const char *p = "chainup";
 	JsonbValue	v;
@@ -439,20 +439,8 @@ record_details(JsonbContainer *record)
 		{"real_fee", "real_fee"},
 		{"fee_symbol", "real_fee_asset"},
 	};
-	StringInfoData json;
-	bool		first = true;
 
-	initStringInfo(&json);
-	appendStringInfoChar(&json, '{');
-	for (int i = 0; i < lengthof(keys); i++)
-	{
-		char	   *value = json_get_text(record, keys[i][0]);
-
-		if (value != NULL && value[0] != '\0')
-			json_append_string(&json, &first, keys[i][1], value);
-	}
-	appendStringInfoChar(&json, '}');
-	return json.data;
+	return details_json(record, keys, lengthof(keys));
 }
 
 static void

@@ -238,3 +238,27 @@ params_join(const ParamList *list, bool url_encode)
 	}
 	return buf.data;
 }
+
+/*
+ * The members keys[i][0] of an object that are non-empty scalars, renamed
+ * keys[i][1], as a JSON object text: what a provider reports beyond the
+ * state (txid, fees, confirmations) for withdraw.withdrawals.details.
+ */
+char *
+details_json(JsonbContainer *c, const char *const (*keys)[2], int nkeys)
+{
+	StringInfoData json;
+	bool		first = true;
+
+	initStringInfo(&json);
+	appendStringInfoChar(&json, '{');
+	for (int i = 0; i < nkeys; i++)
+	{
+		char	   *value = json_get_text(c, keys[i][0]);
+
+		if (value != NULL && value[0] != '\0')
+			json_append_string(&json, &first, keys[i][1], value);
+	}
+	appendStringInfoChar(&json, '}');
+	return json.data;
+}

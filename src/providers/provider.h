@@ -169,8 +169,19 @@ typedef struct Provider
 	/* backend: which combinations of credential_keys are complete; NULL = all */
 	void		(*check_credentials) (Jsonb *credentials);
 	/* backend: validates and normalizes a request; ERROR naming the field;
-	 * NULL when the provider cannot create withdrawals */
-	void		(*validate) (Jsonb *request, ValidatedRequest *out);
+	 * NULL when the provider cannot create withdrawals.  options are the
+	 * account's; rules are the cached form rules the request names (see
+	 * rules_key), NULL for providers without them */
+	void		(*validate) (Jsonb *request, Jsonb *options, Jsonb *rules, ValidatedRequest *out);
+	/* backend: which cached form rules a request must be checked against
+	 * (fiat_gateway: its pay_code); NULL = the provider has none */
+	char	   *(*rules_key) (Jsonb *request);
+	/* fetching form rules (worker and withdraw_form_rules) */
+	void		(*build_rules) (WithdrawAccount *account, const char *key, const char *currency,
+								HttpRequest *req);
+	/* the rules as a JSON text, or NULL with *error set */
+	char	   *(*parse_rules) (WithdrawAccount *account, const char *key, HttpResponse *res,
+								char **error);
 	/* why not, for the hint of that error */
 	const char *cannot_create_hint;
 
@@ -235,6 +246,7 @@ extern bool is_decimal(const char *s);
 extern TimestampTz timestamp_from_unix(int64 seconds);
 extern bool decimal_equal(const char *a, const char *b);
 extern int64 epoch_ms(TimestampTz t);
+extern char *details_json(JsonbContainer *c, const char *const (*keys)[2], int nkeys);
 
 /* Sorted key=value lists, the string-to-sign of several providers. */
 typedef struct ParamList
@@ -255,6 +267,8 @@ extern char *params_join(const ParamList *list, bool url_encode);
 extern const Provider zoomex_provider;
 extern const Provider p99_provider;
 extern const Provider chainup_provider;
+extern const Provider ccpayment_provider;
+extern const Provider fiat_gateway_provider;
 
 
 

@@ -15,6 +15,8 @@ static const Provider *const providers[] = {
 	&zoomex_provider,
 	&p99_provider,
 	&chainup_provider,
+	&ccpayment_provider,
+	&fiat_gateway_provider,
 };
 
 const Provider *

@@ -112,7 +112,7 @@ zoomex_check_options(Jsonb *options)
 }
 
 static void
-zoomex_validate(Jsonb *request, ValidatedRequest *out)
+zoomex_validate(Jsonb *request, Jsonb *options, Jsonb *rules, ValidatedRequest *out)
 {
 	const char *p = "zoomex";
 	char	   *request_id;

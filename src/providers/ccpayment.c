@@ -1,0 +1,700 @@
+/*-------------------------------------------------------------------------
+ *
+ * ccpayment.c
+ *	  The ccpayment provider: withdrawals through the v1 API of the seed
+ *	  (POST /ccpayment/v1/withdraw, status by /ccpayment/v1/bill/info) or,
+ *	  with account option api_version 2, the v2 API the provider's SDKs use
+ *	  (/ccpayment/v2/applyAppWithdrawToNetwork or ...ToCwallet, status by
+ *	  /ccpayment/v2/getAppWithdrawRecord); and its signed webhooks.
+ *
+ * Both versions put Appid, Timestamp (seconds) and Sign in headers and sign
+ * the exact body bytes sent: v1 Sign = hex SHA-256(appId + appSecret +
+ * timestamp + body), v2 Sign = hex HMAC-SHA256(appSecret, appId +
+ * timestamp + body).  A webhook is verified by the same rule (with the
+ * account's webhook_secret when it has one) and a timestamp window before
+ * anything in it is read.  A duplicate order id (11011) or a repeated
+ * submit (11007) is settled by a status query of the same order id, never
+ * by a new one.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "utils/builtins.h"
+#include "utils/json.h"
+#include "utils/timestamp.h"
+
+#include "../crypto.h"
+#include "../jsonutil.h"
+#include "provider.h"
+
+#define CCPAYMENT_V1_CREATE "/ccpayment/v1/withdraw"
+#define CCPAYMENT_V1_STATUS "/ccpayment/v1/bill/info"
+#define CCPAYMENT_V2_NETWORK "/ccpayment/v2/applyAppWithdrawToNetwork"
+#define CCPAYMENT_V2_CWALLET "/ccpayment/v2/applyAppWithdrawToCwallet"
+#define CCPAYMENT_V2_STATUS "/ccpayment/v2/getAppWithdrawRecord"
+#define CCPAYMENT_SUCCESS 10000
+#define CCPAYMENT_RATE_LIMIT_WAIT_MS 1000
+#define CCPAYMENT_DEFAULT_WEBHOOK_WINDOW_S 300
+
+static const char *const ccpayment_credential_keys[] = {
+	"app_id", "app_secret", "webhook_secret", NULL
+};
+static const char *const ccpayment_option_keys[] = {"api_version", "webhook_window_s", NULL};
+static const char *const v1_fields[] = {
+	"merchant_order_id", "address", "token_id", "value", "memo", NULL
+};
+static const char *const v2_fields[] = {
+	"orderId", "coinId", "chain", "address", "memo", "amount", "merchantPayNetworkFee",
+	"networkFeeInquiryID", "notifyUrl", "cwalletUser", NULL
+};
+
+typedef enum CcpaymentCodeClass
+{
+	CCP_RETRY,					/* not executed: wait, then the same order again */
+	CCP_DUPLICATE,				/* the order id is known: status query only */
+	CCP_MAYBE,					/* outcome unknown: the same order id again */
+	CCP_TERMINAL				/* refused for good */
+} CcpaymentCodeClass;
+
+typedef struct CcpaymentCode
+{
+	int			code;
+	CcpaymentCodeClass class;
+	const char *explanation;
+} CcpaymentCode;
+
+/* the v2 error table of providers.md, section 3.2 (v1 documents none) */
+static const CcpaymentCode ccpayment_codes[] = {
+	{10001, CCP_MAYBE, "the provider reports a failure"},
+	{11000, CCP_TERMINAL, "the provider refused an argument"},
+	{11001, CCP_TERMINAL, "the provider refused a header"},
+	{11002, CCP_MAYBE, "provider internal error"},
+	{11003, CCP_TERMINAL, "not found"},
+	{11004, CCP_RETRY, "rate limit reached"},
+	{11005, CCP_TERMINAL, "the signature was refused; check the account's app_id and app_secret, and api_version"},
+	{11006, CCP_TERMINAL, "the request had expired; check the server clock (timestamps are valid 2 minutes)"},
+	{11007, CCP_DUPLICATE, "repeated submit of the order"},
+	{11011, CCP_DUPLICATE, "duplicate order id"},
+	{11013, CCP_TERMINAL, "this version is not supported; check the account's api_version"},
+	{11014, CCP_TERMINAL, "the provider blocked this IP address as malicious"},
+	{11018, CCP_RETRY, "frequent operation"},
+	{12000, CCP_TERMINAL, "the merchant is disabled"},
+	{12001, CCP_TERMINAL, "the merchant does not exist; check the account's app_id"},
+	{12002, CCP_TERMINAL, "this server's IP address is not on the merchant's whitelist"},
+	{12003, CCP_TERMINAL, "the API is disabled for this merchant"},
+	{14000, CCP_TERMINAL, "insufficient balance"},
+	{14001, CCP_TERMINAL, "the fee is too low"},
+	{14002, CCP_TERMINAL, "the address is inactive"},
+	{14003, CCP_TERMINAL, "a memo is required"},
+	{14004, CCP_TERMINAL, "withdrawals on this chain are disabled"},
+	{14005, CCP_TERMINAL, "below the minimum"},
+	{14006, CCP_TERMINAL, "above the maximum"},
+	{14007, CCP_TERMINAL, "the address format is wrong"},
+	{14008, CCP_TERMINAL, "cannot withdraw to oneself"},
+	{14011, CCP_TERMINAL, "insufficient balance in the fee account"},
+	{14013, CCP_TERMINAL, "too many decimals"},
+	{14017, CCP_TERMINAL, "the address is blacklisted"},
+	{14018, CCP_TERMINAL, "withdrawals are disabled"},
+	{14019, CCP_TERMINAL, "the amount minus the fee is below the minimum"},
+	{14026, CCP_TERMINAL, "the address is risky"},
+	{224066, CCP_MAYBE, "provider service error"},
+};
+
+/* record statuses of both versions and of the batch API */
+static const struct
+{
+	const char *status;
+	const char *state;
+}			ccpayment_statuses[] = {
+	{"Pending", "processing"}, {"Processing", "processing"}, {"Init", "processing"},
+	{"Reviewing", "review"}, {"Rejected", "rejected"},
+	{"Successful", "succeeded"}, {"Success", "succeeded"}, {"Completed", "succeeded"},
+	{"Failed", "failed"},
+};
+
+static int
+api_version(Jsonb *options)
+{
+	return account_option_int(options, "api_version", 1, 1, 2);
+}
+
+static void
+ccpayment_check_options(Jsonb *options)
+{
+	(void) api_version(options);
+	(void) account_option_int(options, "webhook_window_s", CCPAYMENT_DEFAULT_WEBHOOK_WINDOW_S, 10, 86400);
+}
+
+static void
+ccpayment_check_credentials(Jsonb *credentials)
+{
+	static const char *const required[] = {"app_id", "app_secret"};
+
+	for (int i = 0; i < lengthof(required); i++)
+		if (json_get_text(&credentials->root, required[i]) == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE), errhidestmt(true),
+					 errmsg("ccpayment credentials lack \"%s\"", required[i])));
+}
+
+static char *
+order_id_field(Jsonb *request, const char *field, int min_len)
+{
+	char	   *id = request_string(request, "ccpayment", field, false, 64);
+
+	if (id == NULL)
+		return random_hex(16);
+	if ((int) strlen(id) < min_len ||
+		strspn(id, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-") != strlen(id))
+		request_field_error("ccpayment", field,
+							psprintf("must be %d to 64 letters, digits, '-' or '_'", min_len), NULL);
+	return id;
+}
+
+static void
+validate_v1(Jsonb *request, ValidatedRequest *out)
+{
+	const char *p = "ccpayment";
+	char	   *order_id;
+	char	   *address;
+	char	   *token_id;
+	char	   *value;
+	char	   *memo;
+	StringInfoData json;
+	bool		first = true;
+
+	request_reject_unknown_fields(request, p, v1_fields);
+	order_id = order_id_field(request, "merchant_order_id", 1);
+	address = request_string(request, p, "address", true, 256);
+	token_id = request_string(request, p, "token_id", true, 64);
+	request_amount(request, p, "value", &value);
+	memo = request_string(request, p, "memo", false, 128);
+
+	initStringInfo(&json);
+	appendStringInfoChar(&json, '{');
+	json_append_string(&json, &first, "merchant_order_id", order_id);
+	json_append_string(&json, &first, "address", address);
+	json_append_string(&json, &first, "token_id", token_id);
+	json_append_string(&json, &first, "value", value);
+	if (memo)
+		json_append_string(&json, &first, "memo", memo);
+	appendStringInfoChar(&json, '}');
+	out->idempotency_key = order_id;
+	out->request_json = json.data;
+	out->asset = token_id;
+	out->amount = value;
+	out->destination = address;
+}
+
+static void
+validate_v2(Jsonb *request, ValidatedRequest *out)
+{
+	const char *p = "ccpayment";
+	JsonbValue	v;
+	char	   *order_id;
+	int64		coin_id;
+	char	   *amount;
+	char	   *cwallet_user;
+	StringInfoData json;
+	bool		first = true;
+
+	request_reject_unknown_fields(request, p, v2_fields);
+	order_id = order_id_field(request, "orderId", 3);
+	request_int(request, p, "coinId", true, &coin_id);
+	if (coin_id <= 0)
+		request_field_error(p, "coinId", "must be a positive coin id", NULL);
+	request_amount(request, p, "amount", &amount);
+	cwallet_user = request_string(request, p, "cwalletUser", false, 128);
+
+	initStringInfo(&json);
+	appendStringInfoChar(&json, '{');
+	json_append_string(&json, &first, "orderId", order_id);
+	json_append_raw(&json, &first, "coinId", psprintf(INT64_FORMAT, coin_id));
+	if (cwallet_user != NULL)
+	{
+		/* to a Cwallet user: no chain, address or network options */
+		static const char *const network_only[] = {
+			"chain", "address", "memo", "merchantPayNetworkFee", "networkFeeInquiryID", "notifyUrl"
+		};
+
+		for (int i = 0; i < lengthof(network_only); i++)
+			if (json_get(&request->root, network_only[i], &v))
+				request_field_error(p, network_only[i], "does not go with cwalletUser",
+									"A withdrawal goes either to a Cwallet user (cwalletUser) or to an address on a chain (chain, address).");
+		json_append_string(&json, &first, "cwalletUser", cwallet_user);
+		out->destination = cwallet_user;
+	}
+	else
+	{
+		char	   *chain = request_string(request, p, "chain", true, 32);
+		char	   *address = request_string(request, p, "address", true, 256);
+		char	   *memo = request_string(request, p, "memo", false, 128);
+		char	   *inquiry = request_string(request, p, "networkFeeInquiryID", false, 128);
+		char	   *notify_url = request_string(request, p, "notifyUrl", false, 150);
+
+		json_append_string(&json, &first, "chain", chain);
+		json_append_string(&json, &first, "address", address);
+		if (memo)
+			json_append_string(&json, &first, "memo", memo);
+		if (json_get(&request->root, "merchantPayNetworkFee", &v))
+		{
+			if (v.type != jbvBool)
+				request_field_error(p, "merchantPayNetworkFee",
+									psprintf("must be true or false, not %s", json_type_name(&v)), NULL);
+			json_append_raw(&json, &first, "merchantPayNetworkFee", v.val.boolean ? "true" : "false");
+		}
+		if (inquiry)
+			json_append_string(&json, &first, "networkFeeInquiryID", inquiry);
+		if (notify_url)
+		{
+			if (strncmp(notify_url, "https://", 8) != 0 && strncmp(notify_url, "http://", 7) != 0)
+				request_field_error(p, "notifyUrl", "must be an http(s) URL", NULL);
+			json_append_string(&json, &first, "notifyUrl", notify_url);
+		}
+		out->destination = address;
+	}
+	json_append_string(&json, &first, "amount", amount);
+	appendStringInfoChar(&json, '}');
+	out->idempotency_key = order_id;
+	out->request_json = json.data;
+	out->asset = psprintf(INT64_FORMAT, coin_id);
+	out->amount = amount;
+}
+
+static void
+ccpayment_validate(Jsonb *request, Jsonb *options, Jsonb *rules, ValidatedRequest *out)
+{
+	if (api_version(options) == 2)
+		validate_v2(request, out);
+	else
+		validate_v1(request, out);
+}
+
+/* The Sign of (timestamp, body) under the account's rule. */
+static char *
+ccpayment_sign(int version, const char *app_id, const char *secret, const char *timestamp,
+			   const char *body, int bodylen)
+{
+	StringInfoData msg;
+	char	   *sign;
+
+	initStringInfo(&msg);
+	appendStringInfoString(&msg, app_id);
+	if (version == 1)
+		appendStringInfoString(&msg, secret);
+	appendStringInfoString(&msg, timestamp);
+	appendBinaryStringInfo(&msg, body, bodylen);
+	sign = version == 1 ? sha256_hex(msg.data, msg.len)
+		: hmac_sha256_hex(secret, strlen(secret), msg.data, msg.len);
+	explicit_bzero(msg.data, msg.len);
+	return sign;
+}
+
+/*
+ * SQL: withdraw._ccpayment_signature(version, app_id, app_secret,
+ * timestamp, body) — the Sign, for the computed examples in pg_regress.
+ */
+PG_FUNCTION_INFO_V1(withdraw_ccpayment_signature);
+Datum
+withdraw_ccpayment_signature(PG_FUNCTION_ARGS)
+{
+	text	   *body = PG_GETARG_TEXT_PP(4);
+
+	PG_RETURN_TEXT_P(cstring_to_text(ccpayment_sign(PG_GETARG_INT32(0),
+													text_to_cstring(PG_GETARG_TEXT_PP(1)),
+													text_to_cstring(PG_GETARG_TEXT_PP(2)),
+													text_to_cstring(PG_GETARG_TEXT_PP(3)),
+													VARDATA_ANY(body), VARSIZE_ANY_EXHDR(body))));
+}
+
+/* A signed POST of body to path; the audit copy is the body (it holds no secret). */
+static void
+ccpayment_request(WithdrawAccount *account, const char *path, const char *body, HttpRequest *req)
+{
+	char	   *app_id = account_credential(account, "app_id");
+	char	   *secret = account_credential(account, "app_secret");
+	char	   *timestamp = psprintf(INT64_FORMAT, epoch_ms(GetCurrentTimestamp()) / 1000);
+
+	http_request_init(req, "POST", join_url(account->base_url, path));
+	appendStringInfoString(&req->body, body);
+	http_request_header(req, "Content-Type", "application/json");
+	http_request_header(req, "Appid", app_id);
+	http_request_header(req, "Timestamp", timestamp);
+	http_request_header(req, "Sign", ccpayment_sign(api_version(account->options), app_id, secret,
+													timestamp, req->body.data, req->body.len));
+	explicit_bzero(secret, strlen(secret));
+	req->audit = pstrdup(body);
+}
+
+static char *
+request_body(Jsonb *request)
+{
+	StringInfoData body;
+	bool		first = true;
+
+	initStringInfo(&body);
+	appendStringInfoChar(&body, '{');
+	request_to_json_fields(request, &body, &first);
+	appendStringInfoChar(&body, '}');
+	return body.data;
+}
+
+static void
+ccpayment_build_create(WithdrawalJob *job, HttpRequest *req)
+{
+	const char *path = CCPAYMENT_V1_CREATE;
+
+	if (api_version(job->account->options) == 2)
+		path = json_get_text(&job->request->root, "cwalletUser") ? CCPAYMENT_V2_CWALLET
+			: CCPAYMENT_V2_NETWORK;
+	ccpayment_request(job->account, path, request_body(job->request), req);
+}
+
+/* The {code, msg, data} envelope; NULL (and *why) when there is none. */
+static Jsonb *
+ccpayment_envelope(HttpResponse *res, int *code, char **msg, char **why)
+{
+	char	   *error;
+	Jsonb	   *body = json_parse_untrusted(res->body.data, res->body.len, &error);
+	char	   *code_text;
+
+	if (body == NULL || !JB_ROOT_IS_OBJECT(body) || JB_ROOT_IS_SCALAR(body))
+	{
+		*why = psprintf("HTTP %ld, answer is not a JSON object%s%s", res->status,
+						body ? "" : ": ", body ? "" : error);
+		return NULL;
+	}
+	code_text = json_get_text(&body->root, "code");
+	if (code_text == NULL || code_text[0] == '\0' || strlen(code_text) > 9 ||
+		strspn(code_text, "0123456789") != strlen(code_text))
+	{
+		*why = psprintf("HTTP %ld, answer without a code", res->status);
+		return NULL;
+	}
+	*code = atoi(code_text);
+	*msg = json_get_text(&body->root, "msg");
+	return body;
+}
+
+static const CcpaymentCode *
+code_lookup(int code)
+{
+	for (int i = 0; i < lengthof(ccpayment_codes); i++)
+		if (ccpayment_codes[i].code == code)
+			return &ccpayment_codes[i];
+	return NULL;
+}
+
+static char *
+code_message(int code, const char *msg)
+{
+	const CcpaymentCode *known = code_lookup(code);
+
+	return psprintf("code %d: %s%s%s", code, msg ? msg : "", known ? " — " : "",
+					known ? known->explanation : "");
+}
+
+static void
+ccpayment_parse_create(WithdrawalJob *job, HttpResponse *res, Outcome *out)
+{
+	int			code;
+	char	   *msg = NULL;
+	char	   *why = NULL;
+	Jsonb	   *body = ccpayment_envelope(res, &code, &msg, &why);
+	JsonbContainer *data;
+	const CcpaymentCode *known;
+
+	if (body == NULL)
+	{
+		out->kind = OUTCOME_UNKNOWN;
+		out->message = why;
+		return;
+	}
+	out->provider_status = psprintf("code %d", code);
+	if (code == CCPAYMENT_SUCCESS)
+	{
+		char	   *id;
+
+		data = json_get_container(&body->root, "data");
+		id = data ? json_get_text(data, api_version(job->account->options) == 2 ? "recordId" : "order_id")
+			: NULL;
+		if (id == NULL || id[0] == '\0')
+		{
+			out->kind = OUTCOME_RECONCILE;
+			out->message = pstrdup("accepted without an order id");
+			return;
+		}
+		out->kind = OUTCOME_SUBMITTED;
+		out->provider_id = id;
+		if (data != NULL)
+		{
+			static const char *const keys[][2] = {{"network_fee", "fee"}};
+
+			out->details = details_json(data, keys, lengthof(keys));
+		}
+		return;
+	}
+	known = code_lookup(code);
+	out->message = code_message(code, msg);
+	switch (known ? known->class : CCP_MAYBE)
+	{
+		case CCP_RETRY:
+			out->kind = OUTCOME_NOT_DELIVERED;
+			out->retry_after_ms = CCPAYMENT_RATE_LIMIT_WAIT_MS;
+			break;
+		case CCP_DUPLICATE:
+			out->kind = OUTCOME_RECONCILE;
+			break;
+		case CCP_MAYBE:
+			out->kind = OUTCOME_UNKNOWN;
+			break;
+		case CCP_TERMINAL:
+			out->kind = OUTCOME_REJECTED;
+			break;
+	}
+}
+
+static void
+ccpayment_build_status(WithdrawalJob *job, HttpRequest *req)
+{
+	StringInfoData body;
+	bool		first = true;
+
+	initStringInfo(&body);
+	appendStringInfoChar(&body, '{');
+	if (api_version(job->account->options) == 2)
+	{
+		json_append_string(&body, &first, "orderId", job->idempotency_key);
+		appendStringInfoChar(&body, '}');
+		ccpayment_request(job->account, CCPAYMENT_V2_STATUS, body.data, req);
+	}
+	else
+	{
+		appendStringInfoString(&body, "\"merchant_order_ids\":[");
+		escape_json(&body, job->idempotency_key);
+		appendStringInfoString(&body, "]}");
+		ccpayment_request(job->account, CCPAYMENT_V1_STATUS, body.data, req);
+	}
+}
+
+static const char *
+state_of(const char *status)
+{
+	for (int i = 0; i < lengthof(ccpayment_statuses); i++)
+		if (status && strcmp(ccpayment_statuses[i].status, status) == 0)
+			return ccpayment_statuses[i].state;
+	return NULL;
+}
+
+/* two JSON objects of details as one */
+static char *
+merge_details(const char *a, const char *b)
+{
+	Jsonb	   *merged = DatumGetJsonbP(DirectFunctionCall2(jsonb_concat,
+															 DirectFunctionCall1(jsonb_in, CStringGetDatum(a)),
+															 DirectFunctionCall1(jsonb_in, CStringGetDatum(b))));
+
+	return JsonbToCString(NULL, &merged->root, 64);
+}
+
+static void
+ccpayment_parse_status(WithdrawalJob *job, HttpResponse *res, Outcome *out)
+{
+	int			code;
+	char	   *msg = NULL;
+	char	   *why = NULL;
+	Jsonb	   *body = ccpayment_envelope(res, &code, &msg, &why);
+	JsonbContainer *data;
+	JsonbContainer *record = NULL;
+	char	   *status;
+
+	out->kind = OUTCOME_NO_CHANGE;
+	if (body == NULL)
+	{
+		out->message = why;
+		return;
+	}
+	if (code != CCPAYMENT_SUCCESS)
+	{
+		out->message = psprintf("status query refused, %s", code_message(code, msg));
+		if (code == 11004)
+			out->retry_after_ms = CCPAYMENT_RATE_LIMIT_WAIT_MS;
+		return;
+	}
+	data = json_get_container(&body->root, "data");
+	if (api_version(job->account->options) == 2)
+	{
+		static const char *const keys[][2] = {{"txId", "txid"}};
+		static const char *const fee_keys[][2] = {{"amount", "fee"}, {"coinSymbol", "fee_asset"}};
+		JsonbContainer *fee;
+
+		record = data ? json_get_container(data, "record") : NULL;
+		if (record == NULL)
+		{
+			out->message = pstrdup("withdrawal not listed by the provider yet");
+			return;
+		}
+		out->provider_id = json_get_text(record, "recordId");
+		out->details = details_json(record, keys, lengthof(keys));
+		fee = json_get_container(record, "fee");
+		if (fee != NULL)
+			out->details = merge_details(out->details, details_json(fee, fee_keys, lengthof(fee_keys)));
+	}
+	else
+	{
+		static const char *const keys[][2] = {{"txid", "txid"}, {"network_fee", "fee"},
+		{"network_fee_crypto", "fee_asset"}};
+		JsonbValue *first;
+
+		if (data != NULL && JsonContainerIsArray(data) && JsonContainerSize(data) > 0 &&
+			(first = getIthJsonbValueFromContainer(data, 0)) != NULL && first->type == jbvBinary)
+			record = json_get_container(first->val.binary.data, "order_detail");
+		if (record == NULL)
+		{
+			out->message = pstrdup("withdrawal not listed by the provider yet");
+			return;
+		}
+		out->provider_id = json_get_text(record, "order_id");
+		{
+			JsonbContainer *trades = json_get_container(first->val.binary.data, "trade_list");
+			JsonbValue *trade = trades && JsonContainerIsArray(trades) && JsonContainerSize(trades) > 0 ?
+			getIthJsonbValueFromContainer(trades, 0) : NULL;
+
+			if (trade != NULL && trade->type == jbvBinary)
+				out->details = details_json(trade->val.binary.data, keys, lengthof(keys));
+		}
+	}
+	status = json_get_text(record, "status");
+	out->provider_status = status;
+	out->state = state_of(status);
+	if (out->state == NULL)
+	{
+		out->message = psprintf("unrecognized status \"%s\"", status ? status : "(none)");
+		return;
+	}
+	out->kind = OUTCOME_STATE;
+}
+
+/* A header of the callback, whatever its case. */
+static char *
+header(Jsonb *headers, const char *name)
+{
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken token;
+	bool		match = false;
+
+	if (headers == NULL || !JB_ROOT_IS_OBJECT(headers) || JB_ROOT_IS_SCALAR(headers))
+		return NULL;
+	it = JsonbIteratorInit(&headers->root);
+	while ((token = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		if (token == WJB_KEY)
+			match = v.val.string.len == strlen(name) &&
+				pg_strncasecmp(v.val.string.val, name, v.val.string.len) == 0;
+		else if (token == WJB_VALUE && match && v.type == jbvString)
+			return pnstrdup(v.val.string.val, v.val.string.len);
+	}
+	return NULL;
+}
+
+/*
+ * A webhook: Appid must be the account's, Sign must verify over the raw
+ * body with the account's rule, Timestamp must be within the window;
+ * only then is the body read.
+ */
+static bool
+ccpayment_read_callback(WithdrawAccount *account, const char *body, int len, Jsonb *headers,
+						CallbackNotice *out, char **error)
+{
+	static const char *const keys[][2] = {
+		{"txid", "txid"}, {"network_fee", "fee"}, {"network_fee_crypto", "fee_asset"},
+		{"net_receivable", "net_receivable"}, {"chain", "chain"},
+	};
+	char	   *app_id = header(headers, "Appid");
+	char	   *timestamp = header(headers, "Timestamp");
+	char	   *sign = header(headers, "Sign");
+	char	   *secret;
+	char	   *expected;
+	int64		age;
+	int			window = account_option_int(account->options, "webhook_window_s",
+											CCPAYMENT_DEFAULT_WEBHOOK_WINDOW_S, 10, 86400);
+	Jsonb	   *content;
+	char	   *pay_status;
+
+	if (app_id == NULL || timestamp == NULL || sign == NULL)
+	{
+		*error = pstrdup("the Appid, Timestamp and Sign headers are required");
+		return false;
+	}
+	if (strcmp(app_id, account_credential(account, "app_id")) != 0)
+	{
+		*error = pstrdup("the Appid header is not this account's app_id");
+		return false;
+	}
+	if (strlen(timestamp) == 0 || strlen(timestamp) > 12 ||
+		strspn(timestamp, "0123456789") != strlen(timestamp))
+	{
+		*error = pstrdup("the Timestamp header is not Unix seconds");
+		return false;
+	}
+	secret = json_get_text(&account->credentials->root, "webhook_secret");
+	if (secret == NULL)
+		secret = account_credential(account, "app_secret");
+	expected = ccpayment_sign(api_version(account->options), app_id, secret, timestamp, body, len);
+	explicit_bzero(secret, strlen(secret));
+	if (!signature_equal(expected, sign))
+	{
+		*error = pstrdup("the Sign header does not verify over the body");
+		return false;
+	}
+	age = epoch_ms(GetCurrentTimestamp()) / 1000 - strtoi64(timestamp, NULL, 10);
+	if (age > window || age < -window)
+	{
+		*error = psprintf("the Timestamp is %lld s away from our clock (window %d s): stale or replayed",
+						  (long long) age, window);
+		return false;
+	}
+
+	content = json_parse_untrusted(body, len, error);
+	if (content == NULL || !JB_ROOT_IS_OBJECT(content) || JB_ROOT_IS_SCALAR(content))
+	{
+		if (content != NULL)
+			*error = pstrdup("the body is not a JSON object");
+		return false;
+	}
+	out->content = content;
+	out->kind = CALLBACK_WITHDRAWAL;
+	out->idempotency_key = json_get_text(&content->root, "merchant_order_id");
+	if (out->idempotency_key == NULL)
+		out->idempotency_key = json_get_text(&content->root, "orderId");
+	out->provider_id = json_get_text(&content->root,
+									 api_version(account->options) == 2 ? "recordId" : "order_id");
+	out->amount = json_get_text(&content->root, "withdraw_amount");
+	pay_status = json_get_text(&content->root, "pay_status");
+	out->provider_status = pay_status ? psprintf("pay_status %s", pay_status) : NULL;
+	out->state = pay_status == NULL ? NULL
+		: strcmp(pay_status, "success") == 0 ? "succeeded"
+		: strcmp(pay_status, "failed") == 0 ? "failed" : NULL;
+	out->details = details_json(&content->root, keys, lengthof(keys));
+	out->sent_at = timestamp_from_unix(strtoi64(timestamp, NULL, 10));
+	return true;
+}
+
+const Provider ccpayment_provider = {
+	.name = "ccpayment",
+	.credential_keys = ccpayment_credential_keys,
+	.option_keys = ccpayment_option_keys,
+	.default_polls_per_second = 20,
+	.check_options = ccpayment_check_options,
+	.check_credentials = ccpayment_check_credentials,
+	.validate = ccpayment_validate,
+	.build_create = ccpayment_build_create,
+	.parse_create = ccpayment_parse_create,
+	.build_status = ccpayment_build_status,
+	.parse_status = ccpayment_parse_status,
+	.read_callback = ccpayment_read_callback,
+	.callback_ack = "success",
+	.callback_refusal = NULL,
+};

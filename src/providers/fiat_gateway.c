@@ -1,0 +1,680 @@
+/*-------------------------------------------------------------------------
+ *
+ * fiat_gateway.c
+ *	  The fiat_gateway provider (the "/applyfor" payout gateway): creates
+ *	  through POST /applyfor, the channel form rules of POST
+ *	  /channel/formRule (cached per pay_code and checked in withdraw_create),
+ *	  and the gateway's signed notifications.
+ *
+ * Requests, answers and notifications are signed alike: every top-level
+ * parameter but sign whose value is not empty, sorted by name in byte
+ * order, joined k=v&... with raw values, then "&key=" + secret (account
+ * option sign_mode "amp_key", the default) or the secret directly
+ * ("concat"); MD5 in uppercase hex.  An answer's sign covers its scalar
+ * members and those of its result object; an answer whose sign is missing
+ * or wrong is not believed (its outcome is unknown).  The gateway has no
+ * status query: a withdrawal it accepted is settled by its notification,
+ * and a duplicate order number (10003) means it already has the order.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <limits.h>
+
+#include "catalog/pg_collation.h"
+#include "mb/pg_wchar.h"
+#include "utils/builtins.h"
+#include "utils/timestamp.h"
+
+#include "../crypto.h"
+#include "../jsonutil.h"
+#include "provider.h"
+
+#define FIAT_CREATE_PATH "/applyfor"
+#define FIAT_RULES_PATH "/channel/formRule"
+#define FIAT_SUCCESS "10000"
+#define FIAT_DEFAULT_NOTIFY_WINDOW_S 86400
+
+static const char *const fiat_credential_keys[] = {"uid", "secret_key", NULL};
+static const char *const fiat_option_keys[] = {
+	"sign_mode", "notify_url", "pay_codes", "rules_ttl_ms", "rules_userip", "notify_window_s", NULL
+};
+/* the documented fields; a pay_code's form rules may add more */
+static const char *const fiat_fields[] = {
+	"orderid", "currency", "amount", "userip", "pay_code", "bank_id", "custom", "user_name",
+	"bank_account", "bank_no", "bank_name", "bank_province", "bank_city", "bank_sub", "bank_ifsc",
+	NULL
+};
+
+typedef struct FiatCode
+{
+	const char *code;
+	OutcomeKind kind;
+	const char *explanation;
+} FiatCode;
+
+/* the gateway's status codes (seed 004) */
+static const FiatCode fiat_codes[] = {
+	{"10001", OUTCOME_REJECTED, "the gateway refused a parameter"},
+	{"10002", OUTCOME_REJECTED, "the gateway could not verify the signature; check the account's secret_key and sign_mode"},
+	{"10004", OUTCOME_REJECTED, "the amount format was refused"},
+	{"10005", OUTCOME_REJECTED, "the bank id does not exist"},
+	{"10006", OUTCOME_REJECTED, "insufficient balance"},
+	{"10007", OUTCOME_REJECTED, "withdrawal limit exceeded"},
+};
+
+static bool
+concat_mode(Jsonb *options)
+{
+	char	   *mode = json_get_text(&options->root, "sign_mode");
+
+	return mode != NULL && strcmp(mode, "concat") == 0;
+}
+
+static void
+fiat_check_options(Jsonb *options)
+{
+	char	   *mode = json_get_text(&options->root, "sign_mode");
+	char	   *url = json_get_text(&options->root, "notify_url");
+	JsonbContainer *codes = json_get_container(&options->root, "pay_codes");
+
+	if (mode != NULL && strcmp(mode, "amp_key") != 0 && strcmp(mode, "concat") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("option \"sign_mode\" must be \"amp_key\" or \"concat\", not \"%s\"", mode),
+				 errhint("amp_key signs stringA + \"&key=\" + secret; concat signs stringA + secret.")));
+	if (url != NULL && strncmp(url, "https://", 8) != 0 && strncmp(url, "http://", 7) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("option \"notify_url\" must be an http(s) URL")));
+	if (json_get_text(&options->root, "pay_codes") != NULL && codes == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("option \"pay_codes\" must be an object of pay_code to currency"),
+				 errhint("For example {\"1004\": \"KRW\", \"812\": \"INR\"}.")));
+	(void) account_option_int(options, "rules_ttl_ms", 3600 * 1000, 1000, INT_MAX);
+	(void) account_option_int(options, "notify_window_s", FIAT_DEFAULT_NOTIFY_WINDOW_S, 10, INT_MAX);
+}
+
+/* amount: positive, exactly two decimals, as the gateway accepts it */
+static bool
+two_decimals(const char *amount)
+{
+	const char *dot = strchr(amount, '.');
+
+	return is_positive_decimal(amount) && dot != NULL && strlen(dot + 1) == 2;
+}
+
+static char *
+fiat_rules_key(Jsonb *request)
+{
+	JsonbValue	v;
+
+	if (!json_get(&request->root, "pay_code", &v) || (v.type != jbvString && v.type != jbvNumeric))
+		return NULL;
+	return json_scalar_text(&v);
+}
+
+/* A field's value as text; NULL when absent, null or empty. */
+static char *
+field_text(Jsonb *request, const char *name)
+{
+	JsonbValue	v;
+	char	   *text;
+
+	if (!json_get(&request->root, name, &v) || v.type == jbvNull)
+		return NULL;
+	if (v.type != jbvString && v.type != jbvNumeric)
+		request_field_error("fiat_gateway", name,
+							psprintf("must be a string, not %s", json_type_name(&v)), NULL);
+	text = json_scalar_text(&v);
+	return text[0] ? text : NULL;
+}
+
+static void
+rule_error(const char *field, const char *rule, const char *problem)
+{
+	request_field_error("fiat_gateway", field, problem,
+						psprintf("The pay_code's form rule says %s (withdraw.form_rules).", rule));
+}
+
+static bool
+all_digits(const char *s)
+{
+	return s[0] != '\0' && strspn(s, "0123456789") == strlen(s);
+}
+
+/* One validation_rules entry ("integer", "max:50", "in:A,B", "regex:...") on a value. */
+static void
+check_rule(const char *field, const char *rule, const char *value, bool is_string)
+{
+	int			len = pg_mbstrlen(value);
+
+	if (strcmp(rule, "required") == 0)
+		return;
+	else if (strcmp(rule, "string") == 0)
+	{
+		if (!is_string)
+			rule_error(field, rule, "must be a string");
+	}
+	else if (strcmp(rule, "integer") == 0 || strcmp(rule, "digits") == 0)
+	{
+		if (!all_digits(value))
+			rule_error(field, rule, psprintf("must be %s", rule[0] == 'i' ? "an integer" : "digits only"));
+	}
+	else if (strncmp(rule, "max:", 4) == 0 && len > atoi(rule + 4))
+		rule_error(field, rule, psprintf("must be at most %d characters", atoi(rule + 4)));
+	else if (strncmp(rule, "min:", 4) == 0 && len < atoi(rule + 4))
+		rule_error(field, rule, psprintf("must be at least %d characters", atoi(rule + 4)));
+	else if (strncmp(rule, "size:", 5) == 0 && len != atoi(rule + 5))
+		rule_error(field, rule, psprintf("must be exactly %d characters", atoi(rule + 5)));
+	else if (strncmp(rule, "in:", 3) == 0)
+	{
+		char	   *list = pstrdup(rule + 3);
+		bool		found = false;
+
+		for (char *tok = strtok(list, ","); tok; tok = strtok(NULL, ","))
+			found |= strcmp(tok, value) == 0;
+		if (!found)
+			rule_error(field, rule, psprintf("must be one of %s", rule + 3));
+	}
+	else if (strncmp(rule, "regex:", 6) == 0)
+	{
+		/* the gateway's pattern, anchored, with PostgreSQL's regex engine */
+		bool		match = DatumGetBool(DirectFunctionCall2Coll(textregexeq, C_COLLATION_OID,
+																 CStringGetTextDatum(value),
+																 CStringGetTextDatum(psprintf("^(?:%s)$", rule + 6))));
+
+		if (!match)
+			rule_error(field, rule, "does not have the required format");
+	}
+}
+
+/* A select field's value must be one of its options ("bankID" or "value"). */
+static void
+check_options_of(const char *field, JsonbContainer *options, const char *value)
+{
+	StringInfoData allowed;
+
+	initStringInfo(&allowed);
+	for (int i = 0; i < JsonContainerSize(options); i++)
+	{
+		JsonbValue *opt = getIthJsonbValueFromContainer(options, i);
+		char	   *v;
+
+		if (opt == NULL || opt->type != jbvBinary)
+			continue;
+		v = json_get_text(opt->val.binary.data, strcmp(field, "bank_id") == 0 ? "bankID" : "value");
+		if (v == NULL)
+			continue;
+		if (strcmp(v, value) == 0)
+			return;
+		appendStringInfo(&allowed, "%s%s", allowed.len ? ", " : "", v);
+	}
+	rule_error(field, "select", psprintf("must be one of the options: %s", allowed.data));
+}
+
+/*
+ * The request against the pay_code's form rules: required fields, max_length,
+ * select options, validation_rules.  Returns the names of the dynamic
+ * fields the rules add.
+ */
+static List *
+check_form_rules(Jsonb *request, Jsonb *rules)
+{
+	JsonbContainer *fields = json_get_container(&rules->root, "form_fields");
+	List	   *names = NIL;
+
+	if (fields == NULL || !JsonContainerIsArray(fields))
+		return NIL;
+	for (int i = 0; i < JsonContainerSize(fields); i++)
+	{
+		JsonbValue *elem = getIthJsonbValueFromContainer(fields, i);
+		JsonbContainer *f;
+		char	   *name;
+		char	   *value;
+		char	   *required;
+		char	   *max_length;
+		char	   *type;
+		JsonbContainer *options;
+		JsonbContainer *checks;
+		JsonbValue	v;
+
+		if (elem == NULL || elem->type != jbvBinary)
+			continue;
+		f = elem->val.binary.data;
+		name = json_get_text(f, "name");
+		if (name == NULL)
+			continue;
+		names = lappend(names, name);
+		value = field_text(request, name);
+		required = json_get_text(f, "required");
+		if (value == NULL)
+		{
+			if (required != NULL && strcmp(required, "true") == 0)
+				rule_error(name, "required", "is required for this pay_code");
+			continue;
+		}
+		max_length = json_get_text(f, "max_length");
+		if (max_length != NULL && all_digits(max_length) && pg_mbstrlen(value) > atoi(max_length))
+			rule_error(name, psprintf("max_length %s", max_length),
+					   psprintf("must be at most %s characters", max_length));
+		type = json_get_text(f, "type");
+		options = json_get_container(f, "options");
+		if (type != NULL && strcmp(type, "select") == 0 && options != NULL && JsonContainerIsArray(options))
+			check_options_of(name, options, value);
+		checks = json_get_container(f, "validation_rules");
+		(void) json_get(&request->root, name, &v);
+		for (int j = 0; checks != NULL && JsonContainerIsArray(checks) && j < JsonContainerSize(checks); j++)
+		{
+			JsonbValue *rule = getIthJsonbValueFromContainer(checks, j);
+
+			if (rule != NULL && rule->type == jbvString)
+				check_rule(name, pnstrdup(rule->val.string.val, rule->val.string.len), value,
+						   v.type == jbvString);
+		}
+	}
+	return names;
+}
+
+static void
+fiat_validate(Jsonb *request, Jsonb *options, Jsonb *rules, ValidatedRequest *out)
+{
+	const char *p = "fiat_gateway";
+	List	   *dynamic;
+	char	   *orderid;
+	char	   *amount;
+	StringInfoData json;
+	bool		first = true;
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken token;
+
+	if (json_get_text(&options->root, "notify_url") == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("fiat_gateway accounts need the option \"notify_url\""),
+				 errhint("Set it to the URL where your web handler passes notifications to withdraw_callback.")));
+	if (rules == NULL)
+		request_field_error(p, "pay_code", "is required", NULL);
+	dynamic = check_form_rules(request, rules);
+
+	/* documented fields and the pay_code's own, nothing else */
+	it = JsonbIteratorInit(&request->root);
+	while ((token = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		if (token == WJB_KEY)
+		{
+			char	   *key = pnstrdup(v.val.string.val, v.val.string.len);
+			bool		known = false;
+			ListCell   *lc;
+
+			for (const char *const *f = fiat_fields; *f; f++)
+				known |= strcmp(*f, key) == 0;
+			foreach(lc, dynamic)
+				known |= strcmp(lfirst(lc), key) == 0;
+			if (!known)
+				request_field_error(p, key, "is not a field of the gateway or of this pay_code's form rules",
+									"See withdraw.form_rules for the pay_code's fields.");
+		}
+	}
+
+	orderid = field_text(request, "orderid");
+	if (orderid == NULL)
+		orderid = random_hex(16);
+	else if (strlen(orderid) > 64 ||
+			 strspn(orderid, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-") != strlen(orderid))
+		request_field_error(p, "orderid", "must be 1 to 64 letters, digits, '-' or '_'", NULL);
+	if (json_get(&request->root, "amount", &v) && v.type == jbvNumeric)
+		request_field_error(p, "amount", "must be a decimal string, not a number",
+							"Pass amounts as strings with two decimals, for example \"100.00\".");
+	amount = request_string(request, p, "amount", true, 32);
+	if (!two_decimals(amount))
+		request_field_error(p, "amount", psprintf("must be a positive amount with exactly two decimals, not \"%s\"", amount),
+							"The gateway accepts two decimal places, for example \"100.00\".");
+	(void) request_string(request, p, "currency", true, 8);
+	(void) request_string(request, p, "userip", true, 45);
+	if (field_text(request, "bank_id") != NULL && !all_digits(field_text(request, "bank_id")))
+		request_field_error(p, "bank_id", "must be an integer", NULL);
+
+	/* every field as a string, exactly the text that will be signed */
+	initStringInfo(&json);
+	appendStringInfoChar(&json, '{');
+	json_append_string(&json, &first, "orderid", orderid);
+	it = JsonbIteratorInit(&request->root);
+	{
+		char	   *key = NULL;
+
+		while ((token = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+		{
+			if (token == WJB_KEY)
+				key = pnstrdup(v.val.string.val, v.val.string.len);
+			else if (token == WJB_VALUE && key != NULL && strcmp(key, "orderid") != 0)
+			{
+				char	   *text = field_text(request, key);
+
+				if (text != NULL)
+					json_append_string(&json, &first, key, text);
+			}
+		}
+	}
+	appendStringInfoChar(&json, '}');
+
+	out->idempotency_key = orderid;
+	out->request_json = json.data;
+	out->asset = field_text(request, "currency");
+	out->amount = amount;
+	out->destination = field_text(request, "bank_no");
+}
+
+/* The MD5 sign of params (sign and empty values left out) by the account's mode. */
+static char *
+fiat_sign(ParamList *params, const char *secret, bool concat)
+{
+	ParamList	signed_params;
+	char	   *string_a;
+	char	   *text;
+	char	   *sign;
+
+	params_init(&signed_params);
+	for (int i = 0; i < params->count; i++)
+		if (strcmp(params->keys[i], "sign") != 0 && params->values[i] != NULL &&
+			params->values[i][0] != '\0')
+			params_add(&signed_params, params->keys[i], params->values[i]);
+	params_sort(&signed_params);
+	string_a = params_join(&signed_params, false);
+	text = psprintf(concat ? "%s%s" : "%s&key=%s", string_a, secret);
+	sign = md5_upper_hex(text, strlen(text));
+	explicit_bzero(text, strlen(text));
+	return sign;
+}
+
+/*
+ * SQL: withdraw._fiat_gateway_signature(params, secret, sign_mode) — the
+ * sign of a parameter object, for the documented vectors in pg_regress.
+ */
+PG_FUNCTION_INFO_V1(withdraw_fiat_gateway_signature);
+Datum
+withdraw_fiat_gateway_signature(PG_FUNCTION_ARGS)
+{
+	ParamList	params;
+
+	params_init(&params);
+	request_to_params(PG_GETARG_JSONB_P(0), &params);
+	PG_RETURN_TEXT_P(cstring_to_text(fiat_sign(&params, text_to_cstring(PG_GETARG_TEXT_PP(1)),
+											   strcmp(text_to_cstring(PG_GETARG_TEXT_PP(2)), "concat") == 0)));
+}
+
+/*
+ * A signed JSON POST: params plus uid and timestamp, every value a string;
+ * the audit copy has the sign redacted.
+ */
+static void
+fiat_request(WithdrawAccount *account, const char *path, ParamList *params, HttpRequest *req)
+{
+	char	   *secret = account_credential(account, "secret_key");
+	char	   *sign;
+	bool		first = true;
+
+	params_add(params, "uid", account_credential(account, "uid"));
+	params_add(params, "timestamp", psprintf(INT64_FORMAT, epoch_ms(GetCurrentTimestamp()) / 1000));
+	sign = fiat_sign(params, secret, concat_mode(account->options));
+	explicit_bzero(secret, strlen(secret));
+
+	http_request_init(req, "POST", join_url(account->base_url, path));
+	http_request_header(req, "Content-Type", "application/json");
+	appendStringInfoChar(&req->body, '{');
+	for (int i = 0; i < params->count; i++)
+		json_append_string(&req->body, &first, params->keys[i], params->values[i]);
+	req->audit = psprintf("%s,\"sign\":\"[redacted]\"}", req->body.data);
+	json_append_string(&req->body, &first, "sign", sign);
+	appendStringInfoChar(&req->body, '}');
+}
+
+static void
+fiat_build_create(WithdrawalJob *job, HttpRequest *req)
+{
+	ParamList	params;
+
+	params_init(&params);
+	request_to_params(job->request, &params);
+	params_add(&params, "notify_url", json_get_text(&job->account->options->root, "notify_url"));
+	fiat_request(job->account, FIAT_CREATE_PATH, &params, req);
+}
+
+/*
+ * Reads an answer and checks its sign: the scalar members but sign, and
+ * those of result.  Returns the answer, or NULL with *why.
+ */
+static Jsonb *
+fiat_answer(WithdrawAccount *account, HttpResponse *res, char **status, char **msg, char **why)
+{
+	char	   *error;
+	Jsonb	   *body = json_parse_untrusted(res->body.data, res->body.len, &error);
+	ParamList	params;
+	char	   *secret;
+	char	   *expected;
+	bool		ok;
+
+	if (body == NULL || !JB_ROOT_IS_OBJECT(body) || JB_ROOT_IS_SCALAR(body))
+	{
+		*why = psprintf("HTTP %ld, answer is not a JSON object%s%s", res->status,
+						body ? "" : ": ", body ? "" : error);
+		return NULL;
+	}
+	*status = json_get_text(&body->root, "status");
+	*msg = json_get_text(&body->root, "msg");
+	if (*status == NULL)
+	{
+		*why = psprintf("HTTP %ld, answer without a status", res->status);
+		return NULL;
+	}
+	params_init(&params);
+	request_to_params(body, &params);
+	if (json_get_container(&body->root, "result") != NULL)
+	{
+		JsonbValue	v;
+
+		(void) json_get(&body->root, "result", &v);
+		if (v.type == jbvBinary && JsonContainerIsObject(v.val.binary.data))
+			request_to_params(JsonbValueToJsonb(&v), &params);
+	}
+	secret = account_credential(account, "secret_key");
+	expected = fiat_sign(&params, secret, concat_mode(account->options));
+	explicit_bzero(secret, strlen(secret));
+	ok = signature_equal(expected, json_get_text(&body->root, "sign"));
+	if (!ok)
+	{
+		*why = psprintf("answer (status %s) %s: not believed", *status,
+						json_get_text(&body->root, "sign") ? "has a wrong sign" : "is not signed");
+		return NULL;
+	}
+	return body;
+}
+
+static void
+fiat_parse_create(WithdrawalJob *job, HttpResponse *res, Outcome *out)
+{
+	char	   *status = NULL;
+	char	   *msg = NULL;
+	char	   *why = NULL;
+	Jsonb	   *body = fiat_answer(job->account, res, &status, &msg, &why);
+
+	if (body == NULL)
+	{
+		out->kind = OUTCOME_UNKNOWN;
+		out->message = why;
+		return;
+	}
+	out->provider_status = psprintf("status %s", status);
+	if (strcmp(status, FIAT_SUCCESS) == 0)
+	{
+		JsonbContainer *result = json_get_container(&body->root, "result");
+		char	   *id = result ? json_get_text(result, "transactionid") : NULL;
+
+		out->kind = OUTCOME_SUBMITTED;
+		out->provider_id = id && id[0] ? id : NULL;
+		return;
+	}
+	if (strcmp(status, "10003") == 0)
+	{
+		/* the gateway has this order already: its notification settles it */
+		out->kind = OUTCOME_SUBMITTED;
+		out->message = psprintf("status 10003: %s — duplicate order number: the gateway already has this order; its notification will settle it",
+								msg ? msg : "");
+		return;
+	}
+	out->kind = OUTCOME_UNKNOWN;
+	for (int i = 0; i < lengthof(fiat_codes); i++)
+		if (strcmp(fiat_codes[i].code, status) == 0)
+		{
+			out->kind = fiat_codes[i].kind;
+			out->message = psprintf("status %s: %s — %s", status, msg ? msg : "", fiat_codes[i].explanation);
+			return;
+		}
+	out->message = psprintf("status %s: %s", status, msg ? msg : "");
+}
+
+static void
+fiat_build_rules(WithdrawAccount *account, const char *key, const char *currency, HttpRequest *req)
+{
+	ParamList	params;
+	char	   *userip = json_get_text(&account->options->root, "rules_userip");
+
+	params_init(&params);
+	params_add(&params, "pay_code", key);
+	if (currency != NULL)
+		params_add(&params, "currency", currency);
+	params_add(&params, "userip", userip ? userip : "127.0.0.1");
+	fiat_request(account, FIAT_RULES_PATH, &params, req);
+}
+
+static char *
+fiat_parse_rules(WithdrawAccount *account, const char *key, HttpResponse *res, char **error)
+{
+	char	   *status = NULL;
+	char	   *msg = NULL;
+	Jsonb	   *body;
+	JsonbContainer *data;
+
+	if (res->transport_failed)
+	{
+		*error = pstrdup(res->error ? res->error : "no answer");
+		return NULL;
+	}
+	body = fiat_answer(account, res, &status, &msg, error);
+	if (body == NULL)
+		return NULL;
+	if (strcmp(status, FIAT_SUCCESS) != 0)
+	{
+		*error = psprintf("the gateway refused the form rules of pay_code %s: status %s: %s",
+						  key, status, msg ? msg : "");
+		return NULL;
+	}
+	data = json_get_container(json_get_container(&body->root, "result"), "data");
+	if (data == NULL || json_get_container(data, "form_fields") == NULL)
+	{
+		*error = psprintf("the form rules of pay_code %s have no form_fields", key);
+		return NULL;
+	}
+	return JsonbToCString(NULL, data, 512);
+}
+
+/*
+ * A notification: its sign must verify (constant time) and its uid be the
+ * account's before anything is read; a timestamp, when given, must be
+ * within notify_window_s.
+ */
+static bool
+fiat_read_callback(WithdrawAccount *account, const char *body, int len, Jsonb *headers,
+				   CallbackNotice *out, char **error)
+{
+	static const char *const keys[][2] = {{"transactionid", "transactionid"}};
+	Jsonb	   *content = json_parse_untrusted(body, len, error);
+	ParamList	params;
+	char	   *secret;
+	char	   *expected;
+	char	   *uid;
+	char	   *timestamp;
+	char	   *status;
+	int			window = account_option_int(account->options, "notify_window_s",
+											FIAT_DEFAULT_NOTIFY_WINDOW_S, 10, INT_MAX);
+
+	if (content == NULL || !JB_ROOT_IS_OBJECT(content) || JB_ROOT_IS_SCALAR(content))
+	{
+		if (content != NULL)
+			*error = pstrdup("the body is not a JSON object");
+		return false;
+	}
+	params_init(&params);
+	request_to_params(content, &params);
+	secret = account_credential(account, "secret_key");
+	expected = fiat_sign(&params, secret, concat_mode(account->options));
+	explicit_bzero(secret, strlen(secret));
+	if (!signature_equal(expected, json_get_text(&content->root, "sign")))
+	{
+		*error = pstrdup(json_get_text(&content->root, "sign") ? "the sign does not verify"
+						 : "the notification is not signed");
+		return false;
+	}
+	uid = json_get_text(&content->root, "uid");
+	if (uid == NULL || strcmp(uid, account_credential(account, "uid")) != 0)
+	{
+		*error = pstrdup("the uid is not this account's");
+		return false;
+	}
+	timestamp = json_get_text(&content->root, "timestamp");
+	if (timestamp != NULL)
+	{
+		int64		age;
+
+		if (!all_digits(timestamp) || strlen(timestamp) > 12)
+		{
+			*error = pstrdup("the timestamp is not Unix seconds");
+			return false;
+		}
+		age = epoch_ms(GetCurrentTimestamp()) / 1000 - strtoi64(timestamp, NULL, 10);
+		if (age > window || age < -window)
+		{
+			*error = psprintf("the timestamp is %lld s away from our clock (window %d s): stale or replayed",
+							  (long long) age, window);
+			return false;
+		}
+		out->sent_at = timestamp_from_unix(strtoi64(timestamp, NULL, 10));
+	}
+	out->content = content;
+	out->kind = CALLBACK_WITHDRAWAL;
+	out->idempotency_key = json_get_text(&content->root, "orderid");
+	out->provider_id = json_get_text(&content->root, "transactionid");
+	out->amount = json_get_text(&content->root, "amount");
+	if (out->amount == NULL)
+	{
+		*error = pstrdup("the notification has no amount");
+		return false;
+	}
+	status = json_get_text(&content->root, "status");
+	out->provider_status = status ? psprintf("notify %s", status) : NULL;
+	out->state = status == NULL ? NULL
+		: strcmp(status, "success") == 0 ? "succeeded"
+		: strcmp(status, "failed") == 0 ? "failed"
+		: strcmp(status, "processing") == 0 ? "processing" : NULL;
+	out->details = details_json(&content->root, keys, lengthof(keys));
+	return true;
+}
+
+const Provider fiat_gateway_provider = {
+	.name = "fiat_gateway",
+	.credential_keys = fiat_credential_keys,
+	.option_keys = fiat_option_keys,
+	.check_options = fiat_check_options,
+	.validate = fiat_validate,
+	.rules_key = fiat_rules_key,
+	.build_rules = fiat_build_rules,
+	.parse_rules = fiat_parse_rules,
+	.build_create = fiat_build_create,
+	.parse_create = fiat_parse_create,
+	.read_callback = fiat_read_callback,
+	.callback_ack = "success",
+	.callback_refusal = NULL,
+};
