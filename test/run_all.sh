@@ -38,7 +38,7 @@ $PY test/mock/test_mock.py >/tmp/withdraw-mock-selftest.log 2>&1 || {
 }
 tail -3 /tmp/withdraw-mock-selftest.log
 
-for provider in chainup; do
+for provider in chainup ccpayment fiat_gateway; do
 	echo "== mock provider self-test: $provider"
 	$PY test/mock/test_mock_$provider.py >/tmp/withdraw-mock-$provider.log 2>&1 || {
 		failed+=(mock-$provider)
