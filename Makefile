@@ -9,6 +9,7 @@ OBJS = \
 	src/policy.o \
 	src/http.o \
 	src/crypto.o \
+	src/secrets.o \
 	src/envelope.o \
 	src/jsonutil.o \
 	src/api.o \
@@ -35,7 +36,7 @@ PG_CFLAGS += -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers
 
 # pg_regress needs the library preloaded: a temporary instance with our config
 REGRESS = setup signing validation idempotency accounts privileges cancel views p99 chainup ccpayment fiat_gateway upgrade
-REGRESS_OPTS = --temp-config=$(srcdir)/test/regress.conf --temp-instance=$(abs_top_builddir)/tmp_check
+REGRESS_OPTS = --temp-config=$(abs_top_builddir)/tmp_regress.conf --temp-instance=$(abs_top_builddir)/tmp_check
 abs_top_builddir := $(CURDIR)
 
 PG_CONFIG ?= pg_config
@@ -45,6 +46,15 @@ include $(PGXS)
 # every object is rebuilt when any of our headers changes (PGXS has no
 # dependency tracking of its own unless the server was configured with it)
 $(OBJS): $(wildcard src/*.h src/providers/*.h)
+
+# the temporary instance seals credentials with a fresh key, kept outside
+# its data directory
+installcheck: tmp_regress.conf
+tmp_regress.conf: test/regress.conf
+	rm -f tmp_regress.key
+	umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > tmp_regress.key
+	sed 's|@SECRETS_KEY_FILE@|$(abs_top_builddir)/tmp_regress.key|' $< > $@
+EXTRA_CLEAN = tmp_regress.conf tmp_regress.key
 
 .PHONY: test integration bench
 # everything: pg_regress, the mock's self-test and the integration suite

@@ -8,8 +8,11 @@ DROP EXTENSION withdraw CASCADE;
 -- case: install the first release
 CREATE EXTENSION withdraw VERSION '0.1.0';
 SELECT extversion FROM pg_extension WHERE extname = 'withdraw';
-SELECT withdraw_account_create('old', 'zoomex', 'http://127.0.0.1:9/zoomex',
-                               '{"api_key": "k1", "api_secret": "s3cr3t-value"}');
+-- an account as 0.1.0 stored it: credentials in plaintext (this build's
+-- withdraw_account_create seals them, which the 0.1.0 schema cannot hold)
+INSERT INTO withdraw.account (name, provider, base_url) VALUES ('old', 'zoomex', 'http://127.0.0.1:9/zoomex');
+INSERT INTO withdraw.account_secret (account_id, credentials)
+SELECT id, '{"api_key": "k1", "api_secret": "s3cr3t-value"}' FROM withdraw.account WHERE name = 'old';
 BEGIN;
 SELECT withdraw_create('old', '{"requestId": "up1", "coin": "USDT", "addressType": 3, "address": "1", "amount": "5.25"}') > 0 AS created;
 -- cancelled at once: the worker never sends it
@@ -23,6 +26,13 @@ SELECT idempotency_key, state, amount, details, txid, confirmations, fee, real_f
 FROM withdraw.withdrawals WHERE idempotency_key = 'up1';
 SELECT to_state FROM withdraw.events e JOIN withdraw.withdrawals w ON w.id = e.withdrawal_id
 WHERE w.idempotency_key = 'up1' ORDER BY e.at, e.to_state;
+-- case: the plaintext credentials still work, and one call seals them
+SELECT credentials IS NOT NULL AS plaintext, sealed IS NULL AS unsealed FROM withdraw.account_secret;
+SELECT withdraw_rotate_secrets() AS sealed_accounts;
+SELECT credentials IS NULL AS no_plaintext, length(sealed) > 40 AS sealed, length(key_id) AS key_id_chars,
+       position('s3cr3t' in encode(sealed, 'escape')) = 0 AS secret_not_visible
+FROM withdraw.account_secret;
+SELECT withdraw._credentials(account_id, sealed, key_id) ->> 'api_key' AS opens FROM withdraw.account_secret;
 -- case: the new functions, view and role are there and granted
 SELECT has_function_privilege('withdraw_webhook', 'withdraw_callback(text, text, jsonb)', 'EXECUTE') AS webhook_callback,
        has_function_privilege('withdraw_webhook', 'withdraw_confirm(text, text)', 'EXECUTE') AS webhook_confirm,

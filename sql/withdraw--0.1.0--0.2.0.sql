@@ -14,6 +14,23 @@ END
 $roles$;
 
 ------------------------------------------------------------------------------
+-- Credentials sealed at rest (AES-256-GCM, key in withdraw.secrets_key_file).
+-- Rows of 0.1.0 keep their plaintext until withdraw_rotate_secrets() seals them.
+------------------------------------------------------------------------------
+
+ALTER TABLE withdraw.account_secret
+	ALTER COLUMN credentials DROP NOT NULL,
+	ADD COLUMN sealed bytea,
+	ADD COLUMN key_id text,
+	ADD COLUMN credential_keys text[],
+	ADD CONSTRAINT account_secret_sealed_or_plain
+		CHECK ((credentials IS NULL) <> (sealed IS NULL) AND (sealed IS NULL) = (key_id IS NULL));
+COMMENT ON COLUMN withdraw.account_secret.sealed IS
+	'Credentials sealed with AES-256-GCM: nonce || ciphertext || tag, bound to the account id';
+COMMENT ON COLUMN withdraw.account_secret.key_id IS
+	'The first 8 bytes of the SHA-256 of the sealing key, in hex';
+
+------------------------------------------------------------------------------
 -- What providers report beyond the state: txid, confirmations, fees
 ------------------------------------------------------------------------------
 
@@ -96,6 +113,17 @@ CREATE FUNCTION withdraw._envelope_open(data text, public_key text) RETURNS text
 COMMENT ON FUNCTION withdraw._envelope_open(text, text) IS
 	'A chainup data envelope opened with a public key, the code path the worker uses (for test vectors)';
 
+CREATE FUNCTION withdraw._credentials(account_id integer, sealed bytea, key_id text) RETURNS jsonb
+	AS 'MODULE_PATHNAME', 'withdraw_open_credentials' LANGUAGE C STABLE;
+COMMENT ON FUNCTION withdraw._credentials(integer, bytea, text) IS
+	'An account''s credentials, opened with the configured key (the extension''s own queries; owner only)';
+
+CREATE FUNCTION withdraw_rotate_secrets() RETURNS integer
+	AS 'MODULE_PATHNAME', 'withdraw_rotate_secrets' LANGUAGE C VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION withdraw_rotate_secrets() IS
+	'Re-seals every account''s credentials under withdraw.secrets_key_file; returns how many';
+
 CREATE FUNCTION withdraw_form_rules(account text, pay_code text, currency text DEFAULT NULL)
 	RETURNS jsonb
 	AS 'MODULE_PATHNAME', 'withdraw_form_rules' LANGUAGE C VOLATILE SECURITY DEFINER
@@ -133,6 +161,14 @@ SELECT w.id, a.name AS account, a.provider, w.idempotency_key, w.state, w.provid
 	   w.details
 FROM withdraw.withdrawal w
 JOIN withdraw.account a ON a.id = w.account_id;
+
+-- the names of the credentials are kept beside the sealed value
+CREATE OR REPLACE VIEW withdraw.accounts AS
+SELECT a.name, a.provider, a.base_url, a.options,
+	   coalesce(s.credential_keys, ARRAY(SELECT jsonb_object_keys(s.credentials) ORDER BY 1)) AS credential_keys,
+	   a.created_at, a.updated_at
+FROM withdraw.account a
+LEFT JOIN withdraw.account_secret s ON s.account_id = a.id;
 
 CREATE OR REPLACE VIEW withdraw.remote_withdrawals AS
 SELECT r.id, a.name AS account, a.provider, r.provider_id, r.request_id, r.withdrawal_id,
@@ -180,7 +216,9 @@ REVOKE ALL ON withdraw.callback, withdraw.callbacks, withdraw.form_rule, withdra
 REVOKE ALL ON FUNCTION withdraw_callback(text, text, jsonb), withdraw_confirm(text, text),
 	withdraw._envelope_seal(text, text), withdraw._envelope_open(text, text),
 	withdraw_form_rules(text, text, text), withdraw._ccpayment_signature(integer, text, text, text, text),
-	withdraw._fiat_gateway_signature(jsonb, text, text) FROM PUBLIC;
+	withdraw._fiat_gateway_signature(jsonb, text, text), withdraw._credentials(integer, bytea, text),
+	withdraw_rotate_secrets() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION withdraw_rotate_secrets() TO withdraw_admin;
 GRANT EXECUTE ON FUNCTION withdraw_form_rules(text, text, text) TO withdraw_admin;
 GRANT SELECT ON withdraw.form_rules TO withdraw_user, withdraw_admin;
 GRANT USAGE ON SCHEMA withdraw TO withdraw_webhook;

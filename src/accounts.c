@@ -21,6 +21,7 @@
 #include "job.h"
 #include "jsonutil.h"
 #include "limits.h"
+#include "secrets.h"
 #include "providers/provider.h"
 #include "withdraw.h"
 
@@ -250,13 +251,18 @@ withdraw_account_create(PG_FUNCTION_ARGS)
 		" VALUES ($1, $2, $3, $4) RETURNING id", 4, types, values, SPI_OK_INSERT_RETURNING);
 	values[4] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 
-	values[3] = JsonbPGetDatum(credentials);
 	{
-		Oid			stypes[2] = {INT4OID, JSONBOID};
-		Datum		svalues[2] = {values[4], values[3]};
+		Oid			stypes[4] = {INT4OID, BYTEAOID, TEXTOID, JSONBOID};
+		Datum		svalues[4];
+		char	   *key_id;
 
-		run("INSERT INTO withdraw.account_secret (account_id, credentials) VALUES ($1, $2)",
-			2, stypes, svalues, SPI_OK_INSERT);
+		svalues[3] = JsonbPGetDatum(credentials);
+		svalues[0] = values[4];
+		svalues[1] = PointerGetDatum(secrets_seal(DatumGetInt32(values[4]), credentials, &key_id));
+		svalues[2] = CStringGetTextDatum(key_id);
+		run("INSERT INTO withdraw.account_secret (account_id, sealed, key_id, credential_keys)"
+			" VALUES ($1, $2, $3, ARRAY(SELECT jsonb_object_keys($4) ORDER BY 1))",
+			4, stypes, svalues, SPI_OK_INSERT);
 		/* a provider with a withdrawal list is synced on a schedule */
 		if (provider->build_sync)
 			run("INSERT INTO withdraw.sync_state (account_id) VALUES ($1)",
@@ -293,11 +299,18 @@ withdraw_account_update(PG_FUNCTION_ARGS)
 	{
 		Jsonb	   *credentials = PG_GETARG_JSONB_P(2);
 
+		Oid			stypes[4] = {INT4OID, BYTEAOID, TEXTOID, JSONBOID};
+		Datum		svalues[4];
+		char	   *key_id;
+
 		check_credentials(provider, credentials);
-		types[1] = JSONBOID;
-		values[1] = JsonbPGetDatum(credentials);
-		run("UPDATE withdraw.account_secret SET credentials = $2 WHERE account_id = $1",
-			2, types, values, SPI_OK_UPDATE);
+		svalues[3] = JsonbPGetDatum(credentials);
+		svalues[0] = values[0];
+		svalues[1] = PointerGetDatum(secrets_seal(id, credentials, &key_id));
+		svalues[2] = CStringGetTextDatum(key_id);
+		run("UPDATE withdraw.account_secret SET credentials = NULL, sealed = $2, key_id = $3,"
+			" credential_keys = ARRAY(SELECT jsonb_object_keys($4) ORDER BY 1)"
+			" WHERE account_id = $1", 4, stypes, svalues, SPI_OK_UPDATE);
 		run("UPDATE withdraw.account SET updated_at = now() WHERE id = $1",
 			1, types, values, SPI_OK_UPDATE);
 	}

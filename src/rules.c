@@ -26,6 +26,7 @@
 
 #include "job.h"
 #include "rules.h"
+#include "secrets.h"
 #include "spi_util.h"
 #include "store.h"
 
@@ -97,7 +98,8 @@ rules_take_due(int limit, MemoryContext parent)
 								 "   FROM withdraw.form_rule WHERE next_fetch_at <= now()"
 								 "   ORDER BY next_fetch_at LIMIT $1 FOR UPDATE SKIP LOCKED)"
 								 "   AND a.id = r.account_id"
-								 " RETURNING a.id, a.name, a.provider, a.base_url, a.options, sec.credentials,"
+								 " RETURNING a.id, a.name, a.provider, a.base_url, a.options, "
+								 SECRETS_CREDENTIALS("sec") ","
 								 "  r.rule_key, r.currency", 1, types);
 	}
 	args[0] = Int32GetDatum(limit);

@@ -26,6 +26,7 @@
 #include "utils/timestamp.h"
 
 #include "store.h"
+#include "secrets.h"
 #include "spi_util.h"
 #include "withdraw.h"
 
@@ -65,7 +66,7 @@ static const char *const candidates_sql[2] = {
 #define TAKE_RETURNING \
 	" FROM withdraw.account a JOIN withdraw.account_secret s ON s.account_id = a.id" \
 	" WHERE w.id = ANY ($1) AND a.id = w.account_id" \
-	" RETURNING w.id, a.id, a.name, a.provider, a.base_url, a.options, s.credentials," \
+	" RETURNING w.id, a.id, a.name, a.provider, a.base_url, a.options, " SECRETS_CREDENTIALS("s") "," \
 	"  w.idempotency_key, w.request, w.amount::text, w.provider_id, w.created_at," \
 	"  w.first_sent_at, w.attempts, w.maybe_delivered, w.state, w.reconcile_cursor"
 
@@ -211,7 +212,8 @@ store_account_by_name(const char *name)
 	Datum		values[1] = {CStringGetTextDatum(name)};
 	WithdrawAccount *account;
 
-	if (SPI_execute_with_args("SELECT a.id, a.name, a.provider, a.base_url, a.options, s.credentials"
+	if (SPI_execute_with_args("SELECT a.id, a.name, a.provider, a.base_url, a.options, "
+							  SECRETS_CREDENTIALS("s")
 							  " FROM withdraw.account a JOIN withdraw.account_secret s ON s.account_id = a.id"
 							  " WHERE a.name = $1", 1, types, values, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "account lookup failed");
@@ -298,7 +300,8 @@ store_take_syncs(List *excluded_accounts, int limit, MemoryContext parent)
 								  "   WHERE next_sync_at <= now() AND account_id <> ALL ($1)"
 								  "   ORDER BY next_sync_at LIMIT $2 FOR UPDATE SKIP LOCKED)"
 								  "   AND a.id = s.account_id"
-								  " RETURNING a.id, a.name, a.provider, a.base_url, a.options, sec.credentials,"
+								  " RETURNING a.id, a.name, a.provider, a.base_url, a.options, "
+								  SECRETS_CREDENTIALS("sec") ","
 								  "  s.failures", 2, types);
 	}
 	args[0] = int_array(excluded_accounts, false);

@@ -29,6 +29,8 @@ int			withdraw_retry_base_ms = 1000;
 int			withdraw_retry_max_ms = 300000;
 int			withdraw_max_attempts = 20;
 char	   *withdraw_ca_file = NULL;
+char	   *withdraw_secrets_key_file = NULL;
+char	   *withdraw_secrets_previous_key_file = NULL;
 bool		withdraw_allow_http = false;
 int			withdraw_retention_s = 30 * 24 * 3600;
 int			withdraw_retention_batch = 1000;
@@ -115,6 +117,24 @@ define_settings(void)
 							   "File of certificate authorities used to verify providers' TLS certificates.",
 							   "Empty means the system's default trust store.",
 							   &withdraw_ca_file,
+							   "",
+							   PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("withdraw.secrets_key_file",
+							   "File of the 256-bit key that seals account credentials at rest.",
+							   "64 hex digits, outside the data directory, readable by the server's owner only.",
+							   &withdraw_secrets_key_file,
+							   "",
+							   PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("withdraw.secrets_previous_key_file",
+							   "File of the key credentials were sealed with before a rotation.",
+							   "Set during a rotation, until withdraw_rotate_secrets() has re-sealed every account.",
+							   &withdraw_secrets_previous_key_file,
 							   "",
 							   PGC_SIGHUP,
 							   GUC_SUPERUSER_ONLY,

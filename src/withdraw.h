@@ -24,6 +24,8 @@ extern int	withdraw_retry_base_ms;
 extern int	withdraw_retry_max_ms;
 extern int	withdraw_max_attempts;
 extern char *withdraw_ca_file;
+extern char *withdraw_secrets_key_file;
+extern char *withdraw_secrets_previous_key_file;
 extern bool withdraw_allow_http;
 extern int	withdraw_retention_s;
 extern int	withdraw_retention_batch;

@@ -66,7 +66,12 @@ class Cluster:
         self.port = free_port()
         self.bindir = pg_bindir()
         self.keep = keep
+        # the key that seals account credentials, outside the data directory
+        self.key_file = os.path.join(self.dir, "secrets.key")
+        with open(os.open(self.key_file, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
+            f.write(os.urandom(32).hex() + "\n")
         conf = dict(self.DEFAULT_SETTINGS)
+        conf["withdraw.secrets_key_file"] = f"'{self.key_file}'"
         conf.update(settings or {})
         subprocess.run([os.path.join(self.bindir, "initdb"), "-D", self.data, "-A", "trust",
                         "-U", "postgres", "--no-sync"], check=True, stdout=subprocess.DEVNULL)
