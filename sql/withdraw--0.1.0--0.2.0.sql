@@ -225,3 +225,27 @@ GRANT USAGE ON SCHEMA withdraw TO withdraw_webhook;
 GRANT EXECUTE ON FUNCTION withdraw_callback(text, text, jsonb), withdraw_confirm(text, text)
 	TO withdraw_webhook;
 GRANT SELECT ON withdraw.callbacks TO withdraw_admin;
+
+------------------------------------------------------------------------------
+-- pg_dump: the tables of an extension are not dumped unless registered; a
+-- backup must keep every withdrawal, attempt and event, and the sealed
+-- credentials (useless without the key file, which no dump contains)
+------------------------------------------------------------------------------
+
+SELECT pg_catalog.pg_extension_config_dump('withdraw.account', '');
+SELECT pg_catalog.pg_extension_config_dump('withdraw.account_secret', '');
+SELECT pg_catalog.pg_extension_config_dump('withdraw.withdrawal', '');
+SELECT pg_catalog.pg_extension_config_dump('withdraw.attempt', '');
+SELECT pg_catalog.pg_extension_config_dump('withdraw.event', '');
+SELECT pg_catalog.pg_extension_config_dump('withdraw.remote_withdrawal', '');
+SELECT pg_catalog.pg_extension_config_dump('withdraw.sync_state', '');
+SELECT pg_catalog.pg_extension_config_dump('withdraw.callback', '');
+SELECT pg_catalog.pg_extension_config_dump('withdraw.form_rule', '');
+-- and their identity sequences, so that a restored database goes on numbering
+-- (one call per statement: each updates the extension's catalog row)
+SELECT pg_catalog.pg_extension_config_dump('withdraw.account_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('withdraw.withdrawal_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('withdraw.attempt_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('withdraw.event_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('withdraw.remote_withdrawal_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('withdraw.callback_id_seq', '');

@@ -67,32 +67,32 @@ read_key_file(const char *setting, const char *path, SecretsKey *key)
 
 	if (path == NULL || path[0] == '\0')
 		ereport(ERROR,
-				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				(errcode(ERRCODE_CONFIG_FILE_ERROR), errhidestmt(true),
 				 errmsg("%s is not set: account credentials are sealed with the key it names", setting),
 				 errhint("Create a key with \"openssl rand -hex 32 > /etc/withdraw/secrets.key\", chmod 600, outside the data directory, and set %s in postgresql.conf.",
 						 setting)));
 	if (!is_absolute_path(path))
 		ereport(ERROR,
-				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				(errcode(ERRCODE_CONFIG_FILE_ERROR), errhidestmt(true),
 				 errmsg("%s must be an absolute path", setting)));
 	if (path_is_prefix_of_path(DataDir, path))
 		ereport(ERROR,
-				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				(errcode(ERRCODE_CONFIG_FILE_ERROR), errhidestmt(true),
 				 errmsg("%s must name a file outside the data directory", setting),
 				 errdetail("A key kept with the data it protects is in every copy of that data.")));
 	if (stat(path, &st) != 0)
 		ereport(ERROR,
-				(errcode_for_file_access(),
+				(errcode_for_file_access(), errhidestmt(true),
 				 errmsg("could not read %s \"%s\": %m", setting, path)));
 	if (!S_ISREG(st.st_mode) || (st.st_mode & (S_IRWXG | S_IRWXO)) != 0)
 		ereport(ERROR,
-				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				(errcode(ERRCODE_CONFIG_FILE_ERROR), errhidestmt(true),
 				 errmsg("%s \"%s\" must be a regular file readable by its owner only", setting, path),
 				 errhint("chmod 600 \"%s\"", path)));
 	file = AllocateFile(path, "r");
 	if (file == NULL)
 		ereport(ERROR,
-				(errcode_for_file_access(),
+				(errcode_for_file_access(), errhidestmt(true),
 				 errmsg("could not open %s \"%s\": %m", setting, path)));
 	len = fread(buf, 1, sizeof(buf) - 1, file);
 	FreeFile(file);
@@ -105,7 +105,7 @@ read_key_file(const char *setting, const char *path, SecretsKey *key)
 	{
 		explicit_bzero(buf, sizeof(buf));
 		ereport(ERROR,
-				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				(errcode(ERRCODE_CONFIG_FILE_ERROR), errhidestmt(true),
 				 errmsg("%s \"%s\" must hold 64 hexadecimal digits (a 256-bit key)", setting, path),
 				 errhint("openssl rand -hex 32")));
 	}
@@ -188,6 +188,38 @@ unseal(const SecretsKey *key, int32 account_id, bytea *sealed, int *len)
 	plain[n + m] = '\0';
 	*len = n + m;
 	return plain;
+}
+
+/*
+ * Can the current key be read?  false with the reason otherwise: the
+ * worker asks before it claims anything, so that a missing or unreadable
+ * key file stops sending with a clear report instead of failing each claim.
+ */
+bool
+secrets_key_usable(char **why)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	volatile bool ok = true;
+
+	PG_TRY();
+	{
+		SecretsKey	key;
+
+		read_key_file("withdraw.secrets_key_file", withdraw_secrets_key_file, &key);
+		explicit_bzero(&key, sizeof(key));
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		*why = edata->message;
+		ok = false;
+	}
+	PG_END_TRY();
+	return ok;
 }
 
 /* Seals credentials for account_id under the current key; sets *key_id. */

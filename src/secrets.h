@@ -10,6 +10,7 @@
 
 #include "utils/jsonb.h"
 
+extern bool secrets_key_usable(char **why);
 extern bytea *secrets_seal(int32 account_id, Jsonb *credentials, char **key_id);
 extern Jsonb *secrets_open(int32 account_id, bytea *sealed, const char *key_id);
 

@@ -44,6 +44,7 @@
 #include "job.h"
 #include "remote.h"
 #include "rules.h"
+#include "secrets.h"
 #include "store.h"
 #include "withdraw.h"
 
@@ -736,6 +737,37 @@ in_flight_ids(void)
 }
 
 /*
+ * Without a readable secrets key nothing can be signed: the worker sends
+ * nothing, says why in withdraw.workers and the log (once a minute), and
+ * looks again on the next tick.  The file is read at most once a second.
+ */
+static bool
+key_ready(TimestampTz now)
+{
+	static TimestampTz checked_at = 0;
+	static TimestampTz logged_at = 0;
+	static bool ready = false;
+	char	   *why = NULL;
+
+	if (ready && !TimestampDifferenceExceeds(checked_at, now, 1000))
+		return true;
+	checked_at = now;
+	ready = secrets_key_usable(&why);
+	if (!ready)
+	{
+		WithdrawShmemReportError(psprintf("not sending: %s", why));
+		if (TimestampDifferenceExceeds(logged_at, now, 60 * 1000))
+		{
+			ereport(WARNING,
+					(errmsg("withdraw worker is not sending: %s", why),
+					 errhint("Withdrawals stay queued until the key file is readable; set withdraw.secrets_key_file and reload.")));
+			logged_at = now;
+		}
+	}
+	return ready;
+}
+
+/*
  * One claim transaction for both kinds of work; the requests are built
  * (signed) before the commit and started after it.  Returns true when the
  * claim was cut short by the batch size, i.e. more work is waiting.
@@ -751,7 +783,7 @@ claim_and_send(void)
 	bool		more = false;
 	ListCell   *lc;
 
-	if (capacity <= 0)
+	if (capacity <= 0 || !key_ready(now))
 		return false;
 
 	begin_work("withdraw: claiming work");

@@ -56,6 +56,9 @@ $PY test/integration/test_p99.py || failed+=(p99)
 echo "== integration suite: chainup"
 $PY test/integration/test_chainup.py || failed+=(chainup)
 
+echo "== integration suite: security"
+$PY test/integration/test_security.py || failed+=(security)
+
 # the crash and fault suites in their short form (bash test/reliability/run.sh
 # without --quick is the full size: 10,000 withdrawals, provider down 60 s)
 echo "== reliability suites (quick)"
