@@ -39,15 +39,15 @@ CANDIDATES = {
               " w.created_at FROM withdraw.withdrawal w JOIN withdraw.account a ON a.id = w.account_id"
               " WHERE w.state IN ('queued', 'unknown') AND NOT w.needs_reconcile"
               "   AND w.next_attempt_at <= now()"
-              "   AND w.account_id <> ALL ($1) AND w.id <> ALL ($2)"
-              " ORDER BY w.next_attempt_at, w.id LIMIT $3"
+              "   AND w.account_id <> ALL ($1)"
+              " ORDER BY w.next_attempt_at, w.id LIMIT $2"
               " FOR UPDATE OF w SKIP LOCKED",
     "status": "SELECT w.id, w.account_id, a.provider, a.options, w.state = 'unknown', w.first_sent_at,"
               " w.created_at FROM withdraw.withdrawal w JOIN withdraw.account a ON a.id = w.account_id"
               " WHERE w.state IN ('submitted', 'processing', 'review', 'unknown')"
               "   AND w.next_poll_at <= now() AND (w.state <> 'unknown' OR w.needs_reconcile)"
-              "   AND w.account_id <> ALL ($1) AND w.id <> ALL ($2)"
-              " ORDER BY w.next_poll_at, w.id LIMIT $3"
+              "   AND w.account_id <> ALL ($1)"
+              " ORDER BY w.next_poll_at, w.id LIMIT $2"
               " FOR UPDATE OF w SKIP LOCKED",
 }
 
@@ -68,7 +68,7 @@ WHERE a.name = 'sink'
 
 def explain(cur, kind):
     """(execution ms, plan text, index-driven?) of the generic plan of a candidate query."""
-    cur.execute(f"EXPLAIN (ANALYZE, BUFFERS) EXECUTE cand_{kind}('{{}}', '{{}}', 64)")
+    cur.execute(f"EXPLAIN (ANALYZE, BUFFERS) EXECUTE cand_{kind}('{{}}', 64)")
     lines = [r[0] for r in cur.fetchall()]
     ms = float([x for x in lines if x.startswith("Execution Time")][0].split()[2])
     seq = any("Seq Scan on withdrawal" in x for x in lines)
@@ -78,7 +78,7 @@ def explain(cur, kind):
 def prepare(cur):
     """The worker's claim queries as prepared statements (they outlive a rollback)."""
     for kind, sql in CANDIDATES.items():
-        cur.execute(f"PREPARE cand_{kind}(int[], bigint[], int) AS {sql}")
+        cur.execute(f"PREPARE cand_{kind}(int[], int) AS {sql}")
 
 
 def step(cluster, size, n, prefix):

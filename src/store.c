@@ -50,16 +50,16 @@ static const char *const candidates_sql[2] = {
 	" w.created_at FROM withdraw.withdrawal w JOIN withdraw.account a ON a.id = w.account_id"
 	" WHERE w.state IN ('queued', 'unknown') AND NOT w.needs_reconcile"
 	"   AND w.next_attempt_at <= now()"
-	"   AND w.account_id <> ALL ($1) AND w.id <> ALL ($2)"
-	" ORDER BY w.next_attempt_at, w.id LIMIT $3"
+	"   AND w.account_id <> ALL ($1)"
+	" ORDER BY w.next_attempt_at, w.id LIMIT $2"
 	" FOR UPDATE OF w SKIP LOCKED",
 	/* JOB_STATUS: due polls, and reconciliation of unknown ones */
 	"SELECT w.id, w.account_id, a.provider, a.options, w.state = 'unknown', w.first_sent_at,"
 	" w.created_at FROM withdraw.withdrawal w JOIN withdraw.account a ON a.id = w.account_id"
 	" WHERE w.state IN ('submitted', 'processing', 'review', 'unknown')"
 	"   AND w.next_poll_at <= now() AND (w.state <> 'unknown' OR w.needs_reconcile)"
-	"   AND w.account_id <> ALL ($1) AND w.id <> ALL ($2)"
-	" ORDER BY w.next_poll_at, w.id LIMIT $3"
+	"   AND w.account_id <> ALL ($1)"
+	" ORDER BY w.next_poll_at, w.id LIMIT $2"
 	" FOR UPDATE OF w SKIP LOCKED"
 };
 
@@ -75,9 +75,13 @@ static const char *const take_sql[2] = {
 	" SET state = 'sending', attempts = w.attempts + 1, last_error = NULL,"
 	"     first_sent_at = coalesce(w.first_sent_at, now()), updated_at = now()"
 	TAKE_RETURNING,
-	/* a poll in flight is also excluded by id; this only guards a crash */
+	/*
+	 * a poll in flight is not due again: its outcome sets the next poll
+	 * (or a recovery after a crash makes it due at once); 15 minutes is
+	 * longer than the longest request timeout (10 minutes)
+	 */
 	"UPDATE withdraw.withdrawal w"
-	" SET next_poll_at = now() + interval '1 minute'"
+	" SET next_poll_at = now() + interval '15 minutes'"
 	TAKE_RETURNING
 };
 
@@ -136,21 +140,19 @@ store_recover(void)
 }
 
 List *
-store_candidates(JobKind kind, List *excluded_accounts, List *excluded_ids, int limit,
-				 MemoryContext cxt)
+store_candidates(JobKind kind, List *excluded_accounts, int limit, MemoryContext cxt)
 {
-	Datum		args[3];
+	Datum		args[2];
 	List	   *result = NIL;
 
 	if (candidates_plan[kind] == NULL)
 	{
-		Oid			types[3] = {INT4ARRAYOID, INT8ARRAYOID, INT4OID};
+		Oid			types[2] = {INT4ARRAYOID, INT4OID};
 
-		candidates_plan[kind] = spi_prepare_kept(candidates_sql[kind], 3, types);
+		candidates_plan[kind] = spi_prepare_kept(candidates_sql[kind], 2, types);
 	}
 	args[0] = int_array(excluded_accounts, false);
-	args[1] = int_array(excluded_ids, true);
-	args[2] = Int32GetDatum(limit);
+	args[1] = Int32GetDatum(limit);
 	if (SPI_execute_plan(candidates_plan[kind], args, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "claiming withdrawals failed");
 
@@ -478,7 +480,10 @@ BOOLOID, FLOAT8OID, FLOAT8OID, TEXTOID, TEXTOID, TEXTOID};
 	" next_attempt_at = CASE WHEN u.retry_in >= 0 AND w.state = u.from_state" \
 	"                   THEN now() + u.retry_in * interval '1 millisecond' ELSE w.next_attempt_at END," \
 	" details = CASE WHEN u.details IS NULL THEN w.details ELSE w.details || u.details::jsonb END," \
-	" next_poll_at = CASE WHEN w.state <> u.from_state THEN w.next_poll_at" \
+	" next_poll_at = CASE WHEN w.state <> u.from_state THEN" \
+	"                  CASE WHEN w.next_poll_at IS NOT NULL AND u.poll_in >= 0" \
+	"                  THEN least(w.next_poll_at, now() + u.poll_in * interval '1 millisecond')" \
+	"                  ELSE w.next_poll_at END" \
 	"                WHEN u.poll_in >= 0 THEN now() + u.poll_in * interval '1 millisecond' END," \
 	" submitted_at = CASE WHEN w.submitted_at IS NULL AND coalesce(w.provider_id, u.provider_id) IS NOT NULL" \
 	"                THEN now() ELSE w.submitted_at END," \

@@ -720,22 +720,6 @@ choose(JobKind kind, List *candidates, TimestampTz now, int capacity, List **rec
 	return chosen;
 }
 
-static List *
-in_flight_ids(void)
-{
-	List	   *ids = NIL;
-	ListCell   *lc;
-
-	foreach(lc, in_flight_jobs)
-	{
-		int64	   *id = palloc(sizeof(int64));
-
-		*id = ((Job *) lfirst(lc))->w.id;
-		ids = lappend(ids, id);
-	}
-	return ids;
-}
-
 /*
  * Without a readable secrets key nothing can be signed: the worker sends
  * nothing, says why in withdraw.workers and the log (once a minute), and
@@ -812,8 +796,7 @@ claim_and_send(void)
 		int			limit = (kind == JOB_STATUS && batching_accounts) ?
 			Min(capacity * STATUS_BATCH_CANDIDATES, 5000) : capacity;
 
-		candidates = store_candidates(kind, blocked_accounts(kind, now), in_flight_ids(),
-									  limit, CurrentMemoryContext);
+		candidates = store_candidates(kind, blocked_accounts(kind, now), limit, CurrentMemoryContext);
 		if (list_length(candidates) == limit)
 			more = true;
 		jobs = store_take(kind, choose(kind, candidates, now, capacity, &reconcile, &unsent),
