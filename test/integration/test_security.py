@@ -254,6 +254,102 @@ def test_rotation_reseals_every_account_with_one_call():
     return f"{n} accounts re-sealed from key {old_id} to {ids[0]}; sending never stopped"
 
 
+# -- wire hygiene and hostile input -----------------------------------------------------
+
+def test_values_are_encoded_for_their_place():
+    """A value full of the signing scheme's separators and JSON's quotes arrives
+    exactly as given: it can neither add a parameter nor change what is signed
+    (the mock verifies the signature over the parameters it parsed)."""
+    nasty = 'a&api_key=evil&sign=0"}\\ é€ =&'
+    wid = create("zx", zoomex_request(remark=nasty[:50], address='100&coin=BTC"'))
+    wait_state(wid, ["succeeded"])
+    key = cluster.value("SELECT idempotency_key FROM withdraw.withdrawals WHERE id = %s", (wid,))
+    got = [w for w in mock.ledger("zoomex")["withdrawals"] if w["requestId"] == key]
+    assert len(got) == 1, got
+    got = got[0]
+    assert (got["remark"], got["address"], got["coin"], got["api_key"]) == \
+        (nasty[:50], '100&coin=BTC"', "USDT", "key1"), got
+    return f"remark {nasty[:50]!r} and address '100&coin=BTC\"' received as sent, signature verified"
+
+
+def hostile_requests():
+    """(account, request jsonb text, what) of requests that must all be refused."""
+    long = "x" * 10000
+    zoomex_ok = {"coin": "USDT", "addressType": 3, "address": "100200", "amount": "1.25"}
+    chainup_ok = {"from_uid": "1", "to_address": "0xabc", "amount": "1.5", "symbol": "usdt"}
+    ccp_ok = {"address": "9454818", "token_id": "t1", "value": "0.05"}
+    cases = []
+    bad_amounts = ["0", "-1", "1e5", "NaN", "Infinity", "-Infinity", " 1", "1 ", "1.", ".5", "0x10", "１",
+                   "1,5", "1_000", "", "+1", "1..2", "٣", "1e-2", "9" * 70, "0.0", "00", "-0"]
+    bad_values = [None, True, False, 1, 1.5, [], {}, ["x"], {"a": 1}, "", long, "a\nb", "a\u0000b",
+                  "\t", "\u001f", "x\u007f"]
+    for acct, ok, amount_field in (("zx", zoomex_ok, "amount"), ("cu", chainup_ok, "amount"),
+                                   ("ccp", ccp_ok, "value")):
+        for a in bad_amounts:
+            cases.append((acct, dict(ok, **{amount_field: a}), f"{amount_field}={a[:10]!r}"))
+        cases.append((acct, dict(ok, **{amount_field: 1.25}), "amount as a number"))
+        for field in ok:
+            if field == amount_field:
+                continue
+            for v in bad_values:
+                if acct == "cu" and field == "from_uid" and isinstance(v, (int, float)) and v is not True \
+                        and v is not False and v == int(v) and v > 0:
+                    continue        # chainup takes a positive integer uid
+                if acct == "zx" and field == "addressType" and v == 1:
+                    continue
+                cases.append((acct, dict(ok, **{field: v}), f"{field}={str(v)[:10]!r}"))
+            missing = dict(ok)
+            del missing[field]
+            cases.append((acct, missing, f"no {field}"))
+        cases.append((acct, dict(ok, unknown_field="x"), "unknown field"))
+        cases.append((acct, dict(ok, **{"a" * 300: 1}), "huge key"))
+    # documents that are not objects, deeply nested, huge
+    for doc in ([], "x", 1, None, [zoomex_ok], {"a": {"b": {"c": {}}}}):
+        cases.append(("zx", doc, f"document {str(doc)[:12]}"))
+    deep = {}
+    cur = deep
+    for _ in range(200):
+        cur["x"] = {}
+        cur = cur["x"]
+    cases.append(("zx", deep, "200 levels deep"))
+    cases.append(("zx", dict(zoomex_ok, remark="r" * 1_000_000), "1 MB remark"))
+    cases.append(("zx", dict(zoomex_ok, requestId="a'; DROP TABLE withdraw.withdrawal; --"), "SQL in requestId"))
+    cases.append(("zx", dict(zoomex_ok, requestId="../../etc/passwd"), "path in requestId"))
+    cases.append(("zx", dict(zoomex_ok, addressType=4), "addressType 4"))
+    cases.append(("zx", dict(zoomex_ok, addressType=2), "phone without areaCode"))
+    cases.append(("nonexistent", zoomex_ok, "unknown account"))
+    cases.append(("fiat", {"currency": "KRW", "amount": "1.00", "userip": "1", "pay_code": "none"},
+                  "pay_code without rules"))
+    return cases
+
+
+def test_hostile_requests_are_refused_and_leave_nothing():
+    before = cluster.value("SELECT count(*) FROM withdraw.withdrawal")
+    codes = {}
+    conn = cluster.connect()
+    cur = conn.cursor()
+    accepted = []
+    cases = hostile_requests()
+    for acct, doc, what in cases:
+        try:
+            cur.execute("SELECT withdraw_create(%s, %s::jsonb)", (acct, json.dumps(doc)))
+            accepted.append((acct, what))
+        except psycopg2.Error as e:
+            codes[e.pgcode] = codes.get(e.pgcode, 0) + 1
+            assert e.pgcode[:2] in ("22", "42", "55"), (acct, what, e.pgcode, e.pgerror)
+    # bytes that are not UTF-8 never even become jsonb
+    for raw in (b'{"coin": "\xff\xfe"}', b'{"coin": "\xc3"}'):
+        try:
+            cur.execute(b"SELECT withdraw_create('zx', E'" + raw.replace(b"\\", b"\\\\") + b"'::jsonb)")
+            accepted.append(("zx", repr(raw)))
+        except psycopg2.Error as e:
+            codes[e.pgcode] = codes.get(e.pgcode, 0) + 1
+    conn.close()
+    after = cluster.value("SELECT count(*) FROM withdraw.withdrawal")
+    assert accepted == [] and after == before, (accepted, before, after)
+    return f"{len(cases) + 2} hostile requests refused, nothing stored; SQLSTATEs {dict(sorted(codes.items()))}"
+
+
 # -- TLS ---------------------------------------------------------------------------------
 
 def self_signed(directory):
