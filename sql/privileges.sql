@@ -56,6 +56,19 @@ DELETE FROM withdraw.withdrawal WHERE id = 2001;
 \echo SQLSTATE :LAST_ERROR_SQLSTATE
 SELECT withdraw._wake();
 \echo SQLSTATE :LAST_ERROR_SQLSTATE
+-- case: app_user cannot answer providers' callbacks, fetch form rules, rotate keys or open secrets
+SELECT withdraw_callback('zoomex', '{}');
+\echo SQLSTATE :LAST_ERROR_SQLSTATE
+SELECT withdraw_confirm('zoomex', '');
+\echo SQLSTATE :LAST_ERROR_SQLSTATE
+SELECT withdraw_form_rules('zoomex', '1004');
+\echo SQLSTATE :LAST_ERROR_SQLSTATE
+SELECT withdraw_rotate_secrets();
+\echo SQLSTATE :LAST_ERROR_SQLSTATE
+SELECT withdraw._credentials(1, '\x00', 'x');
+\echo SQLSTATE :LAST_ERROR_SQLSTATE
+SELECT * FROM withdraw.callbacks;
+\echo SQLSTATE :LAST_ERROR_SQLSTATE
 RESET ROLE;
 --
 -- withdraw_admin
@@ -69,10 +82,41 @@ SELECT withdraw_account_drop('app_acct');
 SELECT count(*) AS accounts_named_app_acct FROM withdraw.accounts WHERE name = 'app_acct';
 -- case: app_admin reads the state machine
 SELECT count(*) > 0 AS transitions_readable FROM withdraw.state_transition;
--- case: app_admin cannot read the secrets either
+-- case: app_admin cannot read the secrets either, sealed or opened
 SELECT credentials FROM withdraw.account_secret;
 \echo SQLSTATE :LAST_ERROR_SQLSTATE
+SELECT sealed FROM withdraw.account_secret;
+\echo SQLSTATE :LAST_ERROR_SQLSTATE
+SELECT withdraw._credentials(1, '\x00', 'x');
+\echo SQLSTATE :LAST_ERROR_SQLSTATE
+-- case: app_admin may re-seal the secrets (it reveals nothing) and read the callbacks log
+SELECT withdraw_rotate_secrets() > 0 AS resealed;
+SELECT count(*) >= 0 AS callbacks_readable FROM withdraw.callbacks;
+-- case: nor can app_admin answer callbacks: that is withdraw_webhook's
+SELECT withdraw_callback('zoomex', '{}');
+\echo SQLSTATE :LAST_ERROR_SQLSTATE
 RESET ROLE;
+--
+-- withdraw_webhook
+--
+CREATE ROLE app_webhook NOLOGIN IN ROLE withdraw_webhook;
+SET ROLE app_webhook;
+-- case: the web handler's role calls the callback functions (zoomex has no callbacks: 0A000) and nothing else
+SELECT withdraw_callback('zoomex', '{}');
+\echo SQLSTATE :LAST_ERROR_SQLSTATE
+SELECT withdraw_create('zoomex', :'ok');
+\echo SQLSTATE :LAST_ERROR_SQLSTATE
+SELECT count(*) FROM withdraw.withdrawals;
+\echo SQLSTATE :LAST_ERROR_SQLSTATE
+SELECT count(*) FROM withdraw.callbacks;
+\echo SQLSTATE :LAST_ERROR_SQLSTATE
+RESET ROLE;
+DROP ROLE app_webhook;
+-- case: every SECURITY DEFINER function of the extension pins its search_path
+SELECT p.oid::regprocedure AS unpinned FROM pg_proc p
+JOIN pg_depend d ON d.objid = p.oid AND d.deptype = 'e'
+  AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'withdraw')
+WHERE p.prosecdef AND NOT coalesce(p.proconfig @> ARRAY['search_path=pg_catalog, pg_temp'], false);
 --
 -- a role with neither
 --
