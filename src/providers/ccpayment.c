@@ -617,7 +617,6 @@ ccpayment_read_callback(WithdrawAccount *account, const char *body, int len, Jso
 	char	   *sign = header(headers, "Sign");
 	char	   *secret;
 	char	   *expected;
-	int64		age;
 	int			window = account_option_int(account->options, "webhook_window_s",
 											CCPAYMENT_DEFAULT_WEBHOOK_WINDOW_S, 10, 86400);
 	Jsonb	   *content;
@@ -633,8 +632,7 @@ ccpayment_read_callback(WithdrawAccount *account, const char *body, int len, Jso
 		*error = pstrdup("the Appid header is not this account's app_id");
 		return false;
 	}
-	if (strlen(timestamp) == 0 || strlen(timestamp) > 12 ||
-		strspn(timestamp, "0123456789") != strlen(timestamp))
+	if (timestamp_from_digits(timestamp, 1000) == 0)
 	{
 		*error = pstrdup("the Timestamp header is not Unix seconds");
 		return false;
@@ -649,13 +647,8 @@ ccpayment_read_callback(WithdrawAccount *account, const char *body, int len, Jso
 		*error = pstrdup("the Sign header does not verify over the body");
 		return false;
 	}
-	age = epoch_ms(GetCurrentTimestamp()) / 1000 - strtoi64(timestamp, NULL, 10);
-	if (age > window || age < -window)
-	{
-		*error = psprintf("the Timestamp is more than %d s away from our clock: stale or replayed",
-						  window);
+	if (!timestamp_within(timestamp, window, "Timestamp", error))
 		return false;
-	}
 
 	content = json_parse_untrusted(body, len, error);
 	if (content == NULL || !JB_ROOT_IS_OBJECT(content) || JB_ROOT_IS_SCALAR(content))
@@ -678,7 +671,7 @@ ccpayment_read_callback(WithdrawAccount *account, const char *body, int len, Jso
 		: strcmp(pay_status, "success") == 0 ? "succeeded"
 		: strcmp(pay_status, "failed") == 0 ? "failed" : NULL;
 	out->details = details_json(&content->root, keys, lengthof(keys));
-	out->sent_at = timestamp_from_unix(strtoi64(timestamp, NULL, 10));
+	out->sent_at = timestamp_from_digits(timestamp, 1000);
 	return true;
 }
 

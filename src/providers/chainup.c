@@ -556,17 +556,6 @@ chainup_build_sync(WithdrawAccount *account, SyncCursor *cursor, HttpRequest *re
 	chainup_request(account, CHAINUP_SYNC_PATH, plain.data, req);
 }
 
-static TimestampTz
-ms_field(JsonbContainer *record, const char *key)
-{
-	char	   *text = json_get_text(record, key);
-
-	if (text == NULL || text[0] == '\0' || strspn(text, "0123456789") != strlen(text) ||
-		strlen(text) > 15)
-		return 0;
-	return timestamp_from_unix(0) + strtoi64(text, NULL, 10) * 1000;
-}
-
 static RemoteRecord *
 chainup_record(JsonbContainer *object)
 {
@@ -589,9 +578,9 @@ chainup_record(JsonbContainer *object)
 		r->state = "review";	/* a status we do not know goes to a person */
 	r->txid = json_get_text(object, "txid");
 	r->confirmations = json_get_text(object, "confirmations");
-	r->requested_at = ms_field(object, "created_at");
+	r->requested_at = timestamp_from_digits(json_get_text(object, "created_at"), 1);
 	if (strcmp(r->state, "succeeded") == 0)
-		r->confirmed_at = ms_field(object, "updated_at");
+		r->confirmed_at = timestamp_from_digits(json_get_text(object, "updated_at"), 1);
 	r->raw = JsonbToCString(NULL, object, 256);
 	return r;
 }
@@ -739,9 +728,7 @@ chainup_read_callback(WithdrawAccount *account, const char *body, int len, Jsonb
 	time_text = json_get_text(c, "notify_time");
 	if (time_text == NULL)
 		time_text = json_get_text(c, "time");
-	if (time_text != NULL && strspn(time_text, "0123456789") == strlen(time_text) &&
-		strlen(time_text) > 0 && strlen(time_text) <= 15)
-		out->sent_at = timestamp_from_unix(0) + strtoi64(time_text, NULL, 10) * 1000;
+	out->sent_at = timestamp_from_digits(time_text, 1);
 
 	side = json_get_text(c, "side");
 	if (json_get_text(c, "check_sum") != NULL)

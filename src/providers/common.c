@@ -10,6 +10,7 @@
 #include "postgres.h"
 
 #include "utils/builtins.h"
+#include "utils/timestamp.h"
 #include "utils/numeric.h"
 
 #include "../jsonutil.h"
@@ -261,4 +262,42 @@ details_json(JsonbContainer *c, const char *const (*keys)[2], int nkeys)
 	}
 	appendStringInfoChar(&json, '}');
 	return json.data;
+}
+
+/*
+ * A provider's time given as digits of Unix time in units of unit_ms
+ * (1000 for seconds, 1 for milliseconds); 0 when the text is not such.
+ */
+TimestampTz
+timestamp_from_digits(const char *text, int unit_ms)
+{
+	if (text == NULL || text[0] == '\0' || strlen(text) > 15 ||
+		strspn(text, "0123456789") != strlen(text))
+		return 0;
+	return timestamp_from_unix(0) + strtoi64(text, NULL, 10) * unit_ms * 1000;
+}
+
+/*
+ * Is a callback's timestamp (Unix seconds, as text) within window_s of our
+ * clock?  false with *error otherwise: stale, replayed, or not a time.
+ */
+bool
+timestamp_within(const char *seconds, int window_s, const char *what, char **error)
+{
+	TimestampTz t = timestamp_from_digits(seconds, 1000);
+	int64		age;
+
+	if (t == 0 || strlen(seconds) > 12)
+	{
+		*error = psprintf("the %s is not Unix seconds", what);
+		return false;
+	}
+	age = (GetCurrentTimestamp() - t) / USECS_PER_SEC;
+	if (age > window_s || age < -window_s)
+	{
+		*error = psprintf("the %s is more than %d s away from our clock: stale or replayed",
+						  what, window_s);
+		return false;
+	}
+	return true;
 }

@@ -642,21 +642,9 @@ fiat_read_callback(WithdrawAccount *account, const char *body, int len, Jsonb *h
 	timestamp = json_get_text(&content->root, "timestamp");
 	if (timestamp != NULL)
 	{
-		int64		age;
-
-		if (!all_digits(timestamp) || strlen(timestamp) > 12)
-		{
-			*error = pstrdup("the timestamp is not Unix seconds");
+		if (!timestamp_within(timestamp, window, "timestamp", error))
 			return false;
-		}
-		age = epoch_ms(GetCurrentTimestamp()) / 1000 - strtoi64(timestamp, NULL, 10);
-		if (age > window || age < -window)
-		{
-			*error = psprintf("the timestamp is more than %d s away from our clock: stale or replayed",
-							  window);
-			return false;
-		}
-		out->sent_at = timestamp_from_unix(strtoi64(timestamp, NULL, 10));
+		out->sent_at = timestamp_from_digits(timestamp, 1000);
 	}
 	out->content = content;
 	out->kind = CALLBACK_WITHDRAWAL;

@@ -174,17 +174,6 @@ p99_build_lookup(WithdrawAccount *account, const char *provider_id, HttpRequest 
 	p99_request(account, psprintf("%s/%s", P99_LIST_PATH, provider_id), &query, req);
 }
 
-static TimestampTz
-unix_field(JsonbContainer *record, const char *key)
-{
-	char	   *text = json_get_text(record, key);
-
-	if (text == NULL || text[0] == '\0' || strspn(text, "0123456789") != strlen(text) ||
-		strlen(text) > 12)
-		return 0;
-	return timestamp_from_unix(strtoi64(text, NULL, 10));
-}
-
 /* One record of the list; NULL when it has no id. */
 static RemoteRecord *
 p99_record(JsonbContainer *object)
@@ -207,9 +196,9 @@ p99_record(JsonbContainer *object)
 	r->block_number = json_get_text(object, "block_number");
 	r->chain_id = json_get_text(object, "chain_id");
 	r->nonce = json_get_text(object, "nonce");
-	r->deadline = unix_field(object, "deadline");
-	r->requested_at = unix_field(object, "requested_at");
-	r->confirmed_at = unix_field(object, "confirmed_at");
+	r->deadline = timestamp_from_digits(json_get_text(object, "deadline"), 1000);
+	r->requested_at = timestamp_from_digits(json_get_text(object, "requested_at"), 1000);
+	r->confirmed_at = timestamp_from_digits(json_get_text(object, "confirmed_at"), 1000);
 	r->raw = JsonbToCString(NULL, object, 256);
 	return r;
 }

@@ -246,6 +246,8 @@ extern bool is_decimal(const char *s);
 extern TimestampTz timestamp_from_unix(int64 seconds);
 extern bool decimal_equal(const char *a, const char *b);
 extern int64 epoch_ms(TimestampTz t);
+extern TimestampTz timestamp_from_digits(const char *text, int unit_ms);
+extern bool timestamp_within(const char *seconds, int window_s, const char *what, char **error);
 extern char *details_json(JsonbContainer *c, const char *const (*keys)[2], int nkeys);
 
 /* Sorted key=value lists, the string-to-sign of several providers. */
