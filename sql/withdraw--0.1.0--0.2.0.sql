@@ -54,7 +54,7 @@ CREATE TABLE withdraw.callback (
 	account_id integer NOT NULL REFERENCES withdraw.account ON DELETE CASCADE,
 	kind text NOT NULL CHECK (kind IN ('withdrawal', 'deposit', 'confirm', 'unknown')),
 	verdict text NOT NULL CHECK (verdict IN
-		('applied', 'unchanged', 'unmatched', 'recorded', 'confirmed', 'refused', 'rejected')),
+		('applied', 'unchanged', 'deferred', 'unmatched', 'recorded', 'confirmed', 'refused', 'rejected')),
 	withdrawal_id bigint REFERENCES withdraw.withdrawal ON DELETE CASCADE,
 	idempotency_key text,
 	detail text,
@@ -64,7 +64,7 @@ CREATE TABLE withdraw.callback (
 COMMENT ON TABLE withdraw.callback IS
 	'Every provider callback received: notifications, deposits, second confirmations; content only once authenticated';
 COMMENT ON COLUMN withdraw.callback.verdict IS
-	'applied (state changed), unchanged (repeat or stale), unmatched (not ours), recorded (deposit), confirmed, refused (authentic but wrong), rejected (not authentic)';
+	'applied (state changed), unchanged (repeat or stale), deferred (its create in flight: not acknowledged, the provider repeats it), unmatched (not ours), recorded (deposit), confirmed, refused (authentic but wrong), rejected (not authentic)';
 CREATE INDEX callback_withdrawal ON withdraw.callback (withdrawal_id) WHERE withdrawal_id IS NOT NULL;
 CREATE INDEX callback_received ON withdraw.callback (received_at);
 

@@ -129,8 +129,9 @@ insert_withdrawal(int32 account_id, ValidatedRequest *v)
 }
 
 /*
- * The key exists: the same request gets the existing id back (a retried
- * call is harmless); a different request under the same key is an error.
+ * A withdrawal already stored under this key: the same request gets the
+ * existing id back (a retried call is harmless); a different request
+ * under the same key is an error.  0 when the key is new.
  */
 static int64
 existing_withdrawal(const char *account_name, int32 account_id, ValidatedRequest *v)
@@ -151,9 +152,10 @@ existing_withdrawal(const char *account_name, int32 account_id, ValidatedRequest
 	args[0] = Int32GetDatum(account_id);
 	args[1] = CStringGetTextDatum(v->idempotency_key);
 	args[2] = CStringGetTextDatum(v->request_json);
-	if (SPI_execute_plan(existing_plan, args, NULL, false, 1) != SPI_OK_SELECT ||
-		SPI_processed != 1)
-		elog(ERROR, "withdrawal with idempotency key \"%s\" vanished", v->idempotency_key);
+	if (SPI_execute_plan(existing_plan, args, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "looking up idempotency key \"%s\" failed", v->idempotency_key);
+	if (SPI_processed == 0)
+		return 0;
 	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	same = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
 	if (!same)
@@ -189,13 +191,18 @@ withdraw_create(PG_FUNCTION_ARGS)
 	if (provider->rules_key != NULL)
 		rules = cached_rules(account_name, account_id, provider->rules_key(request));
 	provider->validate(request, options, rules, &validated);
-	limits_enforce(account_id, account_name, options, validated.asset, validated.amount);
 
-	id = insert_withdrawal(account_id, &validated);
+	/* a repeated call returns the stored withdrawal: no limit counts it twice */
+	id = existing_withdrawal(account_name, account_id, &validated);
 	if (id == 0)
-		id = existing_withdrawal(account_name, account_id, &validated);
-	else
-		WithdrawWakeWorkerAtCommit();
+	{
+		limits_enforce(account_id, account_name, options, validated.asset, validated.amount);
+		id = insert_withdrawal(account_id, &validated);
+		if (id == 0)			/* a concurrent call stored the same key */
+			id = existing_withdrawal(account_name, account_id, &validated);
+		else
+			WithdrawWakeWorkerAtCommit();
+	}
 	SPI_finish();
 
 	PG_RETURN_INT64(id);

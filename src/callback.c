@@ -165,7 +165,11 @@ apply_notice(Target *t, CallbackNotice *notice, char **detail)
 	else if (strcmp(notice->state, t->state) == 0)
 		*detail = psprintf("already %s", t->state);
 	else if (strcmp(t->state, "sending") == 0)
-		*detail = psprintf("%s while the create is in flight: left to the worker", notice->state);
+	{
+		*detail = psprintf("%s while the create is in flight: not acknowledged, so that the provider repeats it",
+						   notice->state);
+		return "deferred";
+	}
 	else
 		*detail = psprintf("%s -> %s is not allowed: ignored as stale", t->state, notice->state);
 	return "unchanged";
@@ -274,6 +278,26 @@ withdraw_callback(PG_FUNCTION_ARGS)
 	}
 	else
 		verdict = apply_notice(&t, &notice, &detail);
+
+	/*
+	 * News of a withdrawal whose create is still in flight cannot be applied
+	 * yet (the worker's outcome comes first): it is not acknowledged, so the
+	 * provider sends it again, and nothing is lost for providers that have
+	 * no status query.
+	 */
+	if (strcmp(verdict, "deferred") == 0)
+	{
+		if (account->provider->callback_refusal == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("withdrawal " INT64_FORMAT " is being sent; the %s notification must be sent again",
+							t.id, account->provider->name),
+					 errdetail("%s", detail),
+					 errhint("Answer the provider with an error status: it retries.")));
+		log_callback(account, kind_names[notice.kind], verdict, t.id, &notice, detail);
+		SPI_finish();
+		PG_RETURN_TEXT_P(cstring_to_text(account->provider->callback_refusal));
+	}
 	log_callback(account, kind_names[notice.kind], verdict, t.id, &notice, detail);
 	SPI_finish();
 	PG_RETURN_TEXT_P(cstring_to_text(account->provider->callback_ack));

@@ -10,7 +10,11 @@
  * since midnight UTC that have not ended without paying (failed, rejected,
  * cancelled, expired).  Concurrent creates of one account and asset are
  * serialized by a transaction-level advisory lock taken only when a daily
- * limit applies, so two transactions cannot both squeeze under it.
+ * limit applies, and the sum is read with a snapshot taken after the lock
+ * (read_only = false), so two transactions cannot both squeeze under it.
+ * Under REPEATABLE READ or SERIALIZABLE the transaction's snapshot is
+ * older than the lock: there the check refuses to run rather than count
+ * wrong.
  *
  *-------------------------------------------------------------------------
  */
@@ -18,6 +22,7 @@
 
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
+#include "access/xact.h"
 #include "executor/spi.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
@@ -127,6 +132,12 @@ limits_enforce(int32 account_id, const char *account_name, Jsonb *options,
 						amount, asset, single, account_name),
 				 errhint("The account's option \"limits\" sets it; nothing was stored.")));
 	daily = json_get_text(limits, "daily");
+	if (daily != NULL && IsolationUsesXactSnapshot())
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("the daily limit of account \"%s\" can only be enforced at READ COMMITTED", account_name),
+				 errdetail("A snapshot older than the limit's lock could not see a concurrent withdrawal."),
+				 errhint("Create withdrawals of accounts with daily limits in READ COMMITTED transactions.")));
 	if (daily != NULL)
 	{
 		Oid			types[4] = {INT4OID, TEXTOID, TEXTOID, INT8OID};
@@ -145,7 +156,7 @@ limits_enforce(int32 account_id, const char *account_name, Jsonb *options,
 								  " WHERE account_id = $1 AND asset = $2"
 								  "  AND created_at >= date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'"
 								  "  AND state NOT IN ('failed', 'rejected', 'cancelled', 'expired')",
-								  3, types, values, NULL, true, 1) != SPI_OK_SELECT)
+								  3, types, values, NULL, false, 1) != SPI_OK_SELECT)
 			elog(ERROR, "summing today's withdrawals failed");
 		total = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 		if (numeric_greater(total, daily))

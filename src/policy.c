@@ -139,6 +139,23 @@ decide_create(Job *job, const AccountPolicy *policy, Outcome *out, Change *chang
 			}
 			return;
 		case OUTCOME_RECONCILE:
+			if (out->duplicate && !delivered)
+			{
+				/* a first send refused as a repeat: the key is someone else's */
+				change->outcome = "duplicate";
+				change->state = "review";
+				change->last_error = psprintf("%s: the provider already has this idempotency key, yet nothing this withdrawal sent before can have reached it; the key belongs to another request, a person must decide",
+											  out->provider_status ? out->provider_status : "duplicate");
+				return;
+			}
+			if (job->w.account->provider->build_status == NULL)
+			{
+				/* the provider has it and will notify; there is nothing to poll */
+				change->outcome = "duplicate";
+				change->state = "submitted";
+				change->maybe_delivered = true;
+				return;
+			}
 			change->outcome = "reconcile";
 			change->state = "unknown";
 			change->maybe_delivered = true;

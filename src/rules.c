@@ -142,7 +142,8 @@ rules_record(Job *job, HttpResponse *res)
 
 /*
  * SQL: withdraw_form_rules(account, pay_code, currency) — fetches the
- * rules now, in the caller's transaction, caches them and returns them.
+ * rules now, in the caller's transaction, caches them and returns them;
+ * NULL with a WARNING when the fetch fails (the error is kept).
  */
 Datum
 withdraw_form_rules(PG_FUNCTION_ARGS)
@@ -179,10 +180,15 @@ withdraw_form_rules(PG_FUNCTION_ARGS)
 	rules = account->provider->parse_rules(account, key, http_perform(&req), &error);
 	rules_store(account, key, currency, rules, error);
 	if (rules == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_CONNECTION_FAILURE),
-				 errmsg("could not fetch the form rules of pay_code \"%s\" for account \"%s\"", key, name),
-				 errdetail("%s", error)));
+	{
+		/* a WARNING, not an ERROR: the failure stays in withdraw.form_rules */
+		ereport(WARNING,
+				(errmsg("could not fetch the form rules of pay_code \"%s\" for account \"%s\"", key, name),
+				 errdetail("%s", error),
+				 errhint("The last good rules, if any, stay in use; the worker tries again.")));
+		SPI_finish();
+		PG_RETURN_NULL();
+	}
 	result = DirectFunctionCall1(jsonb_in, CStringGetDatum(rules));
 	SPI_finish();
 	PG_RETURN_DATUM(result);

@@ -56,6 +56,12 @@ $PY test/integration/test_p99.py || failed+=(p99)
 echo "== integration suite: chainup"
 $PY test/integration/test_chainup.py || failed+=(chainup)
 
+echo "== integration suite: ccpayment"
+$PY test/integration/test_ccpayment.py || failed+=(ccpayment)
+
+echo "== integration suite: fiat_gateway"
+$PY test/integration/test_fiat_gateway.py || failed+=(fiat_gateway)
+
 echo "== integration suite: security"
 $PY test/integration/test_security.py || failed+=(security)
 

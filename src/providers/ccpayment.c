@@ -445,6 +445,7 @@ ccpayment_parse_create(WithdrawalJob *job, HttpResponse *res, Outcome *out)
 			break;
 		case CCP_DUPLICATE:
 			out->kind = OUTCOME_RECONCILE;
+			out->duplicate = true;
 			break;
 		case CCP_MAYBE:
 			out->kind = OUTCOME_UNKNOWN;
@@ -484,6 +485,38 @@ state_of(const char *status)
 	for (int i = 0; i < lengthof(ccpayment_statuses); i++)
 		if (status && strcmp(ccpayment_statuses[i].status, status) == 0)
 			return ccpayment_statuses[i].state;
+	return NULL;
+}
+
+/*
+ * Is the provider's record of this order id really this withdrawal?  A
+ * record for another amount or destination means the order id was used
+ * by another request: never adopt it.  Returns why not, or NULL.
+ */
+static char *
+record_mismatch(WithdrawalJob *job, JsonbContainer *record)
+{
+	bool		v2 = api_version(job->account->options) == 2;
+	char	   *amount = json_get_text(record, v2 ? "amount" : "order_amount");
+	char	   *ours;
+	char	   *theirs = NULL;
+
+	if (amount == NULL || !decimal_equal(amount, job->amount))
+		return psprintf("the provider's record of order %s is for %s, not %s: the order id belongs to another request",
+						job->idempotency_key, amount ? amount : "no amount", job->amount);
+	if (!v2)
+		return NULL;			/* v1 records do not show the address */
+	ours = json_get_text(&job->request->root, "cwalletUser");
+	if (ours != NULL)
+		theirs = json_get_text(record, "cwalletUser");
+	else
+	{
+		ours = json_get_text(&job->request->root, "address");
+		theirs = json_get_text(record, "toAddress");
+	}
+	if (ours != NULL && (theirs == NULL || strcmp(ours, theirs) != 0))
+		return psprintf("the provider's record of order %s goes to \"%s\", not \"%s\": the order id belongs to another request",
+						job->idempotency_key, theirs ? theirs : "", ours);
 	return NULL;
 }
 
@@ -567,6 +600,16 @@ ccpayment_parse_status(WithdrawalJob *job, HttpResponse *res, Outcome *out)
 	}
 	status = json_get_text(record, "status");
 	out->provider_status = status;
+	if ((why = record_mismatch(job, record)) != NULL)
+	{
+		/* the order id is known, but for another withdrawal */
+		out->kind = OUTCOME_STATE;
+		out->state = "review";
+		out->provider_id = NULL;
+		out->details = NULL;
+		out->message = why;
+		return;
+	}
 	out->state = state_of(status);
 	if (out->state == NULL)
 	{

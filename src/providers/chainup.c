@@ -420,6 +420,7 @@ chainup_parse_create(WithdrawalJob *job, HttpResponse *res, Outcome *out)
 			break;
 		case CHAINUP_DUPLICATE:
 			out->kind = OUTCOME_RECONCILE;
+			out->duplicate = true;
 			break;
 		case CHAINUP_TERMINAL:
 			out->kind = OUTCOME_REJECTED;

@@ -535,7 +535,8 @@ fiat_parse_create(WithdrawalJob *job, HttpResponse *res, Outcome *out)
 	if (strcmp(status, "10003") == 0)
 	{
 		/* the gateway has this order already: its notification settles it */
-		out->kind = OUTCOME_SUBMITTED;
+		out->kind = OUTCOME_RECONCILE;
+		out->duplicate = true;
 		out->message = psprintf("status 10003: %s — duplicate order number: the gateway already has this order; its notification will settle it",
 								msg ? msg : "");
 		return;

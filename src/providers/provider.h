@@ -79,6 +79,8 @@ typedef struct Outcome
 								 * more pages to search */
 	char	   *details;		/* JSON object merged into the withdrawal's
 								 * details (txid, confirmations, fees), or NULL */
+	bool		duplicate;		/* OUTCOME_RECONCILE: the provider refused the
+								 * idempotency key as already used */
 } Outcome;
 
 /*

@@ -385,6 +385,7 @@ zoomex_parse_create(WithdrawalJob *job, HttpResponse *res, Outcome *out)
 			break;
 		case ZOOMEX_DUPLICATE:
 			out->kind = OUTCOME_RECONCILE;
+			out->duplicate = true;
 			break;
 		case ZOOMEX_MAYBE:
 			out->kind = OUTCOME_UNKNOWN;

@@ -19,7 +19,8 @@ following ones reuse, as in production.
 
 Expected outcomes (README "How it stays exactly-once" and the zoomex
 classification): 0 -> submitted; 10006/10018 and HTTP 403 -> retried after
-the provider's wait; 10002 -> retried; 10014 -> reconcile; 10016, 5xx,
+the provider's wait; 10002 -> retried; 10014 -> reconcile (review at once when
+nothing of ours can have arrived before: the key is another's); 10016, 5xx,
 garbage, timeouts and resets -> unknown, resent with the same requestId
 (a provider that executed it answers 10014, then reconcile finds it);
 10001/10003/10004/10005/10007/10009/10010/110004/110007/110012 -> rejected,
@@ -105,9 +106,8 @@ def cases(down_s):
         rejected(10007),
         rejected(10009),
         rejected(10010),
-        case("retCode 10014 on first send", {"kind": "retcode", "code": 10014}, "review", 0, 1, ["reconcile"],
-             options={"reconcile_timeout_ms": 5000}, timeout=30,
-             note="never executed; reconcile_timeout_ms 5000"),
+        case("retCode 10014 on first send", {"kind": "retcode", "code": 10014}, "review", 0, 1, ["duplicate"],
+             note="nothing of ours can have arrived: the key is another's, review at once"),
         case("retCode 10016", {"kind": "retcode", "code": 10016}, "succeeded", 1, 2, RESENT_THEN_OK),
         case("retCode 10018", {"kind": "retcode", "code": 10018}, "succeeded", 1, 2,
              ["not delivered", "submitted"]),
@@ -136,9 +136,10 @@ def cases(down_s):
              note="60 more transfers of the account follow before the reconcile"),
         case("status query 502 x3", {"kind": "http_502", "count": 3, "path": "query-record"}, "succeeded", 1, 1,
              ["submitted"], note="polls retried"),
-        case("10014, poll_interval_ms 100", {"kind": "retcode", "code": 10014}, "review", 0, 1, ["reconcile"],
-             options={"reconcile_timeout_ms": 5000, "poll_interval_ms": 100}, timeout=30,
-             note="polls faster than polls_per_second (5/s) allows"),
+        case("timeout, then 10014, poll_interval_ms 100",
+             [{"kind": "timeout_before", "delay_s": 3}, {"kind": "retcode", "code": 10014}], "review", 0, 2,
+             ["unknown", "reconcile"], options={"reconcile_timeout_ms": 5000, "poll_interval_ms": 100}, timeout=30,
+             note="never executed; searched by polls faster than polls_per_second (5/s) allows, then review"),
         case(f"provider down {down_s}s", {"kind": "down", "duration_s": down_s, "path": ""}, "succeeded", 1,
              (2, None), None, timeout=down_s + 60, warm=True, note="every request reset"),
     ]
