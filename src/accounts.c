@@ -20,7 +20,7 @@
 
 #include "job.h"
 #include "jsonutil.h"
-#include "limits.h"
+#include "account_limits.h"
 #include "secrets.h"
 #include "providers/provider.h"
 #include "withdraw.h"

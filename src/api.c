@@ -20,7 +20,7 @@
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 
-#include "limits.h"
+#include "account_limits.h"
 #include "providers/provider.h"
 #include "spi_util.h"
 #include "withdraw.h"

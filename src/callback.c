@@ -236,23 +236,20 @@ withdraw_callback(PG_FUNCTION_ARGS)
 	account = callback_account(name, "withdraw_callback");
 	if (!read_authentic(account, body, headers, &notice, &reply))
 	{
-		SPI_finish();
-		PG_RETURN_TEXT_P(cstring_to_text(reply));
+		PG_RETURN_DATUM(spi_finish_text(reply));
 	}
 
 	if (notice.kind == CALLBACK_CONFIRM)
 	{
 		log_callback(account, "confirm", "refused", 0, &notice,
 					 "a second-confirmation request: pass it to withdraw_confirm");
-		SPI_finish();
-		PG_RETURN_TEXT_P(cstring_to_text(account->provider->callback_refusal ?
+		PG_RETURN_DATUM(spi_finish_text(account->provider->callback_refusal ?
 										 account->provider->callback_refusal : "FAILURE"));
 	}
 	if (notice.kind == CALLBACK_DEPOSIT)
 	{
 		log_callback(account, "deposit", "recorded", 0, &notice, NULL);
-		SPI_finish();
-		PG_RETURN_TEXT_P(cstring_to_text(account->provider->callback_ack));
+		PG_RETURN_DATUM(spi_finish_text(account->provider->callback_ack));
 	}
 
 	if (!find_target(account, &notice, &t))
@@ -260,8 +257,7 @@ withdraw_callback(PG_FUNCTION_ARGS)
 		/* not ours: acknowledged (the provider would retry forever) and kept */
 		log_callback(account, kind_names[notice.kind], "unmatched", 0, &notice,
 					 "no withdrawal of this account has that key");
-		SPI_finish();
-		PG_RETURN_TEXT_P(cstring_to_text(account->provider->callback_ack));
+		PG_RETURN_DATUM(spi_finish_text(account->provider->callback_ack));
 	}
 	if (notice.amount != NULL && !decimal_equal(notice.amount, t.amount))
 	{
@@ -295,12 +291,10 @@ withdraw_callback(PG_FUNCTION_ARGS)
 					 errdetail("%s", detail),
 					 errhint("Answer the provider with an error status: it retries.")));
 		log_callback(account, kind_names[notice.kind], verdict, t.id, &notice, detail);
-		SPI_finish();
-		PG_RETURN_TEXT_P(cstring_to_text(account->provider->callback_refusal));
+		PG_RETURN_DATUM(spi_finish_text(account->provider->callback_refusal));
 	}
 	log_callback(account, kind_names[notice.kind], verdict, t.id, &notice, detail);
-	SPI_finish();
-	PG_RETURN_TEXT_P(cstring_to_text(account->provider->callback_ack));
+	PG_RETURN_DATUM(spi_finish_text(account->provider->callback_ack));
 }
 
 /*
@@ -349,8 +343,7 @@ withdraw_confirm(PG_FUNCTION_ARGS)
 				 errmsg("%s accounts have no second confirmation", account->provider->name)));
 	if (!read_authentic(account, body, NULL, &notice, &reply))
 	{
-		SPI_finish();
-		PG_RETURN_TEXT_P(cstring_to_text(reply));
+		PG_RETURN_DATUM(spi_finish_text(reply));
 	}
 	window_ms = account_option_int(account->options, "confirm_window_ms", 10 * 60 * 1000,
 								   1000, 24 * 3600 * 1000);
@@ -379,6 +372,5 @@ withdraw_confirm(PG_FUNCTION_ARGS)
 						account->provider->name, account->name),
 				 errdetail("%s", why)));
 	reply = account->provider->confirm_reply(account, &notice, why == NULL);
-	SPI_finish();
-	PG_RETURN_TEXT_P(cstring_to_text(reply));
+	PG_RETURN_DATUM(spi_finish_text(reply));
 }

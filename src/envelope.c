@@ -7,6 +7,8 @@
  *	  concatenated and written in base64url without '='.  The other side
  *	  opens an envelope with the sender's public key.
  *
+ * The functions here need nothing of the server but palloc and StringInfo,
+ * so that a libFuzzer target can build this file alone (test/fuzz).
  * Nothing here is hand-written cryptography: the RSA operations are
  * EVP_PKEY_sign / EVP_PKEY_verify_recover with RSA_PKCS1_PADDING and no
  * digest (the raw type-1 operation), base64 is EVP_EncodeBlock /
@@ -17,7 +19,11 @@
  *
  *-------------------------------------------------------------------------
  */
+#ifndef FRONTEND
 #include "postgres.h"
+#else
+#include "postgres_fe.h"		/* the fuzz target (test/fuzz) builds this file alone */
+#endif
 
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -25,11 +31,7 @@
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
 
-#include "fmgr.h"
 #include "lib/stringinfo.h"
-#include "mb/pg_wchar.h"
-#include "utils/builtins.h"
-#include "utils/memutils.h"
 
 #include "envelope.h"
 
@@ -80,14 +82,15 @@ static unsigned char *
 decode_base64_any(const char *text, size_t textlen, int *outlen)
 {
 	StringInfoData std;
-	unsigned char *out;
+	unsigned char *out = NULL;
 	int			len;
 	int			pad = 0;
+	bool		ok = true;
 
 	if (textlen > ENVELOPE_MAX_CHARS)
 		return NULL;
 	initStringInfo(&std);
-	for (size_t i = 0; i < textlen; i++)
+	for (size_t i = 0; i < textlen && ok; i++)
 	{
 		char		c = text[i];
 
@@ -100,22 +103,27 @@ decode_base64_any(const char *text, size_t textlen, int *outlen)
 		else if (c == '=')
 			break;				/* padding: recomputed below */
 		else if (!isalnum((unsigned char) c) && c != '+' && c != '/')
-			return NULL;
+			ok = false;
 		appendStringInfoChar(&std, c);
 	}
-	if (std.len % 4 == 1 || std.len == 0)
-		return NULL;
-	while (std.len % 4 != 0)
+	if (ok && std.len % 4 != 1 && std.len != 0)
 	{
-		appendStringInfoChar(&std, '=');
-		pad++;
+		while (std.len % 4 != 0)
+		{
+			appendStringInfoChar(&std, '=');
+			pad++;
+		}
+		out = palloc(std.len / 4 * 3 + 1);
+		len = EVP_DecodeBlock(out, (unsigned char *) std.data, std.len);
+		if (len < 0)
+		{
+			pfree(out);
+			out = NULL;
+		}
+		else
+			*outlen = len - pad;	/* EVP_DecodeBlock counts padding as zeros */
 	}
-	out = palloc(std.len / 4 * 3 + 1);
-	len = EVP_DecodeBlock(out, (unsigned char *) std.data, std.len);
-	if (len < 0)
-		return NULL;
-	/* EVP_DecodeBlock counts the padding as zero bytes */
-	*outlen = len - pad;
+	pfree(std.data);
 	return out;
 }
 
@@ -281,6 +289,7 @@ envelope_open(EVP_PKEY *public_key, const char *data, size_t datalen, size_t *le
 	{
 		*error = psprintf("the envelope is %d bytes, not a whole number of %d-byte blocks",
 						  rawlen, block);
+		pfree(raw);
 		return NULL;
 	}
 	ctx = EVP_PKEY_CTX_new(public_key, NULL);
@@ -289,6 +298,7 @@ envelope_open(EVP_PKEY *public_key, const char *data, size_t datalen, size_t *le
 	{
 		*error = openssl_error("could not set up the RSA operation");
 		EVP_PKEY_CTX_free(ctx);
+		pfree(raw);
 		return NULL;
 	}
 	initStringInfo(&plain);
@@ -301,6 +311,9 @@ envelope_open(EVP_PKEY *public_key, const char *data, size_t datalen, size_t *le
 		{
 			ERR_clear_error();
 			EVP_PKEY_CTX_free(ctx);
+			pfree(chunk);
+			pfree(raw);
+			pfree(plain.data);
 			*error = psprintf("block %d of the envelope does not open with the expected public key", i + 1);
 			return NULL;
 		}
@@ -311,101 +324,4 @@ envelope_open(EVP_PKEY *public_key, const char *data, size_t datalen, size_t *le
 	pfree(raw);
 	*len = plain.len;
 	return plain.data;
-}
-
-/*
- * A key of an account's credentials, parsed once per backend: the worker
- * and callback functions seal and open many envelopes with the same few
- * keys, and parsing a PEM costs more than the RSA operation itself.  The
- * cache is keyed by the key text; EVP_PKEYs live as long as the process.
- */
-typedef struct CachedKey
-{
-	char	   *text;
-	bool		private_key;
-	EVP_PKEY   *key;
-} CachedKey;
-
-#define KEY_CACHE_SIZE 16
-static CachedKey key_cache[KEY_CACHE_SIZE];
-static int	key_cache_next = 0;
-
-EVP_PKEY *
-envelope_cached_key(const char *text, bool private_key, char **error)
-{
-	CachedKey  *slot;
-	EVP_PKEY   *key;
-
-	for (int i = 0; i < KEY_CACHE_SIZE; i++)
-		if (key_cache[i].key != NULL && key_cache[i].private_key == private_key &&
-			strcmp(key_cache[i].text, text) == 0)
-			return key_cache[i].key;
-
-	key = envelope_load_key(text, private_key, error);
-	if (key == NULL)
-		return NULL;
-	slot = &key_cache[key_cache_next];
-	key_cache_next = (key_cache_next + 1) % KEY_CACHE_SIZE;
-	if (slot->key != NULL)
-	{
-		EVP_PKEY_free(slot->key);
-		explicit_bzero(slot->text, strlen(slot->text));
-		pfree(slot->text);
-	}
-	slot->text = MemoryContextStrdup(TopMemoryContext, text);
-	slot->private_key = private_key;
-	slot->key = key;
-	return key;
-}
-
-/*
- * SQL: withdraw._envelope_seal(plaintext, private_key) and
- * withdraw._envelope_open(data, public_key): the provider's published
- * vectors, checked in pg_regress.  Owner only (they take key material).
- */
-PG_FUNCTION_INFO_V1(withdraw_envelope_seal);
-Datum
-withdraw_envelope_seal(PG_FUNCTION_ARGS)
-{
-	text	   *plain = PG_GETARG_TEXT_PP(0);
-	char	   *error = NULL;
-	EVP_PKEY   *key = envelope_load_key(text_to_cstring(PG_GETARG_TEXT_PP(1)), true, &error);
-	char	   *sealed;
-
-	if (key == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid private key: %s", error)));
-	sealed = envelope_seal(key, VARDATA_ANY(plain), VARSIZE_ANY_EXHDR(plain), &error);
-	EVP_PKEY_free(key);
-	if (sealed == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
-				 errmsg("could not seal the envelope: %s", error)));
-	PG_RETURN_TEXT_P(cstring_to_text(sealed));
-}
-
-PG_FUNCTION_INFO_V1(withdraw_envelope_open);
-Datum
-withdraw_envelope_open(PG_FUNCTION_ARGS)
-{
-	text	   *data = PG_GETARG_TEXT_PP(0);
-	char	   *error = NULL;
-	EVP_PKEY   *key = envelope_load_key(text_to_cstring(PG_GETARG_TEXT_PP(1)), false, &error);
-	char	   *plain;
-	size_t		len;
-
-	if (key == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid public key: %s", error)));
-	plain = envelope_open(key, VARDATA_ANY(data), VARSIZE_ANY_EXHDR(data), &len, &error);
-	EVP_PKEY_free(key);
-	if (plain == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("could not open the envelope: %s", error)));
-	/* text must be valid in the database encoding */
-	pg_verifymbstr(plain, len, false);
-	PG_RETURN_TEXT_P(cstring_to_text_with_len(plain, len));
 }

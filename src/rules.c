@@ -189,7 +189,7 @@ withdraw_form_rules(PG_FUNCTION_ARGS)
 		SPI_finish();
 		PG_RETURN_NULL();
 	}
-	result = DirectFunctionCall1(jsonb_in, CStringGetDatum(rules));
+	result = SPI_datumTransfer(DirectFunctionCall1(jsonb_in, CStringGetDatum(rules)), false, -1);
 	SPI_finish();
 	PG_RETURN_DATUM(result);
 }

@@ -28,3 +28,15 @@ spi_text_or_null(const char *s, char *null_flag)
 	*null_flag = s ? ' ' : 'n';
 	return s ? CStringGetTextDatum(s) : (Datum) 0;
 }
+
+Datum
+spi_finish_text(const char *s)
+{
+	size_t		len = strlen(s);
+	text	   *result = (text *) SPI_palloc(VARHDRSZ + len);
+
+	SET_VARSIZE(result, VARHDRSZ + len);
+	memcpy(VARDATA(result), s, len);
+	SPI_finish();
+	return PointerGetDatum(result);
+}

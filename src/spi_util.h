@@ -17,4 +17,11 @@ extern SPIPlanPtr spi_prepare_kept(const char *sql, int nargs, Oid *types);
 /* a text Datum, or a NULL argument when s is NULL (sets *null_flag) */
 extern Datum spi_text_or_null(const char *s, char *null_flag);
 
+/*
+ * Ends the SPI connection and returns s as a text Datum allocated in the
+ * caller's context: whatever was palloc'd while connected is freed by
+ * SPI_finish, so a reply built there must be copied out first.
+ */
+extern Datum spi_finish_text(const char *s);
+
 #endif							/* WITHDRAW_SPI_UTIL_H */

@@ -11,7 +11,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 packages=(postgresql-15 postgresql-server-dev-15 libcurl4-openssl-dev libssl-dev
-	python3 python3-psycopg2 python3-cryptography make gcc)
+	python3 python3-psycopg2 python3-cryptography make gcc clang libclang-rt-14-dev)
 missing=()
 for p in "${packages[@]}"; do
 	dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

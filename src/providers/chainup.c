@@ -19,7 +19,10 @@
  */
 #include "postgres.h"
 
+#include "fmgr.h"
+#include "mb/pg_wchar.h"
 #include "utils/builtins.h"
+#include "utils/memutils.h"
 #include "utils/timestamp.h"
 
 #include "../crypto.h"
@@ -100,6 +103,103 @@ chainup_state_of(const char *status)
 	if (status == NULL || strlen(status) != 1 || status[0] < '0' || status[0] > '8')
 		return NULL;
 	return states[status[0] - '0'];
+}
+
+/*
+ * A key of an account's credentials, parsed once per process: the worker
+ * and callback functions seal and open many envelopes with the same few
+ * keys, and parsing a PEM costs more than the RSA operation itself.  The
+ * cache is keyed by the key text; EVP_PKEYs live as long as the process.
+ */
+typedef struct CachedKey
+{
+	char	   *text;
+	bool		private_key;
+	EVP_PKEY   *key;
+} CachedKey;
+
+#define KEY_CACHE_SIZE 16
+static CachedKey key_cache[KEY_CACHE_SIZE];
+static int	key_cache_next = 0;
+
+static EVP_PKEY *
+cached_key(const char *text, bool private_key, char **error)
+{
+	CachedKey  *slot;
+	EVP_PKEY   *key;
+
+	for (int i = 0; i < KEY_CACHE_SIZE; i++)
+		if (key_cache[i].key != NULL && key_cache[i].private_key == private_key &&
+			strcmp(key_cache[i].text, text) == 0)
+			return key_cache[i].key;
+
+	key = envelope_load_key(text, private_key, error);
+	if (key == NULL)
+		return NULL;
+	slot = &key_cache[key_cache_next];
+	key_cache_next = (key_cache_next + 1) % KEY_CACHE_SIZE;
+	if (slot->key != NULL)
+	{
+		EVP_PKEY_free(slot->key);
+		explicit_bzero(slot->text, strlen(slot->text));
+		pfree(slot->text);
+	}
+	slot->text = MemoryContextStrdup(TopMemoryContext, text);
+	slot->private_key = private_key;
+	slot->key = key;
+	return key;
+}
+
+/*
+ * SQL: withdraw._envelope_seal(plaintext, private_key) and
+ * withdraw._envelope_open(data, public_key): the provider's published
+ * vectors, checked in pg_regress.  Owner only (they take key material).
+ */
+PG_FUNCTION_INFO_V1(withdraw_envelope_seal);
+Datum
+withdraw_envelope_seal(PG_FUNCTION_ARGS)
+{
+	text	   *plain = PG_GETARG_TEXT_PP(0);
+	char	   *error = NULL;
+	EVP_PKEY   *key = envelope_load_key(text_to_cstring(PG_GETARG_TEXT_PP(1)), true, &error);
+	char	   *sealed;
+
+	if (key == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid private key: %s", error)));
+	sealed = envelope_seal(key, VARDATA_ANY(plain), VARSIZE_ANY_EXHDR(plain), &error);
+	EVP_PKEY_free(key);
+	if (sealed == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
+				 errmsg("could not seal the envelope: %s", error)));
+	PG_RETURN_TEXT_P(cstring_to_text(sealed));
+}
+
+PG_FUNCTION_INFO_V1(withdraw_envelope_open);
+Datum
+withdraw_envelope_open(PG_FUNCTION_ARGS)
+{
+	text	   *data = PG_GETARG_TEXT_PP(0);
+	char	   *error = NULL;
+	EVP_PKEY   *key = envelope_load_key(text_to_cstring(PG_GETARG_TEXT_PP(1)), false, &error);
+	char	   *plain;
+	size_t		len;
+
+	if (key == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid public key: %s", error)));
+	plain = envelope_open(key, VARDATA_ANY(data), VARSIZE_ANY_EXHDR(data), &len, &error);
+	EVP_PKEY_free(key);
+	if (plain == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("could not open the envelope: %s", error)));
+	/* text must be valid in the database encoding */
+	pg_verifymbstr(plain, len, false);
+	PG_RETURN_TEXT_P(cstring_to_text_with_len(plain, len));
 }
 
 static bool
@@ -234,7 +334,7 @@ chainup_seal(WithdrawAccount *account, const char *plaintext)
 {
 	char	   *error = NULL;
 	char	   *key_text = account_credential(account, "merchant_private_key");
-	EVP_PKEY   *key = envelope_cached_key(key_text, true, &error);
+	EVP_PKEY   *key = cached_key(key_text, true, &error);
 	char	   *sealed;
 
 	explicit_bzero(key_text, strlen(key_text));
@@ -255,7 +355,7 @@ chainup_seal(WithdrawAccount *account, const char *plaintext)
 static char *
 chainup_open(WithdrawAccount *account, const char *data, size_t len, char **error)
 {
-	EVP_PKEY   *key = envelope_cached_key(account_credential(account, "platform_public_key"),
+	EVP_PKEY   *key = cached_key(account_credential(account, "platform_public_key"),
 										  false, error);
 	size_t		plainlen;
 	char	   *plain;

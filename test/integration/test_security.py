@@ -350,6 +350,88 @@ def test_hostile_requests_are_refused_and_leave_nothing():
     return f"{len(cases) + 2} hostile requests refused, nothing stored; SQLSTATEs {dict(sorted(codes.items()))}"
 
 
+def mutations(seed_docs, n, rnd):
+    """n hostile bodies: random bytes, mutated and truncated documents, odd JSON."""
+    odd = ['{"a":' * 500 + '1' + '}' * 500, '[' * 10000, '{"amount": 1e999999}', '{"amount": "1e999999"}',
+           '{"status": null, "id": {"x": [1, 2]}}', '"just a string"', '123', 'null', '{}', '[]',
+           '{"pay_status": "success", "withdraw_amount": ["1"]}', '{"side": "withdraw", "status": "9"}',
+           '{"side": "withdraw", "status": "5", "request_id": ' + '"' + 'x' * 100000 + '"}',
+           r'{"\u0000": 1}', r'{"a": "\ud800"}', '\ufeff{}']
+    out = list(odd)
+    while len(out) < n:
+        base = rnd.choice(seed_docs)
+        kind = rnd.randrange(4)
+        if kind == 0:
+            out.append(bytes(rnd.randrange(256) for _ in range(rnd.randrange(1, 300))).decode("latin-1"))
+        elif kind == 1:
+            cut = rnd.randrange(len(base) + 1)
+            out.append(base[:cut])
+        elif kind == 2:
+            b = list(base)
+            for _ in range(rnd.randrange(1, 8)):
+                b[rnd.randrange(len(b))] = chr(rnd.choice([0x22, 0x7b, 0x7d, 0x5b, 0x5d, 0x2c, 0x3a, 0x5c, 0x30,
+                                                           0x2d, 0x65, rnd.randrange(0x20, 0x7f)]))
+            out.append("".join(b))
+        else:
+            doc = json.loads(base)
+            key = rnd.choice(list(doc))
+            doc[key] = rnd.choice([None, True, 1.5e300, -1, "", "x" * 5000, [], {"k": "v"}, "9" * 40])
+            out.append(json.dumps(doc))
+    return out[:n]
+
+
+def test_hostile_callback_bodies_never_break_the_parsers():
+    """Bodies that reach each provider's callback parser (authentic where the
+    provider authenticates first: ccpayment signed with the account's secret,
+    chainup sealed with the key the account trusts) are answered or refused
+    with a clear error; no backend dies, no internal error, nothing changes."""
+    import random
+    rnd = random.Random(7)
+    ccp_seed = json.dumps({"pay_status": "success", "order_id": "1", "merchant_order_id": "nobody",
+                           "withdraw_amount": "1", "txid": "0x1", "network_fee": "0.1"})
+    fiat_seed = json.dumps({"uid": "u1", "orderid": "nobody", "amount": "1.00", "status": "success",
+                            "transactionid": "9", "sign": "0" * 32})
+    cu_seed = json.dumps({"side": "withdraw", "request_id": "nobody", "id": "1", "amount": "1", "status": "5",
+                          "txid": "0x", "confirmations": "3", "notify_time": "1"})
+    before = cluster.sql("SELECT id, state, details::text FROM withdraw.withdrawal ORDER BY id")
+    conn = cluster.connect()
+    cur = conn.cursor()
+    seen = {}
+    calls = 0
+    now = str(int(__import__("time").time()))
+    for body in mutations([ccp_seed], 300, rnd):
+        cur.execute("SELECT withdraw._ccpayment_signature(1, 'app1', %s, %s, %s)", (CCP_SECRET, now, body)) \
+            if "\x00" not in body else None
+        if "\x00" in body:
+            continue
+        sign = cur.fetchone()[0]
+        for acct, args in (("ccp", (body, json.dumps({"Appid": "app1", "Timestamp": now, "Sign": sign}))),
+                           ("fiat", (body, "{}"))):
+            calls += 1
+            try:
+                cur.execute("SELECT withdraw_callback(%s, %s, %s::jsonb)", (acct,) + args)
+                seen["reply"] = seen.get("reply", 0) + 1
+            except psycopg2.Error as e:
+                assert e.pgcode and not e.pgcode.startswith("XX"), (acct, body[:80], e.pgcode, e.pgerror)
+                seen[e.pgcode] = seen.get(e.pgcode, 0) + 1
+    for body in mutations([cu_seed], 300, rnd):
+        if "\x00" in body:
+            continue
+        calls += 1
+        try:
+            cur.execute("SELECT withdraw_callback('cu', 'app_id=a1&data=' || withdraw._envelope_seal(%s, %s))",
+                        (body, CHAINUP_PEM))
+            seen["reply"] = seen.get("reply", 0) + 1
+        except psycopg2.Error as e:
+            assert e.pgcode and not e.pgcode.startswith("XX"), (body[:80], e.pgcode, e.pgerror)
+            seen[e.pgcode] = seen.get(e.pgcode, 0) + 1
+    conn.close()
+    after = cluster.sql("SELECT id, state, details::text FROM withdraw.withdrawal ORDER BY id")
+    assert before == after, "a hostile callback changed a withdrawal"
+    assert cluster.value("SELECT 1") == 1
+    return f"{calls} hostile callback bodies: {dict(sorted(seen.items()))}; no backend lost, nothing changed"
+
+
 # -- TLS ---------------------------------------------------------------------------------
 
 def self_signed(directory):

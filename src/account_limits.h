@@ -1,12 +1,12 @@
 /*-------------------------------------------------------------------------
  *
- * limits.h
+ * account_limits.h
  *	  Per-account single and daily withdrawal limits (account option "limits").
  *
  *-------------------------------------------------------------------------
  */
-#ifndef WITHDRAW_LIMITS_H
-#define WITHDRAW_LIMITS_H
+#ifndef WITHDRAW_ACCOUNT_LIMITS_H
+#define WITHDRAW_ACCOUNT_LIMITS_H
 
 #include "utils/jsonb.h"
 
@@ -14,4 +14,4 @@ extern void limits_check_option(Jsonb *options);
 extern void limits_enforce(int32 account_id, const char *account_name, Jsonb *options,
 						   const char *asset, const char *amount);
 
-#endif							/* WITHDRAW_LIMITS_H */
+#endif							/* WITHDRAW_ACCOUNT_LIMITS_H */

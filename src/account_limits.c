@@ -1,6 +1,6 @@
 /*-------------------------------------------------------------------------
  *
- * limits.c
+ * account_limits.c
  *	  Per-account withdrawal limits, usable by every provider: account
  *	  option "limits" = {"<asset>": {"single": "<max per withdrawal>",
  *	  "daily": "<max per UTC day>"}}.  withdraw_create refuses a withdrawal
@@ -28,7 +28,7 @@
 #include "utils/jsonb.h"
 
 #include "jsonutil.h"
-#include "limits.h"
+#include "account_limits.h"
 #include "providers/provider.h"
 
 /* keys of one asset's limits */
