@@ -13,7 +13,7 @@ OBJS = \
 	src/envelope.o \
 	src/jsonutil.o \
 	src/api.o \
-	src/limits.o \
+	src/account_limits.o \
 	src/rules.o \
 	src/accounts.o \
 	src/remote.o \
