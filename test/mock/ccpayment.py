@@ -106,17 +106,14 @@ Log fields: api_key (the Appid), requestId (merchant order id), ret_code, sig_ok
 """
 
 import hashlib
-import heapq
 import hmac
-import http.client
 import json
 import re
-import threading
 import time
-import traceback
 from collections import Counter, deque
 from decimal import Decimal, InvalidOperation
-from urllib.parse import urlsplit
+
+from delivery import Courier, ScheduledProvider
 
 NAME = "ccpayment"
 
@@ -302,83 +299,25 @@ def envelope(code, msg, data):
     return {"code": code, "msg": msg, "data": data}
 
 
-def post(url, body, headers, timeout):
-    """POST body to url; returns (http_status, reply text, error)."""
-    u = urlsplit(url)
-    cls = http.client.HTTPSConnection if u.scheme == "https" else http.client.HTTPConnection
-    path = (u.path or "/") + ("?" + u.query if u.query else "")
-    c = cls(u.hostname, u.port, timeout=timeout)
-    try:
-        h = dict(headers)
-        h["Content-Length"] = str(len(body))
-        h["Connection"] = "close"
-        c.request("POST", path, body=body, headers=h)
-        r = c.getresponse()
-        data = r.read(65536)
-        return r.status, data.decode("utf-8", "replace"), None
-    except Exception as e:         # any transport failure is a failed attempt
-        return None, None, f"{type(e).__name__}: {e}"
-    finally:
-        c.close()
-
-
-class Scheduler:
-    """Runs fn(*args) at monotonic times on one daemon thread, holding lock (the
-    provider's own lock, never the core's).  Tasks must not block."""
-
-    def __init__(self, lock):
-        self.cond = threading.Condition(lock)
-        self.heap = []
-        self.seq = 0
-        self.thread = None
-
-    def add(self, delay, fn, *args):
-        """Call with the lock held."""
-        self.seq += 1
-        heapq.heappush(self.heap, (time.monotonic() + max(0.0, delay), self.seq, fn, args))
-        if self.thread is None:
-            self.thread = threading.Thread(target=self._run, name="ccpayment-scheduler", daemon=True)
-            self.thread.start()
-        self.cond.notify()
-
-    def clear(self):
-        self.heap.clear()
-
-    def _run(self):
-        with self.cond:
-            while True:
-                if not self.heap:
-                    self.cond.wait()
-                    continue
-                wait = self.heap[0][0] - time.monotonic()
-                if wait > 0:
-                    self.cond.wait(wait)
-                    continue
-                _, _, fn, args = heapq.heappop(self.heap)
-                try:
-                    fn(*args)
-                except Exception:
-                    traceback.print_exc()
-
-
 # -- the provider -----------------------------------------------------------------------------
 
-class Provider:
+class Provider(ScheduledProvider):
     """CCPayment state.  handle/peek/control/ledger/reset run under the core lock and
     take self.lock; the scheduler and webhook threads take only self.lock."""
 
+    DEFAULTS = DEFAULT_CONFIG
+
     def __init__(self, config, stats):
-        self.cfg = config
-        self.stats = stats
-        self.lock = threading.RLock()
-        self.sched = Scheduler(self.lock)
-        self.gen = 0
+        super().__init__(config, stats, "ccpayment-scheduler")
+        self.courier = Courier(self, "ccpayment-webhook",
+                               ("webhooks_sent", "webhook_attempts", "webhooks_acked", "webhooks_failed"),
+                               "webhook_timeout_s", "webhook_retry_delays_s",
+                               lambda reply: "success" in reply.lower(), self._webhook_headers)
         self.reset()
 
     def reset(self):
         with self.lock:
-            self.gen += 1
-            self.sched.clear()
+            self.new_generation()
             self.records = []           # oldest first
             self.by_moid = {}           # (app_id, merchant order id) -> record
             self.by_oid = {}            # order_id -> record
@@ -678,12 +617,6 @@ class Provider:
 
     # -- settlement and webhooks (scheduler thread or control, self.lock held)
 
-    def _c(self, key):
-        """A config value read off the request path: the core swaps the config dict's
-        contents under its own lock only, so fall back to the default meanwhile."""
-        v = self.cfg.get(key)
-        return DEFAULT_CONFIG[key] if v is None and DEFAULT_CONFIG[key] is not None else v
-
     def _auto_settle(self, r, outcome, gen):
         if gen == self.gen and r["settled"] is None:
             self._settle(r, outcome)
@@ -736,49 +669,20 @@ class Provider:
              "_retry": retry, "_sign_ok": sign_ok, "_timestamp": timestamp, "acked": False, "done": False,
              "attempts": [], "created_at": time.time()}
         self.deliveries.append(d)
-        self.stats["webhooks_sent"] += 1
-        self.sched.add(0, self._start_attempt, d, self.gen)
-        return d["id"]
+        return self.courier.send(d)
 
-    def _start_attempt(self, d, gen):
-        if gen != self.gen or d["done"]:
-            return
+    def _webhook_headers(self, d):
+        """(headers, logged fields) of one attempt of d, signed now; None drops d (app gone)."""
         app = self._c("apps").get(d["app_id"])
         if app is None:
-            d["done"] = True
-            return
+            return None
         secret = app.get("webhook_secret") or app["secret"]
         if not d["_sign_ok"]:
             secret = "wrong-" + secret
         ts = str(d["_timestamp"] if d["_timestamp"] is not None else int(time.time()))
         sig = SIGNERS[d["version"]](d["app_id"], secret, ts, d["_body"])
         headers = {"Content-Type": WEBHOOK_CTYPE, "Appid": d["app_id"], "Timestamp": ts, "Sign": sig}
-        attempt = {"t": time.time(), "timestamp": ts, "sign": sig, "http_status": None, "reply": None,
-                   "error": None, "ok": False}
-        d["attempts"].append(attempt)
-        self.stats["webhook_attempts"] += 1
-        timeout = self._c("webhook_timeout_s")
-        threading.Thread(target=self._attempt, args=(d, attempt, headers, timeout, gen),
-                         name="ccpayment-webhook", daemon=True).start()
-
-    def _attempt(self, d, attempt, headers, timeout, gen):
-        status, reply, err = post(d["url"], d["_body"], headers, timeout)
-        with self.lock:
-            if gen != self.gen:
-                return
-            attempt.update(http_status=status, reply=None if reply is None else reply[:1000], error=err)
-            attempt["ok"] = status == 200 and "success" in (reply or "").lower()
-            if attempt["ok"]:
-                d["acked"] = d["done"] = True
-                self.stats["webhooks_acked"] += 1
-                return
-            delays = self._c("webhook_retry_delays_s")
-            n = len(d["attempts"])
-            if d["_retry"] and n - 1 < len(delays):
-                self.sched.add(delays[n - 1], self._start_attempt, d, gen)
-            else:
-                d["done"] = True
-                self.stats["webhooks_failed"] += 1
+        return headers, {"timestamp": ts, "sign": sig}
 
     # -- control (/_mock/ccpayment/...)
 

@@ -112,7 +112,6 @@ the merchant's key), executed, endpoint.  No envelope or key is logged.
 import base64
 import binascii
 import hashlib
-import http.client
 import json
 import re
 import secrets
@@ -124,6 +123,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+
+from delivery import post
 
 NAME = "chainup"
 
@@ -308,17 +309,9 @@ def http_post_form(url, fields, timeout):
     u = urlsplit(url)
     if u.scheme != "http" or not u.hostname:
         return None, b"", "not an http:// URL"
-    path = (u.path or "/") + ("?" + u.query if u.query else "")
-    conn = http.client.HTTPConnection(u.hostname, u.port or 80, timeout=timeout)
-    try:
-        conn.request("POST", path, urlencode(fields).encode(),
-                     {"Content-Type": "application/x-www-form-urlencoded"})
-        r = conn.getresponse()
-        return r.status, r.read(), None
-    except (OSError, http.client.HTTPException) as e:
-        return None, b"", f"{type(e).__name__}: {e}"
-    finally:
-        conn.close()
+    status, body, error = post(url, urlencode(fields).encode(),
+                               {"Content-Type": "application/x-www-form-urlencoded"}, timeout)
+    return status, b"" if body is None else body, error
 
 
 def check_config(cfg):

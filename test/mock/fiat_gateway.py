@@ -114,16 +114,13 @@ Log fields: api_key (the uid), requestId (orderid), ret_code, sig_ok, executed.
 """
 
 import hashlib
-import heapq
-import http.client
 import json
 import re
-import threading
 import time
-import traceback
 from collections import Counter
 from decimal import Decimal
-from urllib.parse import urlsplit
+
+from delivery import Courier, ScheduledProvider
 
 NAME = "fiat_gateway"
 
@@ -346,82 +343,26 @@ def present(v):
     return v is not None and plain(v) != ""
 
 
-def post(url, body, headers, timeout):
-    """POST body to url; returns (http_status, reply text, error)."""
-    u = urlsplit(url)
-    cls = http.client.HTTPSConnection if u.scheme == "https" else http.client.HTTPConnection
-    path = (u.path or "/") + ("?" + u.query if u.query else "")
-    c = cls(u.hostname, u.port, timeout=timeout)
-    try:
-        h = dict(headers)
-        h["Content-Length"] = str(len(body))
-        h["Connection"] = "close"
-        c.request("POST", path, body=body, headers=h)
-        r = c.getresponse()
-        return r.status, r.read(65536).decode("utf-8", "replace"), None
-    except Exception as e:         # any transport failure is a failed attempt
-        return None, None, f"{type(e).__name__}: {e}"
-    finally:
-        c.close()
-
-
-class Scheduler:
-    """Runs fn(*args) at monotonic times on one daemon thread, holding lock (the
-    provider's own lock, never the core's).  Tasks must not block."""
-
-    def __init__(self, lock):
-        self.cond = threading.Condition(lock)
-        self.heap = []
-        self.seq = 0
-        self.thread = None
-
-    def add(self, delay, fn, *args):
-        """Call with the lock held."""
-        self.seq += 1
-        heapq.heappush(self.heap, (time.monotonic() + max(0.0, delay), self.seq, fn, args))
-        if self.thread is None:
-            self.thread = threading.Thread(target=self._run, name="fiat-scheduler", daemon=True)
-            self.thread.start()
-        self.cond.notify()
-
-    def clear(self):
-        self.heap.clear()
-
-    def _run(self):
-        with self.cond:
-            while True:
-                if not self.heap:
-                    self.cond.wait()
-                    continue
-                wait = self.heap[0][0] - time.monotonic()
-                if wait > 0:
-                    self.cond.wait(wait)
-                    continue
-                _, _, fn, args = heapq.heappop(self.heap)
-                try:
-                    fn(*args)
-                except Exception:
-                    traceback.print_exc()
-
-
 # -- the provider -----------------------------------------------------------------------------
 
-class Provider:
+class Provider(ScheduledProvider):
     """Gateway state.  handle/peek/control/ledger/reset run under the core lock and take
     self.lock; the scheduler and notification threads take only self.lock."""
 
+    DEFAULTS = DEFAULT_CONFIG
+
     def __init__(self, config, stats):
-        self.cfg = config
-        self.stats = stats
-        self.lock = threading.RLock()
-        self.sched = Scheduler(self.lock)
-        self.gen = 0
+        super().__init__(config, stats, "fiat-scheduler")
+        self.courier = Courier(self, "fiat-notify", ("notifications_sent", "notify_attempts",
+                                                     "notifications_acked", "notifications_failed"),
+                               "notify_timeout_s", "notify_retry_delays_s",
+                               lambda reply: reply.strip().lower() == "success",
+                               lambda d: ({"Content-Type": d["_ctype"]}, {}))
         self.reset()
 
     def reset(self):
         with self.lock:
-            self.gen += 1
-            self.sched.clear()
+            self.new_generation()
             self.orders = []            # oldest first
             self.by_key = {}            # (uid, orderid) -> order
             self.executions = Counter()  # "uid/orderid" -> times executed
@@ -647,12 +588,6 @@ class Provider:
 
     # -- settlement and notifications (scheduler thread or control, self.lock held)
 
-    def _c(self, key):
-        """A config value read off the request path: the core swaps the config dict's
-        contents under its own lock only, so fall back to the default meanwhile."""
-        v = self.cfg.get(key)
-        return DEFAULT_CONFIG[key] if v is None and DEFAULT_CONFIG[key] is not None else v
-
     def _auto_settle(self, o, outcome, gen):
         if gen == self.gen and o["status"] == "processing":
             self._settle(o, outcome)
@@ -685,37 +620,7 @@ class Provider:
              "body": body.decode("utf-8", "replace"), "_body": body, "_ctype": ctype, "_retry": retry,
              "acked": False, "done": False, "attempts": [], "created_at": time.time()}
         self.notes.append(d)
-        self.stats["notifications_sent"] += 1
-        self.sched.add(0, self._start_attempt, d, self.gen)
-        return d["id"]
-
-    def _start_attempt(self, d, gen):
-        if gen != self.gen or d["done"]:
-            return
-        attempt = {"t": time.time(), "http_status": None, "reply": None, "error": None, "ok": False}
-        d["attempts"].append(attempt)
-        self.stats["notify_attempts"] += 1
-        threading.Thread(target=self._attempt, args=(d, attempt, self._c("notify_timeout_s"), gen),
-                         name="fiat-notify", daemon=True).start()
-
-    def _attempt(self, d, attempt, timeout, gen):
-        status, reply, err = post(d["url"], d["_body"], {"Content-Type": d["_ctype"]}, timeout)
-        with self.lock:
-            if gen != self.gen:
-                return
-            attempt.update(http_status=status, reply=None if reply is None else reply[:1000], error=err)
-            attempt["ok"] = status == 200 and (reply or "").strip().lower() == "success"
-            if attempt["ok"]:
-                d["acked"] = d["done"] = True
-                self.stats["notifications_acked"] += 1
-                return
-            delays = self._c("notify_retry_delays_s")
-            n = len(d["attempts"])
-            if d["_retry"] and n - 1 < len(delays):
-                self.sched.add(delays[n - 1], self._start_attempt, d, gen)
-            else:
-                d["done"] = True
-                self.stats["notifications_failed"] += 1
+        return self.courier.send(d)
 
     # -- control (/_mock/fiat_gateway/...)
 

@@ -10,7 +10,9 @@ used by the tests (health, reset, config, faults, ledger, requests, stats).
 
 Each provider is one module in this directory (an independent implementation of the
 provider's published protocol; nothing is shared with the extension's src/) and is
-plugged in with one line in REGISTRY.  A provider module exposes:
+plugged in with one line in REGISTRY.  delivery.py is not a provider: it holds the
+outbound POST, timer and callback-retry helpers some provider modules share (no
+protocol; signing stays in each provider's module).  A provider module exposes:
 
     NAME            provider name (first path segment)
     DEFAULT_CONFIG  dict of default settings

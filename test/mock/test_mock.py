@@ -2,10 +2,11 @@
 """
 test_mock.py - self-test of the mock provider server (python3 test/mock/test_mock.py).
 
-Starts mock_provider.py as a subprocess on a free port and drives it with a small
-client of its own: the documented signing vectors, authentication and validation
-errors, rate limits, duplicates, every fault kind, query-record status progression,
-the control API and a clean SIGTERM; then the p99 section (test_mock_p99.py).
+Starts mock_provider.py as a subprocess on a free port (selftest.run_mock) and drives
+it with a small client of its own (on selftest.MockClient): the documented signing
+vectors, authentication and validation errors, rate limits, duplicates, every fault
+kind, query-record status progression, the control API and a clean SIGTERM; then the
+p99 section (test_mock_p99.py).
 Prints one line per check; exits 0 when all pass, 1 otherwise.
 """
 
@@ -15,11 +16,7 @@ import http.client
 import json
 import os
 import re
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from urllib.parse import urlencode
@@ -29,6 +26,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import zoomex  # noqa: E402  (only for the signing-vector unit checks)
 import test_mock_p99  # noqa: E402  (the p99 section)
+from selftest import MockClient, check, outcome, run_mock, section  # noqa: E402
 
 CREATE = "/zoomex/private/v1/asset/withdraw/inner-create"
 QUERY = "/zoomex/private/v1/asset/withdraw/query-record"
@@ -38,23 +36,7 @@ KEYS["qkey"] = "query-test-secret-" + uuid.uuid4().hex      # query-record listi
 KEYS["qrate"] = "query-rate-secret-" + uuid.uuid4().hex     # query-record rate-limit test only
 SCHEDULE = [["Pending Review", 0.5], ["Pending Transfer", 0.5]]
 
-failures = []
-passes = 0
 SIGNATURES = set()      # every signature the client sent, to prove none is ever echoed
-
-
-def check(cond, what, detail=None):
-    global passes
-    if cond:
-        passes += 1
-        print(f"ok   - {what}")
-    else:
-        failures.append(what)
-        print(f"FAIL - {what}" + (f"  [{detail}]" if detail is not None else ""))
-
-
-def section(title):
-    print(f"\n# {title}")
 
 
 # -- the test's own client -----------------------------------------------------------
@@ -69,35 +51,14 @@ def client_sign(secret, params):
     return sig
 
 
-class Client:
+class Client(MockClient):
     """Tiny HTTP client; remembers when each api key last did an inner-create."""
 
+    provider = "zoomex"
+
     def __init__(self, port):
-        self.port = port
+        super().__init__(port)
         self.last_create = {}
-
-    def raw(self, method, path, body=None, headers=None, timeout=10, conn=None):
-        """Returns (status, headers dict, body bytes); raises on connection errors."""
-        c = conn or http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-        try:
-            c.request(method, path, body=body, headers=headers or {})
-            r = c.getresponse()
-            data = r.read()
-            return r.status, dict(r.getheaders()), data
-        finally:
-            if conn is None:
-                c.close()
-
-    def ctl(self, method, path, obj=None):
-        body = json.dumps(obj) if obj is not None else None
-        status, _, data = self.raw(method, "/_mock" + path, body,
-                                   {"Content-Type": "application/json"} if body else {})
-        return status, json.loads(data)
-
-    def fault(self, **spec):
-        spec.setdefault("provider", "zoomex")
-        status, out = self.ctl("POST", "/faults", spec)
-        assert status == 200, out
 
     def free_key(self):
         """The key whose last inner-create is oldest, after waiting out its 1 s window."""
@@ -142,9 +103,6 @@ class Client:
         status, _, data = self.raw("GET", QUERY + "?" + urlencode(p), None, h, conn=conn)
         return status, json.loads(data)
 
-    def ledger(self):
-        return self.ctl("GET", "/ledger?provider=zoomex")[1]
-
     def executed(self, rid):
         return self.ledger()["executions"].get(rid, 0)
 
@@ -158,21 +116,6 @@ def fields(rid=None, **over):
          "amount": "1.5", "remark": "test"}
     f.update(over)
     return {k: v for k, v in f.items() if v is not None}
-
-
-def outcome(fn):
-    """Run a request; classify how the connection ended."""
-    t0 = time.monotonic()
-    try:
-        res = fn()
-        kind = "response"
-    except http.client.RemoteDisconnected:
-        res, kind = None, "closed"
-    except ConnectionResetError:
-        res, kind = None, "reset"
-    except socket.timeout:
-        res, kind = None, "timeout"
-    return kind, res, time.monotonic() - t0
 
 
 # -- the checks --------------------------------------------------------------------
@@ -628,25 +571,7 @@ def test_control(c):
 
 
 def main():
-    tmp = tempfile.mkdtemp(prefix="mock_test_")
-    port_file = os.path.join(tmp, "port")
-    cfg = os.path.join(tmp, "config.json")
-    err_path = os.path.join(tmp, "stderr")
-    with open(cfg, "w") as f:
-        json.dump({"zoomex": {"keys": KEYS}, **test_mock_p99.CONFIG}, f)
-    err = open(err_path, "w")
-    proc = subprocess.Popen([sys.executable, os.path.join(HERE, "mock_provider.py"), "--port", "0",
-                             "--port-file", port_file, "--config", cfg], stdout=err, stderr=err)
-    try:
-        deadline = time.monotonic() + 10
-        while not os.path.exists(port_file):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                print("mock server did not start")
-                print(open(err_path).read())
-                return 1
-            time.sleep(0.05)
-        port = int(open(port_file).read())
-        print(f"mock server pid {proc.pid} on 127.0.0.1:{port}")
+    def tests(port):
         c = Client(port)
         worked, doc_sig = test_vectors()
         test_worked_example_on_wire(c, worked, doc_sig)
@@ -659,21 +584,8 @@ def main():
         test_query_record(c)
         test_control(c)
         test_mock_p99.run(port, check, section, SIGNATURES)
-    except Exception as e:     # a crash is a failure, not a traceback with the server left running
-        import traceback
-        traceback.print_exc()
-        check(False, f"test run crashed: {e!r}")
-    finally:
-        section("shutdown")
-        proc.send_signal(signal.SIGTERM)
-        try:
-            rc = proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            rc = None
-        err.close()
-        check(rc == 0, "SIGTERM: server exits with status 0 within 5 s", rc)
-        out = open(err_path).read()
+
+    def no_leaks(out):
         secrets = list(KEYS.values()) + test_mock_p99.SECRETS
         leaked = [s for s in secrets + list(SIGNATURES) if s in out] + (["sign="] if "sign=" in out else [])
         print(f"signatures sent: {len(SIGNATURES)}")
@@ -682,10 +594,9 @@ def main():
         check(len(SIGNATURES) > 100 and not any(s in out for s in secrets)
               and not any(s in out for s in SIGNATURES) and "sign=" not in out,
               "server output shows no secret and none of the signatures sent")
-    print(f"\n{passes} checks passed, {len(failures)} failed")
-    for f in failures:
-        print(f"  failed: {f}")
-    return 1 if failures else 0
+
+    return run_mock({"zoomex": {"keys": KEYS}, **test_mock_p99.CONFIG}, "mock_test_", tests,
+                    output_checks=no_leaks, check_traceback=False)
 
 
 if __name__ == "__main__":

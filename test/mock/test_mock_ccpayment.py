@@ -2,36 +2,32 @@
 """
 test_mock_ccpayment.py - self-test of the ccpayment mock (/usr/bin/python3 test/mock/test_mock_ccpayment.py).
 
-Starts mock_provider.py on a free port and a small webhook receiver of its own, then
-drives the mock over HTTP with a client that signs with its own code (ccpayment.py is
-imported only for the signing-vector unit checks): the computed v1/v2 vectors from
-providers.md, v1 withdraw and bill/info, v2 network/Cwallet withdraw and record query,
-header/signature/timestamp/argument errors, duplicates (11011) and repeated submits
-(11007), balance, rate limit and IP whitelist, status progression, webhooks signed by
-the order's version rule and retried until the receiver answers success, the control
-API (settle, resend, forged webhooks), faults and the request log.
+Starts mock_provider.py on a free port and a webhook receiver (selftest.py, the
+scaffolding the self-tests share), then drives the mock over HTTP with a client that
+signs with its own code (ccpayment.py is imported only for the signing-vector unit
+checks): the computed v1/v2 vectors from providers.md, v1 withdraw and bill/info, v2
+network/Cwallet withdraw and record query, header/signature/timestamp/argument errors,
+duplicates (11011) and repeated submits (11007), balance, rate limit and IP whitelist,
+status progression, webhooks signed by the order's version rule and retried until the
+receiver answers success, the control API (settle, resend, forged webhooks), faults and
+the request log.
 Prints one line per check; exits 0 when all pass, 1 otherwise.
 """
 
 import hashlib
 import hmac
-import http.client
 import json
 import os
 import re
-import signal
-import subprocess
 import sys
-import tempfile
-import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 sys.dont_write_bytecode = True
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import ccpayment  # noqa: E402  (only for the signing-vector unit checks)
+from selftest import MockClient, Receiver, check, run_mock, section  # noqa: E402
 
 BASE = "/ccpayment"
 V1_WITHDRAW = BASE + "/ccpayment/v1/withdraw"
@@ -57,23 +53,6 @@ WEBHOOK_FIELDS = ["pay_status", "order_type", "order_id", "record_id", "withdraw
 RETRY = [0.3, 0.5, 0.8]
 SETTLE_S = 0.6
 
-failures = []
-passes = 0
-
-
-def check(cond, what, detail=None):
-    global passes
-    if cond:
-        passes += 1
-        print(f"ok   - {what}")
-    else:
-        failures.append(what)
-        print(f"FAIL - {what}" + (f"  [{detail}]" if detail is not None else ""))
-
-
-def section(title):
-    print(f"\n# {title}")
-
 
 # -- the test's own signer -----------------------------------------------------------------
 
@@ -89,75 +68,10 @@ def t_sign_v2(app_id, secret, ts, body):
     return hmac.new(secret.encode(), f"{app_id}{ts}".encode() + b, hashlib.sha256).hexdigest()
 
 
-# -- webhook receiver -------------------------------------------------------------------------
+# -- client (the webhook receiver is selftest.Receiver) ------------------------------------------
 
-class Hooks:
-    """Records every POST; replies from a per-path script, then (200, "success")."""
-
-    def __init__(self):
-        self.lock = threading.Lock()
-        self.got = []
-        self.script = {"/never": None}
-        hooks = self
-
-        class H(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self):
-                n = int(self.headers.get("Content-Length", "0"))
-                body = self.rfile.read(n)
-                with hooks.lock:
-                    hooks.got.append({"path": self.path, "headers": dict(self.headers.items()),
-                                      "body": body, "t": time.monotonic()})
-                    script = hooks.script.get(self.path, [])
-                    status, text = (200, "fail") if script is None else (script.pop(0) if script
-                                                                          else (200, "success"))
-                data = text.encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "text/plain")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *a):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def url(self, path):
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def on(self, path):
-        with self.lock:
-            return [g for g in self.got if g["path"] == path]
-
-    def wait(self, path, n=1, timeout=8.0, pred=None):
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            hits = [g for g in self.on(path) if pred is None or pred(g)]
-            if len(hits) >= n:
-                return hits
-            time.sleep(0.05)
-        return [g for g in self.on(path) if pred is None or pred(g)]
-
-
-# -- client -------------------------------------------------------------------------------
-
-class Client:
-    def __init__(self, port):
-        self.port = port
-
-    def raw(self, method, path, body=None, headers=None, timeout=10):
-        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-        try:
-            c.request(method, path, body=body, headers=headers or {})
-            r = c.getresponse()
-            return r.status, dict(r.getheaders()), r.read()
-        finally:
-            c.close()
+class Client(MockClient):
+    provider = "ccpayment"
 
     def call(self, path, obj=None, app="app1", ts=None, version=None, body=None, secret=None, headers=None,
              drop=(), sig=None):
@@ -177,18 +91,6 @@ class Client:
             return st, json.loads(data)
         except ValueError:
             return st, data
-
-    def ctl(self, method, path, obj=None):
-        body = json.dumps(obj) if obj is not None else None
-        st, _, data = self.raw(method, "/_mock" + path, body, {"Content-Type": "application/json"} if body else {})
-        return st, json.loads(data)
-
-    def config(self, part):
-        st, out = self.ctl("POST", "/config", {"ccpayment": part})
-        assert st == 200, out
-
-    def log(self):
-        return self.ctl("GET", "/requests?provider=ccpayment")[1]
 
 
 def oid():
@@ -610,32 +512,15 @@ def test_faults_and_log(c):
 
 
 def main():
-    hooks = Hooks()
-    tmp = tempfile.mkdtemp(prefix="mock_ccp_")
-    port_file, cfg, err_path = (os.path.join(tmp, n) for n in ("port", "config.json", "stderr"))
+    hooks = Receiver()
     apps = {"app1": {"webhook_url": hooks.url("/v1")}, "app2": {"webhook_url": hooks.url("/v2")},
             "quiet": {"webhook_url": None}, "bal": {"webhook_url": None, "balance": "1.0"},
             "flaky": {"webhook_url": hooks.url("/flaky")}, "never": {"webhook_url": hooks.url("/never")},
             "other": {"webhook_url": None}, DOC_APP: {"webhook_url": None}}
     for k, a in apps.items():
         a["secret"] = SECRETS[k]
-    with open(cfg, "w") as f:
-        json.dump({"ccpayment": {"apps": apps, "settle_after_s": SETTLE_S, "processing_after_s": 0.3,
-                                 "repeat_window_s": 1.5, "webhook_retry_delays_s": RETRY,
-                                 "webhook_timeout_s": 2}}, f)
-    err = open(err_path, "w")
-    proc = subprocess.Popen([sys.executable, os.path.join(HERE, "mock_provider.py"), "--port", "0",
-                             "--port-file", port_file, "--config", cfg], stdout=err, stderr=err)
-    try:
-        deadline = time.monotonic() + 10
-        while not os.path.exists(port_file):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                print("mock server did not start")
-                print(open(err_path).read())
-                return 1
-            time.sleep(0.05)
-        port = int(open(port_file).read())
-        print(f"mock server pid {proc.pid} on 127.0.0.1:{port}, webhook receiver on {hooks.port}")
+
+    def tests(port):
         c = Client(port)
         test_vectors()
         test_doc_vector_on_wire(c)
@@ -646,28 +531,12 @@ def main():
         test_control(c, hooks)
         test_limits(c)
         test_faults_and_log(c)
-    except Exception as e:
-        import traceback
-        traceback.print_exc()
-        check(False, f"test run crashed: {e!r}")
-    finally:
-        section("shutdown")
-        proc.send_signal(signal.SIGTERM)
-        try:
-            rc = proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            rc = None
-        err.close()
-        check(rc == 0, "SIGTERM: server exits with status 0", rc)
-        out = open(err_path).read()
-        check("Traceback" not in out, "no traceback in the server output", out[-2000:])
-        check(not any(s in out for s in SECRETS.values()), "no secret in the server output")
-        hooks.server.shutdown()
-    print(f"\n{passes} checks passed, {len(failures)} failed")
-    for f in failures:
-        print(f"  failed: {f}")
-    return 1 if failures else 0
+
+    return run_mock({"ccpayment": {"apps": apps, "settle_after_s": SETTLE_S, "processing_after_s": 0.3,
+                                   "repeat_window_s": 1.5, "webhook_retry_delays_s": RETRY,
+                                   "webhook_timeout_s": 2}},
+                    "mock_ccp_", tests, f", webhook receiver on {hooks.port}", hooks.server.shutdown,
+                    lambda out: check(not any(s in out for s in SECRETS.values()), "no secret in the server output"))
 
 
 if __name__ == "__main__":

@@ -2,8 +2,9 @@
 """
 test_mock_chainup.py - self-test of the chainup mock (/usr/bin/python3 test/mock/test_mock_chainup.py).
 
-Starts mock_provider.py on a free port with CONFIG, plus a small merchant server of
-its own (second-confirmation and notification endpoints), and checks:
+Starts mock_provider.py on a free port (selftest.run_mock) with make_config(), plus
+a small merchant server of its own (second-confirmation and notification endpoints),
+and checks:
   - the published vectors (seed 001 / providers.md 1.3) with the test's own envelope
     code (raw RSA on python ints, no CRT, written apart from chainup.py) and with the
     mock's: GCJBk77n... is the demo $pri_key applied to the registerEmail request,
@@ -24,18 +25,14 @@ Prints one line per check; exits 0 when all pass, 1 otherwise.
 """
 
 import base64
-import http.client
 import json
 import os
 import re
-import signal
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qsl, urlencode
 
 from cryptography.hazmat.primitives import serialization
@@ -45,6 +42,7 @@ sys.dont_write_bytecode = True
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import chainup  # noqa: E402  (only for the unit checks of its envelope functions)
+from selftest import MockClient, check, run_mock, section, start_server, wait_for  # noqa: E402
 
 PREFIX = "/chainup/api/v2/billing"
 WITHDRAW, LIST, SYNC = PREFIX + "/withdraw", PREFIX + "/withdrawList", PREFIX + "/syncWithdrawList"
@@ -116,23 +114,6 @@ NOTIFY_FIELDS = ["charset", "version", "side", "notify_time", "request_id", "id"
                  "created_at", "updated_at", "txid", "confirmations", "status"]
 CONFIRM_FIELDS = {"time", "charset", "version", "request_id", "from_uid", "to_address", "amount",
                   "symbol", "check_sum"}
-
-failures = []
-passes = 0
-
-
-def check(cond, what, detail=None):
-    global passes
-    if cond:
-        passes += 1
-        print(f"ok   - {what}")
-    else:
-        failures.append(what)
-        print(f"FAIL - {what}" + (f"  [{detail}]" if detail is not None else ""))
-
-
-def section(title):
-    print(f"\n# {title}")
 
 
 # -- the test's own envelope code (independent of chainup.py) -------------------------------
@@ -263,10 +244,8 @@ class Merchant:
                 except OSError:     # the mock gave up waiting (mode slow)
                     self.close_connection = True
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.server.daemon_threads = True
+        self.server = start_server(H)
         self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def url(self, kind, name):
         return f"http://127.0.0.1:{self.port}/{kind}/{name}"
@@ -324,27 +303,10 @@ class Merchant:
 
 # -- the test's HTTP client ---------------------------------------------------------------
 
-class Client:
+class Client(MockClient):
+    provider = "chainup"
     keys = {}           # app_id -> own key tuple
     wallet = None       # own key tuple of the wallet public key
-
-    def __init__(self, port):
-        self.port = port
-
-    def raw(self, method, path, body=None, headers=None, timeout=10):
-        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-        try:
-            c.request(method, path, body=body, headers=headers or {})
-            r = c.getresponse()
-            return r.status, dict(r.getheaders()), r.read()
-        finally:
-            c.close()
-
-    def ctl(self, method, path, obj=None):
-        body = json.dumps(obj) if obj is not None else None
-        status, _, data = self.raw(method, "/_mock" + path, body,
-                                   {"Content-Type": "application/json"} if body else {})
-        return status, json.loads(data)
 
     def reply(self, status, data):
         """(HTTP status, plaintext object): a sealed reply opened with the wallet key,
@@ -389,22 +351,9 @@ class Client:
     def notifications(self, **q):
         return self.ctl("GET", "/chainup/notifications?" + urlencode(q))[1]
 
-    def ledger(self):
-        return self.ctl("GET", "/ledger?provider=chainup")[1]
-
 
 def new_rid():
     return "r-" + uuid.uuid4().hex[:20]
-
-
-def wait_for(pred, timeout=8.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.05)
-    return pred()
 
 
 # -- keys and config ------------------------------------------------------------------------
@@ -863,46 +812,11 @@ def run(port, check_fn, section_fn, merchant):
 def main():
     test_vectors()
     m = Merchant()
-    tmp = tempfile.mkdtemp(prefix="mock_chainup_")
-    port_file, cfg, err_path = (os.path.join(tmp, n) for n in ("port", "config.json", "stderr"))
-    with open(cfg, "w") as f:
-        json.dump(make_config(m), f)
-    err = open(err_path, "w")
-    proc = subprocess.Popen([sys.executable, os.path.join(HERE, "mock_provider.py"), "--port", "0",
-                             "--port-file", port_file, "--config", cfg], stdout=err, stderr=err)
-    try:
-        deadline = time.monotonic() + 10
-        while not os.path.exists(port_file):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                print("mock server did not start")
-                print(open(err_path).read())
-                return 1
-            time.sleep(0.05)
-        port = int(open(port_file).read())
-        print(f"\nmock server pid {proc.pid} on 127.0.0.1:{port}, merchant on 127.0.0.1:{m.port}")
-        run(port, check, section, m)
-    except Exception as e:     # a crash is a failure, not a traceback with the server left running
-        import traceback
-        traceback.print_exc()
-        check(False, f"test run crashed: {e!r}")
-    finally:
-        section("shutdown")
-        proc.send_signal(signal.SIGTERM)
-        try:
-            rc = proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            rc = None
-        err.close()
-        m.stop()
-        check(rc == 0, "SIGTERM: server exits with status 0 within 5 s", rc)
-        out = open(err_path).read()
-        check("Traceback" not in out, "no traceback in the server output", out[-2000:])
-        check("data=" not in out and KEY_A["pub_b64"][40:80] not in out, "server output shows no envelope or key")
-    print(f"\n{passes} checks passed, {len(failures)} failed")
-    for f in failures:
-        print(f"  failed: {f}")
-    return 1 if failures else 0
+    print()
+    return run_mock(make_config(m), "mock_chainup_", lambda port: run(port, check, section, m),
+                    f", merchant on 127.0.0.1:{m.port}", m.stop,
+                    lambda out: check("data=" not in out and KEY_A["pub_b64"][40:80] not in out,
+                                      "server output shows no envelope or key"))
 
 
 if __name__ == "__main__":

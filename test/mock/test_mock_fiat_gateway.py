@@ -3,7 +3,7 @@
 test_mock_fiat_gateway.py - self-test of the fiat_gateway mock
 (/usr/bin/python3 test/mock/test_mock_fiat_gateway.py).
 
-Starts mock_provider.py on a free port and a small notification receiver of its own,
+Starts mock_provider.py on a free port and a notification receiver (selftest.Receiver),
 then drives the mock over HTTP with a client that signs with its own code
 (fiat_gateway.py is imported only for the signing-vector unit checks): the computed
 formRule vectors and the WeChat / 9dg / pavodisplay family vectors from providers.md,
@@ -15,23 +15,18 @@ Prints one line per check; exits 0 when all pass, 1 otherwise.
 """
 
 import hashlib
-import http.client
 import json
 import os
 import re
-import signal
-import subprocess
 import sys
-import tempfile
-import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 sys.dont_write_bytecode = True
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import fiat_gateway  # noqa: E402  (only for the signing-vector unit checks)
+from selftest import MockClient, Receiver, check, run_mock, section  # noqa: E402
 
 APPLY = "/fiat_gateway/applyfor"
 RULE = "/fiat_gateway/channel/formRule"
@@ -60,23 +55,6 @@ FAMILY = [
 ]
 NOTE_KEYS = ["uid", "orderid", "transactionid", "amount", "status", "timestamp", "sign"]
 
-failures = []
-passes = 0
-
-
-def check(cond, what, detail=None):
-    global passes
-    if cond:
-        passes += 1
-        print(f"ok   - {what}")
-    else:
-        failures.append(what)
-        print(f"FAIL - {what}" + (f"  [{detail}]" if detail is not None else ""))
-
-
-def section(title):
-    print(f"\n# {title}")
-
 
 # -- the test's own signer -----------------------------------------------------------------
 
@@ -103,62 +81,7 @@ def reply_sign_ok(reply, uid):
     return reply.get("sign") == t_sign(p, m["secret"], m.get("sign_mode", "amp_key"))
 
 
-# -- notification receiver ----------------------------------------------------------------------
-
-class Hooks:
-    """Records every POST; replies from a per-path script, then (200, "success")."""
-
-    def __init__(self):
-        self.lock = threading.Lock()
-        self.got = []
-        self.script = {"/never": None}
-        hooks = self
-
-        class H(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                with hooks.lock:
-                    hooks.got.append({"path": self.path, "headers": dict(self.headers.items()), "body": body,
-                                      "t": time.monotonic()})
-                    script = hooks.script.get(self.path, [])
-                    status, text = (200, "fail") if script is None else (script.pop(0) if script
-                                                                          else (200, "success"))
-                data = text.encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "text/plain")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *a):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def url(self, path):
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def on(self, path, oid=None):
-        with self.lock:
-            out = [g for g in self.got if g["path"] == path]
-        if oid is not None:
-            out = [g for g in out if note(g).get("orderid") == oid]
-        return out
-
-    def wait(self, path, n=1, timeout=8.0, oid=None):
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            hits = self.on(path, oid)
-            if len(hits) >= n:
-                return hits
-            time.sleep(0.05)
-        return self.on(path, oid)
-
+# -- notification receiver (selftest.Receiver) ------------------------------------------------------
 
 def note(g):
     try:
@@ -169,18 +92,8 @@ def note(g):
 
 # -- client -------------------------------------------------------------------------------
 
-class Client:
-    def __init__(self, port):
-        self.port = port
-
-    def raw(self, method, path, body=None, headers=None, timeout=10):
-        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-        try:
-            c.request(method, path, body=body, headers=headers or {})
-            r = c.getresponse()
-            return r.status, dict(r.getheaders()), r.read()
-        finally:
-            c.close()
+class Client(MockClient):
+    provider = "fiat_gateway"
 
     def post(self, path, params=None, body=None, ctype="application/json"):
         if body is None:
@@ -197,18 +110,6 @@ class Client:
         m = MERCHANTS.get(uid, {"secret": "x"})
         p["sign"] = t_sign(p, secret or m["secret"], mode or m.get("sign_mode", "amp_key"))
         return self.post(path, p)
-
-    def ctl(self, method, path, obj=None):
-        body = json.dumps(obj) if obj is not None else None
-        st, _, data = self.raw(method, "/_mock" + path, body, {"Content-Type": "application/json"} if body else {})
-        return st, json.loads(data)
-
-    def config(self, part):
-        st, out = self.ctl("POST", "/config", {"fiat_gateway": part})
-        assert st == 200, out
-
-    def log(self):
-        return self.ctl("GET", "/requests?provider=fiat_gateway")[1]
 
 
 HOOKS = None
@@ -566,53 +467,21 @@ def test_control(c, hooks):
 
 def main():
     global HOOKS
-    hooks = HOOKS = Hooks()
-    tmp = tempfile.mkdtemp(prefix="mock_fiat_")
-    port_file, cfg, err_path = (os.path.join(tmp, n) for n in ("port", "config.json", "stderr"))
-    with open(cfg, "w") as f:
-        json.dump({"fiat_gateway": {"merchants": MERCHANTS, "settle_after_s": SETTLE_S,
-                                    "notify_retry_delays_s": RETRY, "notify_timeout_s": 2}}, f)
-    err = open(err_path, "w")
-    proc = subprocess.Popen([sys.executable, os.path.join(HERE, "mock_provider.py"), "--port", "0",
-                             "--port-file", port_file, "--config", cfg], stdout=err, stderr=err)
-    try:
-        deadline = time.monotonic() + 10
-        while not os.path.exists(port_file):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                print("mock server did not start")
-                print(open(err_path).read())
-                return 1
-            time.sleep(0.05)
-        port = int(open(port_file).read())
-        print(f"mock server pid {proc.pid} on 127.0.0.1:{port}, notification receiver on {hooks.port}")
+    hooks = HOOKS = Receiver()
+
+    def tests(port):
         c = Client(port)
         test_vectors()
         test_form_rule(c)
         test_apply(c, hooks)
         test_notifications(c, hooks)
         test_control(c, hooks)
-    except Exception as e:
-        import traceback
-        traceback.print_exc()
-        check(False, f"test run crashed: {e!r}")
-    finally:
-        section("shutdown")
-        proc.send_signal(signal.SIGTERM)
-        try:
-            rc = proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            rc = None
-        err.close()
-        check(rc == 0, "SIGTERM: server exits with status 0", rc)
-        out = open(err_path).read()
-        check("Traceback" not in out, "no traceback in the server output", out[-2000:])
-        check(not any(m["secret"] in out for m in MERCHANTS.values()), "no secret in the server output")
-        hooks.server.shutdown()
-    print(f"\n{passes} checks passed, {len(failures)} failed")
-    for f in failures:
-        print(f"  failed: {f}")
-    return 1 if failures else 0
+
+    return run_mock({"fiat_gateway": {"merchants": MERCHANTS, "settle_after_s": SETTLE_S,
+                                      "notify_retry_delays_s": RETRY, "notify_timeout_s": 2}},
+                    "mock_fiat_", tests, f", notification receiver on {hooks.port}", hooks.server.shutdown,
+                    lambda out: check(not any(m["secret"] in out for m in MERCHANTS.values()),
+                                      "no secret in the server output"))
 
 
 if __name__ == "__main__":

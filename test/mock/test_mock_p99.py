@@ -8,6 +8,7 @@ the documented vector, API-key and JWT authentication, the 401-empty-body failur
 limit clamping, order, filters, paging by "end" over shared seconds, single lookups,
 status progression, /_mock/p99/add and /records, the read-only API key, faults, the
 request log and determinism of the seeded data.
+Its Client builds on selftest.MockClient.
 """
 
 import hashlib
@@ -15,12 +16,12 @@ import hmac
 import http.client
 import json
 import re
-import socket
 import time
 import uuid
 from urllib.parse import quote
 
 import p99  # only for the signing-vector unit check
+from selftest import MockClient, outcome
 
 PREFIX = "/p99"
 LIST = PREFIX + "/spot/withdrawals"
@@ -68,20 +69,8 @@ def qs(params):
     return "&".join(f"{k}={quote(str(v), safe='')}" for k, v in params)
 
 
-class Client:
-    def __init__(self, port):
-        self.port = port
-
-    def raw(self, method, path, body=None, headers=None, timeout=10, conn=None):
-        """(status, headers, body bytes); raises on connection errors."""
-        c = conn or http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-        try:
-            c.request(method, path, body=body, headers=headers or {})
-            r = c.getresponse()
-            return r.status, dict(r.getheaders()), r.read()
-        finally:
-            if conn is None:
-                c.close()
+class Client(MockClient):
+    provider = "p99"
 
     def signed_query(self, key, params, ts=None, secret=None, payload=None):
         """The query string for params (in order) with timestamp appended and the
@@ -103,20 +92,8 @@ class Client:
         return self.raw("GET", path + ("?" + q if q else ""),
                         headers={"Authorization": f"Bearer {token}"}, conn=conn)
 
-    def ctl(self, method, path, obj=None):
-        body = json.dumps(obj) if obj is not None else None
-        status, _, data = self.raw(method, "/_mock" + path, body,
-                                   {"Content-Type": "application/json"} if body else {})
-        return status, json.loads(data)
-
     def records(self, user):
         return self.ctl("GET", f"/p99/records?user={user}")[1]
-
-    def stats(self):
-        return self.ctl("GET", "/stats?provider=p99")[1]
-
-    def log(self):
-        return self.ctl("GET", "/requests?provider=p99")[1]
 
 
 def js(data):
@@ -141,17 +118,6 @@ def expect(truth, status=None, token=None, start=None, end=None, limit=50):
 
 def ids(data):
     return [r["id"] for r in json.loads(data)]
-
-
-def outcome(fn):
-    try:
-        return "response", fn()
-    except http.client.RemoteDisconnected:
-        return "closed", None
-    except ConnectionResetError:
-        return "reset", None
-    except socket.timeout:
-        return "timeout", None
 
 
 # -- the checks --------------------------------------------------------------------------
@@ -516,31 +482,26 @@ def test_faults(c):
         return lambda: c.raw("GET", f"{LIST}?limit=1", headers={"Authorization": f"Bearer {JWT_CAROL}"},
                              timeout=timeout)
 
-    def fault(**spec):
-        spec.setdefault("provider", "p99")
-        st, out = c.ctl("POST", "/faults", spec)
-        assert st == 200, out
-
-    fault(path="withdrawals", kind="http_500", count=2)
+    c.fault(path="withdrawals", kind="http_500", count=2)
     got = [get()()[0] for _ in range(3)]
     check(got == [500, 500, 200], "http_500 count 2: two 500s, then 200", got)
-    fault(kind="http_502")
+    c.fault(kind="http_502")
     st, h, data = get()()
     check(st == 502 and h.get("Content-Type") == "text/html", "http_502: an HTML 502", st)
-    fault(kind="garbage")
+    c.fault(kind="garbage")
     st, _, data = get()()
     check(st == 200 and isinstance(js(data), bytes), "garbage: 200 with a non-JSON body", data[:40])
-    fault(kind="retcode", code=503)
+    c.fault(kind="retcode", code=503)
     st, _, data = get()()
     check(st == 503 and js(data) == {"error": "injected"}, "retcode 503: {\"error\":\"injected\"}", (st, data))
-    fault(kind="reset")
-    how, _ = outcome(get())
+    c.fault(kind="reset")
+    how, _, _ = outcome(get())
     check(how == "reset", "reset: connection reset", how)
-    fault(kind="timeout_before", delay_s=2)
+    c.fault(kind="timeout_before", delay_s=2)
     t0 = time.monotonic()
-    how, _ = outcome(get(timeout=0.5))
+    how, _, _ = outcome(get(timeout=0.5))
     check(how == "timeout" and time.monotonic() - t0 < 1.5, "timeout_before: no answer within the timeout", how)
-    fault(kind="down", duration_s=0.6)
+    c.fault(kind="down", duration_s=0.6)
     t0, got = time.monotonic(), []
     while time.monotonic() - t0 < 0.45:
         got.append(outcome(get())[0])
