@@ -10,6 +10,7 @@ OBJS = \
 	src/http.o \
 	src/crypto.o \
 	src/secrets.o \
+	src/triggers.o \
 	src/envelope.o \
 	src/jsonutil.o \
 	src/api.o \

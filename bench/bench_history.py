@@ -36,19 +36,25 @@ from benchlib import (CREATE_SERIES_SQL, HUGE_MS, Nginx, Table, bench_cluster, c
 # src/store.c, candidates_sql[JOB_CREATE] and [JOB_STATUS], verbatim
 CANDIDATES = {
     "create": "SELECT w.id, w.account_id, a.provider, a.options, w.state = 'unknown', w.first_sent_at,"
-              " w.created_at FROM withdraw.withdrawal w JOIN withdraw.account a ON a.id = w.account_id"
-              " WHERE w.state IN ('queued', 'unknown') AND NOT w.needs_reconcile"
-              "   AND w.next_attempt_at <= now()"
-              "   AND w.account_id <> ALL ($1)"
-              " ORDER BY w.next_attempt_at, w.id LIMIT $2"
-              " FOR UPDATE OF w SKIP LOCKED",
+              " w.created_at FROM withdraw.account a CROSS JOIN LATERAL"
+              " (SELECT w.id, w.account_id, w.state, w.first_sent_at, w.created_at, w.next_attempt_at"
+              "  FROM withdraw.withdrawal w"
+              "  WHERE w.account_id = a.id AND w.state IN ('queued', 'unknown') AND NOT w.needs_reconcile"
+              "    AND w.next_attempt_at <= now()"
+              "  ORDER BY w.next_attempt_at, w.id LIMIT $2"
+              "  FOR UPDATE OF w SKIP LOCKED) w"
+              " WHERE a.id <> ALL ($1)"
+              " ORDER BY w.next_attempt_at, w.id LIMIT $2",
     "status": "SELECT w.id, w.account_id, a.provider, a.options, w.state = 'unknown', w.first_sent_at,"
-              " w.created_at FROM withdraw.withdrawal w JOIN withdraw.account a ON a.id = w.account_id"
-              " WHERE w.state IN ('submitted', 'processing', 'review', 'unknown')"
-              "   AND w.next_poll_at <= now() AND (w.state <> 'unknown' OR w.needs_reconcile)"
-              "   AND w.account_id <> ALL ($1)"
-              " ORDER BY w.next_poll_at, w.id LIMIT $2"
-              " FOR UPDATE OF w SKIP LOCKED",
+              " w.created_at FROM withdraw.account a CROSS JOIN LATERAL"
+              " (SELECT w.id, w.account_id, w.state, w.first_sent_at, w.created_at, w.next_poll_at"
+              "  FROM withdraw.withdrawal w"
+              "  WHERE w.account_id = a.id AND w.state IN ('submitted', 'processing', 'review', 'unknown')"
+              "    AND w.next_poll_at <= now() AND (w.state <> 'unknown' OR w.needs_reconcile)"
+              "  ORDER BY w.next_poll_at, w.id LIMIT $2"
+              "  FOR UPDATE OF w SKIP LOCKED) w"
+              " WHERE a.id <> ALL ($1)"
+              " ORDER BY w.next_poll_at, w.id LIMIT $2",
 }
 
 HISTORY_SQL = """

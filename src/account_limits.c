@@ -45,6 +45,15 @@ asset_limits(Jsonb *options, const char *asset)
 	return json_get_container(limits, asset);
 }
 
+/* Does a daily limit apply to this asset of the account? */
+bool
+limits_daily_applies(Jsonb *options, const char *asset)
+{
+	JsonbContainer *limits = asset_limits(options, asset);
+
+	return limits != NULL && json_get_text(limits, "daily") != NULL;
+}
+
 /* account_create/update: "limits" must be {asset: {single?, daily?}} of decimal strings. */
 void
 limits_check_option(Jsonb *options)

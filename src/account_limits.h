@@ -11,6 +11,7 @@
 #include "utils/jsonb.h"
 
 extern void limits_check_option(Jsonb *options);
+extern bool limits_daily_applies(Jsonb *options, const char *asset);
 extern void limits_enforce(int32 account_id, const char *account_name, Jsonb *options,
 						   const char *asset, const char *amount);
 

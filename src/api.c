@@ -192,8 +192,13 @@ withdraw_create(PG_FUNCTION_ARGS)
 		rules = cached_rules(account_name, account_id, provider->rules_key(request));
 	provider->validate(request, options, rules, &validated);
 
-	/* a repeated call returns the stored withdrawal: no limit counts it twice */
-	id = existing_withdrawal(account_name, account_id, &validated);
+	/*
+	 * A repeated call returns the stored withdrawal.  Where a daily limit
+	 * applies, look first, so that the limit does not count it twice;
+	 * otherwise the insert finds out by itself.
+	 */
+	id = limits_daily_applies(options, validated.asset) ?
+		existing_withdrawal(account_name, account_id, &validated) : 0;
 	if (id == 0)
 	{
 		limits_enforce(account_id, account_name, options, validated.asset, validated.amount);

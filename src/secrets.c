@@ -15,8 +15,9 @@
  * withdraw_rotate_secrets() re-seals every account under the new key.
  *
  * The key file holds 64 hex digits (openssl rand -hex 32) and, like
- * ssl_key_file, must not be readable by group or others.  Keys are read
- * when needed and wiped after use; nothing here logs key material.
+ * ssl_key_file, must not be readable by group or others.  A key is kept
+ * in process memory while its file is unchanged (read_key_file); copies
+ * on the stack are wiped after use, and nothing here logs key material.
  *
  *-------------------------------------------------------------------------
  */
@@ -56,7 +57,7 @@ typedef struct SecretsKey
  * ERROR with the reason; the file's contents never appear in a message.
  */
 static void
-read_key_file(const char *setting, const char *path, SecretsKey *key)
+load_key_file(const char *setting, const char *path, SecretsKey *key, struct stat *st_out)
 {
 	struct stat st;
 	FILE	   *file;
@@ -84,6 +85,7 @@ read_key_file(const char *setting, const char *path, SecretsKey *key)
 		ereport(ERROR,
 				(errcode_for_file_access(), errhidestmt(true),
 				 errmsg("could not read %s \"%s\": %m", setting, path)));
+	*st_out = st;
 	if (!S_ISREG(st.st_mode) || (st.st_mode & (S_IRWXG | S_IRWXO)) != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_CONFIG_FILE_ERROR), errhidestmt(true),
@@ -114,6 +116,51 @@ read_key_file(const char *setting, const char *path, SecretsKey *key)
 	digest = sha256_hex((const char *) key->bytes, SECRETS_KEY_BYTES);
 	memcpy(key->id, digest, 16);
 	key->id[16] = '\0';
+}
+
+/*
+ * A key file's key, kept in process memory while the file stays the same:
+ * the worker opens an account's credentials for every request it takes,
+ * and reading the file each time cost more than the sending.  The file is
+ * stat'ed on every use (a rotated or removed key is noticed at once) and
+ * read again when its path, inode, size or mtime changes.
+ */
+typedef struct CachedKeyFile
+{
+	char		path[MAXPGPATH];
+	ino_t		ino;
+	off_t		size;
+	time_t		mtime;
+	mode_t		mode;
+	SecretsKey	key;
+	bool		valid;
+} CachedKeyFile;
+
+static CachedKeyFile key_files[2];
+
+static void
+read_key_file(const char *setting, const char *path, SecretsKey *key)
+{
+	CachedKeyFile *c = &key_files[strcmp(setting, "withdraw.secrets_key_file") == 0 ? 0 : 1];
+	struct stat st;
+
+	if (c->valid && path != NULL && strcmp(c->path, path) == 0 && stat(path, &st) == 0 &&
+		st.st_ino == c->ino && st.st_size == c->size && st.st_mtime == c->mtime &&
+		st.st_mode == c->mode && !path_is_prefix_of_path(DataDir, path))
+	{
+		*key = c->key;
+		return;
+	}
+	c->valid = false;
+	explicit_bzero(&c->key, sizeof(c->key));
+	load_key_file(setting, path, key, &st);
+	strlcpy(c->path, path, sizeof(c->path));
+	c->ino = st.st_ino;
+	c->size = st.st_size;
+	c->mtime = st.st_mtime;
+	c->mode = st.st_mode;
+	c->key = *key;
+	c->valid = true;
 }
 
 static char *
