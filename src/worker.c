@@ -525,6 +525,7 @@ record_batch_outcomes(Job *job, HttpResponse *res, Job **jobs, HttpResponse **re
 		Job		   *member = i == 0 ? job : list_nth(job->riders, i - 1);
 
 		member->request = job->request;
+		member->started_at = job->started_at;
 		change_of(member, &outs[i], &changes[i]);
 		jobs[i] = member;
 		responses[i] = res;

@@ -259,6 +259,10 @@ def test_status_polls_are_batched():
     largest = cluster.value("SELECT max(array_length(string_to_array(substring(request_body from '\"ids\":\"([^\"]*)'),"
                             " ','), 1)) FROM withdraw.attempts WHERE account = 'cu2' AND kind = 'status'")
     assert largest >= 50, largest
+    # every poll that rode on a batch has its own attempt row, with the batch's time
+    stale = cluster.value("SELECT count(*) FROM withdraw.attempts WHERE account = 'cu2'"
+                          " AND started_at < now() - interval '1 hour'")
+    assert stale == 0, f"{stale} attempts dated long ago"
     assert len(lists) < polls / 10, (len(lists), polls)
     return f"{polls} polls answered by {len(lists)} withdrawList calls, at most {largest} ids each"
 
