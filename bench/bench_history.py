@@ -33,29 +33,8 @@ from bench_sink import create_backlog, worker_plans
 from benchlib import (CREATE_SERIES_SQL, HUGE_MS, Nginx, Table, bench_cluster, create_account,
                       install_signal_handlers, log, set_guc, wait_drained)
 
-# src/store.c, candidates_sql[JOB_CREATE] and [JOB_STATUS], verbatim
-CANDIDATES = {
-    "create": "SELECT w.id, w.account_id, a.provider, a.options, w.state = 'unknown', w.first_sent_at,"
-              " w.created_at FROM withdraw.account a CROSS JOIN LATERAL"
-              " (SELECT w.id, w.account_id, w.state, w.first_sent_at, w.created_at, w.next_attempt_at"
-              "  FROM withdraw.withdrawal w"
-              "  WHERE w.account_id = a.id AND w.state IN ('queued', 'unknown') AND NOT w.needs_reconcile"
-              "    AND w.next_attempt_at <= now()"
-              "  ORDER BY w.next_attempt_at, w.id LIMIT $2"
-              "  FOR UPDATE OF w SKIP LOCKED) w"
-              " WHERE a.id <> ALL ($1)"
-              " ORDER BY w.next_attempt_at, w.id LIMIT $2",
-    "status": "SELECT w.id, w.account_id, a.provider, a.options, w.state = 'unknown', w.first_sent_at,"
-              " w.created_at FROM withdraw.account a CROSS JOIN LATERAL"
-              " (SELECT w.id, w.account_id, w.state, w.first_sent_at, w.created_at, w.next_poll_at"
-              "  FROM withdraw.withdrawal w"
-              "  WHERE w.account_id = a.id AND w.state IN ('submitted', 'processing', 'review', 'unknown')"
-              "    AND w.next_poll_at <= now() AND (w.state <> 'unknown' OR w.needs_reconcile)"
-              "  ORDER BY w.next_poll_at, w.id LIMIT $2"
-              "  FOR UPDATE OF w SKIP LOCKED) w"
-              " WHERE a.id <> ALL ($1)"
-              " ORDER BY w.next_poll_at, w.id LIMIT $2",
-}
+# the worker's claim queries, read from the extension (withdraw._claim_query)
+KINDS = ("create", "status")
 
 HISTORY_SQL = """
 INSERT INTO withdraw.withdrawal (account_id, idempotency_key, request, asset, amount, destination, state,
@@ -83,8 +62,9 @@ def explain(cur, kind):
 
 def prepare(cur):
     """The worker's claim queries as prepared statements (they outlive a rollback)."""
-    for kind, sql in CANDIDATES.items():
-        cur.execute(f"PREPARE cand_{kind}(int[], int) AS {sql}")
+    for kind in KINDS:
+        cur.execute("SELECT withdraw._claim_query(%s)", (kind,))
+        cur.execute(f"PREPARE cand_{kind}(int[], int) AS {cur.fetchone()[0]}")
 
 
 def step(cluster, size, n, prefix):
@@ -93,13 +73,13 @@ def step(cluster, size, n, prefix):
     cur = conn.cursor()
     prepare(cur)
     cur.execute("SET plan_cache_mode = force_generic_plan")
-    for kind in CANDIDATES:
+    for kind in KINDS:
         figures[f"idle_{kind}"] = explain(cur, kind)
     conn.rollback()
     cur.execute("SET plan_cache_mode = force_generic_plan")
     for lo in range(1, n + 1, 5000):
         cur.execute(CREATE_SERIES_SQL, ("sink", prefix, lo, min(n, lo + 4999)))
-    for kind in CANDIDATES:
+    for kind in KINDS:
         figures[f"backlog_{kind}"] = explain(cur, kind)
     conn.rollback()
     conn.close()

@@ -134,6 +134,11 @@ CREATE FUNCTION withdraw._envelope_open(data text, public_key text) RETURNS text
 COMMENT ON FUNCTION withdraw._envelope_open(text, text) IS
 	'A chainup data envelope opened with a public key, the code path the worker uses (for test vectors)';
 
+CREATE FUNCTION withdraw._claim_query(kind text) RETURNS text
+	AS 'MODULE_PATHNAME', 'withdraw_claim_query' LANGUAGE C IMMUTABLE STRICT;
+COMMENT ON FUNCTION withdraw._claim_query(text) IS
+	'The text of the worker''s claim query of a kind (create, status), for the benchmarks';
+
 CREATE FUNCTION withdraw._credentials(account_id integer, sealed bytea, key_id text) RETURNS jsonb
 	AS 'MODULE_PATHNAME', 'withdraw_open_credentials' LANGUAGE C STABLE;
 COMMENT ON FUNCTION withdraw._credentials(integer, bytea, text) IS
@@ -238,7 +243,7 @@ REVOKE ALL ON FUNCTION withdraw_callback(text, text, jsonb), withdraw_confirm(te
 	withdraw._envelope_seal(text, text), withdraw._envelope_open(text, text),
 	withdraw_form_rules(text, text, text), withdraw._ccpayment_signature(integer, text, text, text, text),
 	withdraw._fiat_gateway_signature(jsonb, text, text), withdraw._credentials(integer, bytea, text),
-	withdraw_rotate_secrets() FROM PUBLIC;
+	withdraw_rotate_secrets(), withdraw._claim_query(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION withdraw_rotate_secrets() TO withdraw_admin;
 GRANT EXECUTE ON FUNCTION withdraw_form_rules(text, text, text) TO withdraw_admin;
 GRANT SELECT ON withdraw.form_rules TO withdraw_user, withdraw_admin;

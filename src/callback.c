@@ -32,6 +32,7 @@
 #include "jsonutil.h"
 #include "spi_util.h"
 #include "store.h"
+#include "triggers.h"
 
 PG_FUNCTION_INFO_V1(withdraw_callback);
 PG_FUNCTION_INFO_V1(withdraw_confirm);
@@ -108,19 +109,6 @@ find_target(WithdrawAccount *account, CallbackNotice *notice, Target *t)
 	t->idempotency_key = SPI_getvalue(tuple, desc, 5);
 	t->provider_id = SPI_getvalue(tuple, desc, 6);
 	return true;
-}
-
-static bool
-transition_allowed(const char *from, const char *to)
-{
-	Oid			types[2] = {TEXTOID, TEXTOID};
-	Datum		values[2] = {CStringGetTextDatum(from), CStringGetTextDatum(to)};
-
-	if (SPI_execute_with_args("SELECT 1 FROM withdraw.state_transition"
-							  " WHERE from_state = $1 AND to_state = $2",
-							  2, types, values, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "reading the state machine failed");
-	return SPI_processed > 0;
 }
 
 /*

@@ -186,6 +186,35 @@ decide_create(Job *job, const AccountPolicy *policy, Outcome *out, Change *chang
 	}
 }
 
+/*
+ * A status answer found a record under our key or id, but for another
+ * amount or destination: the key was used by another request (reused,
+ * or the duplicate of another account).  Never adopt it: a person
+ * decides.  Returns true when the change is made so.
+ */
+static bool
+record_is_another(Job *job, Outcome *out, Change *change)
+{
+	char	   *why = NULL;
+
+	if (out->record_amount != NULL && !decimal_equal(out->record_amount, job->w.amount))
+		why = psprintf("the provider's record is for %s, not %s", out->record_amount, job->w.amount);
+	else if (out->record_destination != NULL && job->w.destination != NULL &&
+			 strcmp(out->record_destination, job->w.destination) != 0)
+		why = psprintf("the provider's record goes to \"%s\", not \"%s\"",
+					   out->record_destination, job->w.destination);
+	if (why == NULL)
+		return false;
+	change->outcome = "status";
+	change->state = "review";
+	change->needs_reconcile = false;
+	change->provider_id = NULL;
+	change->details = NULL;
+	change->poll_in_ms = -1;
+	change->last_error = psprintf("%s: the key belongs to another request", why);
+	return true;
+}
+
 static void
 decide_status(Job *job, const AccountPolicy *policy, Outcome *out, Change *change)
 {
@@ -193,6 +222,8 @@ decide_status(Job *job, const AccountPolicy *policy, Outcome *out, Change *chang
 	change->poll_in_ms = Max(policy->poll_interval_ms, out->retry_after_ms);
 	change->needs_reconcile = (strcmp(job->state, "unknown") == 0);
 
+	if (out->kind == OUTCOME_STATE && record_is_another(job, out, change))
+		return;
 	if (out->kind == OUTCOME_STATE)
 	{
 		change->outcome = "status";

@@ -109,22 +109,14 @@ rules_take_due(int limit, MemoryContext parent)
 	{
 		HeapTuple	tuple = SPI_tuptable->vals[i];
 		TupleDesc	desc = SPI_tuptable->tupdesc;
-		MemoryContext cxt = AllocSetContextCreate(parent, "withdraw rules job", ALLOCSET_SMALL_SIZES);
-		MemoryContext old = MemoryContextSwitchTo(cxt);
-		Job		   *job = palloc0(sizeof(Job));
+		Job		   *job = store_account_job(tuple, desc, JOB_RULES, parent);
+		char	   *currency;
 
-		job->cxt = cxt;
-		job->kind = JOB_RULES;
-		job->state = "rules";
-		job->w.account = store_account_from_tuple(tuple, desc, 1);
-		job->rule_key = SPI_getvalue(tuple, desc, 7);
-		job->rule_currency = SPI_getvalue(tuple, desc, 8);
-		MemoryContextSwitchTo(old);
-		if (job->w.account->provider == NULL || job->w.account->provider->build_rules == NULL)
-		{
-			MemoryContextDelete(cxt);
+		if (job == NULL)
 			continue;
-		}
+		currency = SPI_getvalue(tuple, desc, 8);
+		job->rule_key = MemoryContextStrdup(job->cxt, SPI_getvalue(tuple, desc, 7));
+		job->rule_currency = currency ? MemoryContextStrdup(job->cxt, currency) : NULL;
 		jobs = lappend(jobs, job);
 	}
 	return jobs;

@@ -75,12 +75,31 @@ static const char *const candidates_sql[2] = {
 	" ORDER BY w.next_poll_at, w.id LIMIT $2"
 };
 
+/*
+ * SQL: withdraw._claim_query(kind) — the text of a claim query ('create' or
+ * 'status'), so that bench/bench_history.py EXPLAINs the worker's very
+ * query instead of a copy that could drift from it.
+ */
+PG_FUNCTION_INFO_V1(withdraw_claim_query);
+Datum
+withdraw_claim_query(PG_FUNCTION_ARGS)
+{
+	char	   *kind = text_to_cstring(PG_GETARG_TEXT_PP(0));
+
+	if (strcmp(kind, "create") != 0 && strcmp(kind, "status") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("no claim query of kind \"%s\"", kind),
+				 errhint("The kinds are create and status.")));
+	PG_RETURN_TEXT_P(cstring_to_text(candidates_sql[strcmp(kind, "create") == 0 ? JOB_CREATE : JOB_STATUS]));
+}
+
 #define TAKE_RETURNING \
 	" FROM withdraw.account a JOIN withdraw.account_secret s ON s.account_id = a.id" \
 	" WHERE w.id = ANY ($1) AND a.id = w.account_id" \
 	" RETURNING w.id, a.id, a.name, a.provider, a.base_url, a.options, " SECRETS_CREDENTIALS("s") "," \
 	"  w.idempotency_key, w.request, w.amount::text, w.provider_id, w.created_at," \
-	"  w.first_sent_at, w.attempts, w.maybe_delivered, w.state, w.reconcile_cursor"
+	"  w.first_sent_at, w.attempts, w.maybe_delivered, w.state, w.reconcile_cursor, w.destination"
 
 static const char *const take_sql[2] = {
 	"UPDATE withdraw.withdrawal w"
@@ -287,10 +306,40 @@ store_take(JobKind kind, List *ids, MemoryContext parent)
 		job->maybe_delivered = DatumGetBool(SPI_getbinval(tuple, desc, 15, &isnull));
 		job->state = SPI_getvalue(tuple, desc, 16);
 		job->w.reconcile_cursor = SPI_getvalue(tuple, desc, 17);
+		job->w.destination = SPI_getvalue(tuple, desc, 18);
 		MemoryContextSwitchTo(old);
 		jobs = lappend(jobs, job);
 	}
 	return jobs;
+}
+
+/*
+ * A job of a whole account (a sync or a form-rules fetch) from a claimed
+ * row whose first columns are the account's (store_account_from_tuple),
+ * in a context of its own under parent; NULL when this build's provider
+ * cannot do that kind of job.
+ */
+Job *
+store_account_job(HeapTuple tuple, TupleDesc desc, JobKind kind, MemoryContext parent)
+{
+	MemoryContext cxt = AllocSetContextCreate(parent, "withdraw account job", ALLOCSET_SMALL_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	Job		   *job = palloc0(sizeof(Job));
+	const Provider *provider;
+
+	job->cxt = cxt;
+	job->kind = kind;
+	job->state = kind == JOB_SYNC ? "sync" : "rules";
+	job->w.account = store_account_from_tuple(tuple, desc, 1);
+	MemoryContextSwitchTo(old);
+	provider = job->w.account->provider;
+	if (provider == NULL ||
+		(kind == JOB_SYNC ? provider->build_sync == NULL : provider->build_rules == NULL))
+	{
+		MemoryContextDelete(cxt);
+		return NULL;
+	}
+	return job;
 }
 
 /*
@@ -327,24 +376,13 @@ store_take_syncs(List *excluded_accounts, int limit, MemoryContext parent)
 	{
 		HeapTuple	tuple = SPI_tuptable->vals[i];
 		TupleDesc	desc = SPI_tuptable->tupdesc;
-		MemoryContext cxt = AllocSetContextCreate(parent, "withdraw sync job", ALLOCSET_SMALL_SIZES);
-		MemoryContext old = MemoryContextSwitchTo(cxt);
-		Job		   *job = palloc0(sizeof(Job));
-		WithdrawAccount *account = store_account_from_tuple(tuple, desc, 1);
+		Job		   *job = store_account_job(tuple, desc, JOB_SYNC, parent);
 		bool		isnull;
 
-		job->cxt = cxt;
-		job->page_cxt = AllocSetContextCreate(cxt, "withdraw sync page", ALLOCSET_DEFAULT_SIZES);
-		job->kind = JOB_SYNC;
-		job->state = "sync";
-		job->w.account = account;
-		job->attempts = DatumGetInt32(SPI_getbinval(tuple, desc, 7, &isnull));
-		MemoryContextSwitchTo(old);
-		if (account->provider == NULL || account->provider->build_sync == NULL)
-		{
-			MemoryContextDelete(cxt);
+		if (job == NULL)
 			continue;
-		}
+		job->page_cxt = AllocSetContextCreate(job->cxt, "withdraw sync page", ALLOCSET_DEFAULT_SIZES);
+		job->attempts = DatumGetInt32(SPI_getbinval(tuple, desc, 7, &isnull));
 		jobs = lappend(jobs, job);
 	}
 	return jobs;

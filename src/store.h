@@ -36,5 +36,6 @@ extern bool store_provider_id_taken(Job *job, const char *provider_id);
 extern List *store_take_syncs(List *excluded_accounts, int limit, MemoryContext parent);
 extern WithdrawAccount *store_account_from_tuple(HeapTuple tuple, TupleDesc desc, int first);
 extern WithdrawAccount *store_account_by_name(const char *name);
+extern Job *store_account_job(HeapTuple tuple, TupleDesc desc, JobKind kind, MemoryContext parent);
 
 #endif							/* WITHDRAW_STORE_H */

@@ -34,6 +34,7 @@
 #include "utils/timestamp.h"
 
 #include "spi_util.h"
+#include "triggers.h"
 
 PG_FUNCTION_INFO_V1(withdraw_check_transition);
 PG_FUNCTION_INFO_V1(withdraw_record_transition);
@@ -83,8 +84,9 @@ load_transitions(void)
 	transitions_lxid = lxid;
 }
 
-static bool
-allowed(const char *from, const char *to)
+/* Is from -> to a row of withdraw.state_transition?  (callbacks ask too) */
+bool
+transition_allowed(const char *from, const char *to)
 {
 	load_transitions();
 	for (int i = 0; i < ntransitions; i++)
@@ -128,7 +130,7 @@ withdraw_check_transition(PG_FUNCTION_ARGS)
 	char	   *from = column_text(old, desc, "state");
 	char	   *to = column_text(new, desc, "state");
 
-	if (!allowed(from, to))
+	if (!transition_allowed(from, to))
 		ereport(ERROR,
 				(errcode(ERRCODE_CHECK_VIOLATION),
 				 errmsg("withdrawal %s cannot change from state %s to state %s",

@@ -65,6 +65,7 @@ typedef struct AccountState
 	int			picked;			/* chosen in the current claim */
 	int			batch_room;		/* polls that may still ride on the last
 								 * exchange picked in this claim */
+	bool		refreshed;		/* policy read from the options this claim */
 	double		poll_tokens;
 	TimestampTz poll_tokens_at;
 } AccountState;
@@ -663,6 +664,7 @@ choose(JobKind kind, List *candidates, TimestampTz now, int capacity, List **rec
 	{
 		state->picked = 0;
 		state->batch_room = 0;
+		state->refreshed = false;
 	}
 
 	foreach(lc, candidates)
@@ -671,7 +673,13 @@ choose(JobKind kind, List *candidates, TimestampTz now, int capacity, List **rec
 		int64	   *id = palloc(sizeof(int64));
 
 		*id = c->id;
-		state = account_state(c->account_id, c->provider, c->options);
+		/* the options are read once per account and claim, not per candidate */
+		state = hash_search(accounts, &c->account_id, HASH_FIND, NULL);
+		if (state == NULL || !state->refreshed)
+		{
+			state = account_state(c->account_id, c->provider, c->options);
+			state->refreshed = true;
+		}
 		if (kind == JOB_CREATE && !c->unknown &&
 			TimestampDifferenceExceeds(c->created_at, now, state->policy.deadline_ms))
 		{

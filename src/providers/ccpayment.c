@@ -488,38 +488,6 @@ state_of(const char *status)
 	return NULL;
 }
 
-/*
- * Is the provider's record of this order id really this withdrawal?  A
- * record for another amount or destination means the order id was used
- * by another request: never adopt it.  Returns why not, or NULL.
- */
-static char *
-record_mismatch(WithdrawalJob *job, JsonbContainer *record)
-{
-	bool		v2 = api_version(job->account->options) == 2;
-	char	   *amount = json_get_text(record, v2 ? "amount" : "order_amount");
-	char	   *ours;
-	char	   *theirs = NULL;
-
-	if (amount == NULL || !decimal_equal(amount, job->amount))
-		return psprintf("the provider's record of order %s is for %s, not %s: the order id belongs to another request",
-						job->idempotency_key, amount ? amount : "no amount", job->amount);
-	if (!v2)
-		return NULL;			/* v1 records do not show the address */
-	ours = json_get_text(&job->request->root, "cwalletUser");
-	if (ours != NULL)
-		theirs = json_get_text(record, "cwalletUser");
-	else
-	{
-		ours = json_get_text(&job->request->root, "address");
-		theirs = json_get_text(record, "toAddress");
-	}
-	if (ours != NULL && (theirs == NULL || strcmp(ours, theirs) != 0))
-		return psprintf("the provider's record of order %s goes to \"%s\", not \"%s\": the order id belongs to another request",
-						job->idempotency_key, theirs ? theirs : "", ours);
-	return NULL;
-}
-
 /* two JSON objects of details as one */
 static char *
 merge_details(const char *a, const char *b)
@@ -600,16 +568,14 @@ ccpayment_parse_status(WithdrawalJob *job, HttpResponse *res, Outcome *out)
 	}
 	status = json_get_text(record, "status");
 	out->provider_status = status;
-	if ((why = record_mismatch(job, record)) != NULL)
+	if (api_version(job->account->options) == 2)
 	{
-		/* the order id is known, but for another withdrawal */
-		out->kind = OUTCOME_STATE;
-		out->state = "review";
-		out->provider_id = NULL;
-		out->details = NULL;
-		out->message = why;
-		return;
+		out->record_amount = json_get_text(record, "amount");
+		out->record_destination = json_get_text(record, json_get_text(&job->request->root, "cwalletUser")
+												? "cwalletUser" : "toAddress");
 	}
+	else
+		out->record_amount = json_get_text(record, "order_amount");	/* v1 shows no address */
 	out->state = state_of(status);
 	if (out->state == NULL)
 	{

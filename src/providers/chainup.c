@@ -573,6 +573,8 @@ record_outcome(JsonbContainer *record, Outcome *out)
 	out->provider_id = json_get_text(record, "id");
 	out->provider_status = psprintf("status %s", status ? status : "(none)");
 	out->details = record_details(record);
+	out->record_amount = json_get_text(record, "amount");
+	out->record_destination = json_get_text(record, "address_to");
 	out->state = chainup_state_of(status);
 	if (out->state == NULL)
 	{

@@ -50,18 +50,17 @@ static const char *const fiat_fields[] = {
 typedef struct FiatCode
 {
 	const char *code;
-	OutcomeKind kind;
 	const char *explanation;
 } FiatCode;
 
-/* the gateway's status codes (seed 004) */
+/* the gateway's refusals (seed 004); each is final (10003 is handled apart) */
 static const FiatCode fiat_codes[] = {
-	{"10001", OUTCOME_REJECTED, "the gateway refused a parameter"},
-	{"10002", OUTCOME_REJECTED, "the gateway could not verify the signature; check the account's secret_key and sign_mode"},
-	{"10004", OUTCOME_REJECTED, "the amount format was refused"},
-	{"10005", OUTCOME_REJECTED, "the bank id does not exist"},
-	{"10006", OUTCOME_REJECTED, "insufficient balance"},
-	{"10007", OUTCOME_REJECTED, "withdrawal limit exceeded"},
+	{"10001", "the gateway refused a parameter"},
+	{"10002", "the gateway could not verify the signature; check the account's secret_key and sign_mode"},
+	{"10004", "the amount format was refused"},
+	{"10005", "the bank id does not exist"},
+	{"10006", "insufficient balance"},
+	{"10007", "withdrawal limit exceeded"},
 };
 
 static bool
@@ -545,7 +544,7 @@ fiat_parse_create(WithdrawalJob *job, HttpResponse *res, Outcome *out)
 	for (int i = 0; i < lengthof(fiat_codes); i++)
 		if (strcmp(fiat_codes[i].code, status) == 0)
 		{
-			out->kind = fiat_codes[i].kind;
+			out->kind = OUTCOME_REJECTED;
 			out->message = psprintf("status %s: %s — %s", status, msg ? msg : "", fiat_codes[i].explanation);
 			return;
 		}

@@ -52,6 +52,7 @@ typedef struct WithdrawalJob
 	char	   *amount;
 	char	   *provider_id;	/* NULL until the provider named it */
 	char	   *reconcile_cursor;	/* next page of a reconcile search, or NULL */
+	char	   *destination;	/* where it goes, as validate() named it */
 	TimestampTz created_at;
 	TimestampTz first_sent_at;
 } WithdrawalJob;
@@ -81,6 +82,10 @@ typedef struct Outcome
 								 * details (txid, confirmations, fees), or NULL */
 	bool		duplicate;		/* OUTCOME_RECONCILE: the provider refused the
 								 * idempotency key as already used */
+	/* OUTCOME_STATE: what the provider's record says is paid and where, when
+	 * it says; a record of another amount or destination is never adopted */
+	char	   *record_amount;
+	char	   *record_destination;
 } Outcome;
 
 /*

@@ -544,6 +544,7 @@ zoomex_parse_status(WithdrawalJob *job, HttpResponse *res, Outcome *out)
 
 	status = json_get_text(found, "status");
 	out->provider_id = json_get_text(found, "withdraw_id");
+	out->record_amount = json_get_text(found, "amount");
 	out->provider_status = status;
 	out->state = status ? zoomex_state_of(status) : NULL;
 	if (out->state == NULL)

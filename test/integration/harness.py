@@ -212,3 +212,40 @@ class Suite:
         failed = [r for r in self.results if not r[1]]
         print(f"{self.name}: {len(self.results) - len(failed)} passed, {len(failed)} failed")
         return not failed
+
+
+def run_suite(name, namespace, mock_config, settings=None, setup=None, teardown=None, with_shim=False):
+    """The main() of an integration suite: starts the mock and a cluster with
+    the extension (and, with_shim, the callback shim as a role holding only
+    withdraw_webhook), puts them in namespace as mock, cluster and shim,
+    calls setup(), runs namespace's test_* functions (name filters from
+    argv), prints the server log's tail on a failure, cleans up and exits."""
+    from callback_shim import CallbackShim
+
+    mock = Mock(mock_config)
+    cluster = Cluster(settings).start()
+    shim = None
+    namespace.update(mock=mock, cluster=cluster)
+    ok = False
+    try:
+        cluster.sql("CREATE EXTENSION withdraw")
+        if with_shim:
+            cluster.sql("CREATE ROLE webapp NOLOGIN IN ROLE withdraw_webhook")
+        cluster.wait_ready()
+        if with_shim:
+            shim = namespace["shim"] = CallbackShim(cluster.connect, role="webapp").start()
+        if setup:
+            setup()
+        tests = [v for k, v in namespace.items() if k.startswith("test_") and callable(v)]
+        ok = Suite(name).run(tests, sys.argv[1:])
+    finally:
+        if not ok or os.environ.get("KEEP"):
+            print("---- server log (tail) ----")
+            print("\n".join(cluster.log_text().splitlines()[-40:]))
+        if shim:
+            shim.stop()
+        cluster.destroy()
+        mock.stop()
+        if teardown:
+            teardown()
+    sys.exit(0 if ok else 1)

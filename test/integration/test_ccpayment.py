@@ -14,11 +14,9 @@ Run: python3 test/integration/test_ccpayment.py [name-filter ...]  (as a non-roo
 """
 
 import json
-import sys
 import time
 
-from callback_shim import CallbackShim
-from harness import Cluster, Mock, Suite, wait_until
+from harness import run_suite, wait_until
 
 cluster = None
 mock = None
@@ -409,32 +407,19 @@ def test_an_order_id_used_by_another_withdrawal_is_not_adopted():
     return f"first send: review at once; after a lost send: {r2['last_error'][:70]}..."
 
 
-def main():
-    global cluster, mock, shim
-    mock = Mock({"ccpayment": {"settle_after_s": SETTLE_AFTER_S, "webhook_retry_delays_s": [0.3, 0.6, 1]}})
-    cluster = Cluster({"withdraw.retry_max_delay": "2000", "withdraw.request_timeout": "2000"}).start()
-    ok = False
-    try:
-        cluster.sql("CREATE EXTENSION withdraw")
-        cluster.sql("CREATE ROLE webapp NOLOGIN IN ROLE withdraw_webhook")
-        cluster.wait_ready()
-        shim = CallbackShim(cluster.connect, role="webapp").start()
-        mock.configure({"ccpayment": {"apps": {
-            APP1: {"secret": SECRET1, "webhook_url": shim.url("callback", "ccp1")},
-            APP2: {"secret": SECRET2, "webhook_url": shim.url("callback", "ccp2")}}}})
-        account("ccp1", APP1, SECRET1, 1)
-        account("ccp2", APP2, SECRET2, 2)
-        tests = [v for k, v in globals().items() if k.startswith("test_")]
-        ok = Suite("ccpayment").run(tests, sys.argv[1:])
-    finally:
-        if not ok:
-            print("\n".join(cluster.log_text().splitlines()[-30:]))
-        if shim:
-            shim.stop()
-        cluster.destroy()
-        mock.stop()
-    sys.exit(0 if ok else 1)
+def setup():
+    mock.configure({"ccpayment": {"apps": {
+        APP1: {"secret": SECRET1, "webhook_url": shim.url("callback", "ccp1")},
+        APP2: {"secret": SECRET2, "webhook_url": shim.url("callback", "ccp2")}}}})
+    account("ccp1", APP1, SECRET1, 1)
+    account("ccp2", APP2, SECRET2, 2)
 
+
+def main():
+    run_suite("ccpayment", globals(),
+              {"ccpayment": {"settle_after_s": SETTLE_AFTER_S, "webhook_retry_delays_s": [0.3, 0.6, 1]}},
+              {"withdraw.retry_max_delay": "2000", "withdraw.request_timeout": "2000"},
+              setup=setup, with_shim=True)
 
 if __name__ == "__main__":
     main()

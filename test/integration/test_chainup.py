@@ -9,16 +9,13 @@ Run: python3 test/integration/test_chainup.py [name-filter ...]  (as a non-root 
 """
 
 import json
-import sys
 import time
 import urllib.request
-from urllib.parse import quote
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from callback_shim import CallbackShim
-from harness import Cluster, Mock, Suite, wait_until
+from harness import run_suite, wait_until
 
 cluster = None
 mock = None
@@ -231,7 +228,7 @@ def test_duplicate_request_id_is_reconciled_not_resent_as_new():
     shim.override["callback"] = lambda acct, body, headers: (503, "down")
     try:
         wid = create("cu1", request_id="e2e-dup")
-        r = wait_state(wid, ["succeeded"], timeout=40)
+        wait_state(wid, ["succeeded"], timeout=40)
     finally:
         shim.override.pop("callback", None)
     attempts = cluster.sql("SELECT outcome FROM withdraw.attempts WHERE withdrawal_id = %s AND kind = 'create'"
@@ -244,7 +241,8 @@ def test_duplicate_request_id_is_reconciled_not_resent_as_new():
 
 def test_status_polls_are_batched():
     n = 120
-    ids = [create("cu2", request_id=f"batch-{i}", to_address=f"hold-{i}") for i in range(n)]
+    for i in range(n):
+        create("cu2", request_id=f"batch-{i}", to_address=f"hold-{i}")
     wait_until(lambda: cluster.value("SELECT count(*) FROM withdraw.withdrawals WHERE account = 'cu2'"
                                      " AND state = 'processing'") == n, 60, 0.2, "all to be processing")
     for i in range(n):
@@ -294,35 +292,23 @@ def test_deposit_notifications_are_recorded_apart():
     return "kept in withdraw.callbacks, no withdrawal touched"
 
 
-def main():
-    global cluster, mock, shim, WALLET_PUB
-    mock = Mock({"chainup": {"paying_after_s": 0.5, "success_after_s": 0.5, "retry_delays_s": [0.3, 0.6, 1]}})
-    cluster = Cluster({"withdraw.retry_max_delay": "2000", "withdraw.request_timeout": "3000"}).start()
-    ok = False
-    try:
-        cluster.sql("CREATE EXTENSION withdraw")
-        cluster.sql("CREATE ROLE webapp NOLOGIN IN ROLE withdraw_webhook")
-        cluster.wait_ready()
-        shim = CallbackShim(cluster.connect, role="webapp").start()
-        WALLET_PUB = mock.call("GET", "/_mock/chainup/keys")["wallet_public_key"]
-        mock.configure({"chainup": {"merchants": {
-            APP_ID: {"public_key": MERCHANT_PUB, "confirm_url": shim.url("confirm", "cu1"),
-                     "notify_url": shim.url("callback", "cu1")},
-            QUIET_APP_ID: {"public_key": QUIET_PUB, "confirm_url": None, "notify_url": None}}}})
-        account("cu1", APP_ID, MERCHANT_PEM, 300)
-        # the mock seals each list answer in Python: poll the big batches gently
-        account("cu2", QUIET_APP_ID, QUIET_PEM, 1500)
-        tests = [v for k, v in globals().items() if k.startswith("test_")]
-        ok = Suite("chainup").run(tests, sys.argv[1:])
-    finally:
-        if not ok:
-            print("\n".join(cluster.log_text().splitlines()[-30:]))
-        if shim:
-            shim.stop()
-        cluster.destroy()
-        mock.stop()
-    sys.exit(0 if ok else 1)
+def setup():
+    global WALLET_PUB
+    WALLET_PUB = mock.call("GET", "/_mock/chainup/keys")["wallet_public_key"]
+    mock.configure({"chainup": {"merchants": {
+        APP_ID: {"public_key": MERCHANT_PUB, "confirm_url": shim.url("confirm", "cu1"),
+                 "notify_url": shim.url("callback", "cu1")},
+        QUIET_APP_ID: {"public_key": QUIET_PUB, "confirm_url": None, "notify_url": None}}}})
+    account("cu1", APP_ID, MERCHANT_PEM, 300)
+    # the mock seals each list answer in Python: poll the big batches gently
+    account("cu2", QUIET_APP_ID, QUIET_PEM, 1500)
 
+
+def main():
+    run_suite("chainup", globals(),
+              {"chainup": {"paying_after_s": 0.5, "success_after_s": 0.5, "retry_delays_s": [0.3, 0.6, 1]}},
+              {"withdraw.retry_max_delay": "2000", "withdraw.request_timeout": "3000"},
+              setup=setup, with_shim=True)
 
 if __name__ == "__main__":
     main()

@@ -14,14 +14,12 @@ Run: python3 test/integration/test_fiat_gateway.py [name-filter ...]  (as a non-
 """
 
 import json
-import sys
 import threading
 import time
 
 import psycopg2
 
-from callback_shim import CallbackShim
-from harness import Cluster, Mock, Suite, wait_until
+from harness import run_suite, wait_until
 
 cluster = None
 mock = None
@@ -476,32 +474,19 @@ def test_the_worker_refreshes_rules_and_keeps_them_when_a_refresh_fails():
             f"{(healed[1] - failed[1]).total_seconds():.1f} s later")
 
 
-def main():
-    global cluster, mock, shim
-    mock = Mock({"fiat_gateway": {"settle_after_s": SETTLE_AFTER_S, "notify_retry_delays_s": [0.3, 0.6, 1]}})
-    cluster = Cluster({"withdraw.retry_max_delay": "2000", "withdraw.request_timeout": "2000"}).start()
-    ok = False
-    try:
-        cluster.sql("CREATE EXTENSION withdraw")
-        cluster.sql("CREATE ROLE webapp NOLOGIN IN ROLE withdraw_webhook")
-        cluster.wait_ready()
-        shim = CallbackShim(cluster.connect, role="webapp").start()
-        configure(merchants={UID: {"secret": SECRET, "sign_mode": "amp_key", "balance": "1000000.00"}})
-        account("fiat1")
-        account("fiat2", limits=LIMITS)
-        for acct in ("fiat1", "fiat2"):       # the worker fetches the pay_codes' rules
-            wait_rules(acct)
-        tests = [v for k, v in globals().items() if k.startswith("test_")]
-        ok = Suite("fiat_gateway").run(tests, sys.argv[1:])
-    finally:
-        if not ok:
-            print("\n".join(cluster.log_text().splitlines()[-30:]))
-        if shim:
-            shim.stop()
-        cluster.destroy()
-        mock.stop()
-    sys.exit(0 if ok else 1)
+def setup():
+    configure(merchants={UID: {"secret": SECRET, "sign_mode": "amp_key", "balance": "1000000.00"}})
+    account("fiat1")
+    account("fiat2", limits=LIMITS)
+    for acct in ("fiat1", "fiat2"):       # the worker fetches the pay_codes' rules
+        wait_rules(acct)
 
+
+def main():
+    run_suite("fiat_gateway", globals(),
+              {"fiat_gateway": {"settle_after_s": SETTLE_AFTER_S, "notify_retry_delays_s": [0.3, 0.6, 1]}},
+              {"withdraw.retry_max_delay": "2000", "withdraw.request_timeout": "2000"},
+              setup=setup, with_shim=True)
 
 if __name__ == "__main__":
     main()

@@ -6,12 +6,11 @@ Run: python3 test/integration/test_p99.py [name-filter ...]  (as a non-root user
 """
 
 import json
-import sys
 import time
 
 import psycopg2
 
-from harness import Cluster, Mock, Suite, wait_until
+from harness import run_suite, wait_until
 
 cluster = None
 mock = None
@@ -160,22 +159,7 @@ def test_single_lookup():
 
 
 def main():
-    global cluster, mock
-    mock = Mock(CONFIG)
-    cluster = Cluster({"withdraw.retry_max_delay": "5000"}).start()
-    ok = False
-    try:
-        cluster.sql("CREATE EXTENSION withdraw")
-        cluster.wait_ready()
-        tests = [v for k, v in globals().items() if k.startswith("test_")]
-        ok = Suite("p99").run(tests, sys.argv[1:])
-    finally:
-        if not ok:
-            print("\n".join(cluster.log_text().splitlines()[-30:]))
-        cluster.destroy()
-        mock.stop()
-    sys.exit(0 if ok else 1)
-
+    run_suite("p99", globals(), CONFIG, {"withdraw.retry_max_delay": "5000"})
 
 if __name__ == "__main__":
     main()

@@ -10,10 +10,9 @@ import random
 import signal
 import socket
 import threading
-import sys
 import time
 
-from harness import Cluster, Mock, Suite, wait_until
+from harness import run_suite, wait_until
 
 KEYS = {f"key{i}": f"secret-{i}-{'x' * 8}" for i in range(1, 41)}
 TERMINAL = ("succeeded", "failed", "rejected", "cancelled", "expired")
@@ -468,23 +467,8 @@ def test_the_worker_comes_back_after_the_database_restarts():
 
 
 def main():
-    global cluster, mock
-    mock = Mock({"zoomex": {"keys": KEYS, "status_schedule": [["Pending Review", 0.2], ["Pending Transfer", 0.2]]}})
-    cluster = Cluster().start()
-    ok = False
-    try:
-        cluster.sql("CREATE EXTENSION withdraw")
-        cluster.wait_ready()
-        suite = Suite("integration")
-        tests = [v for k, v in globals().items() if k.startswith("test_")]
-        ok = suite.run(tests, sys.argv[1:])
-    finally:
-        if not ok or os.environ.get("KEEP"):
-            print("---- server log (tail) ----")
-            print("\n".join(cluster.log_text().splitlines()[-40:]))
-        cluster.destroy()
-        mock.stop()
-    sys.exit(0 if ok else 1)
+    run_suite("integration", globals(),
+              {"zoomex": {"keys": KEYS, "status_schedule": [["Pending Review", 0.2], ["Pending Transfer", 0.2]]}})
 
 
 if __name__ == "__main__":
