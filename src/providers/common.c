@@ -9,6 +9,8 @@
  */
 #include "postgres.h"
 
+#include "common/int.h"
+
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 #include "utils/numeric.h"
@@ -266,15 +268,24 @@ details_json(JsonbContainer *c, const char *const (*keys)[2], int nkeys)
 
 /*
  * A provider's time given as digits of Unix time in units of unit_ms
- * (1000 for seconds, 1 for milliseconds); 0 when the text is not such.
+ * (1000 for seconds, 1 for milliseconds); 0 when the text is not such, or
+ * names a time PostgreSQL cannot store (the fuzzer found 15 digits of
+ * seconds overflowing int64).
  */
 TimestampTz
 timestamp_from_digits(const char *text, int unit_ms)
 {
+	int64		usecs;
+	TimestampTz result;
+
 	if (text == NULL || text[0] == '\0' || strlen(text) > 15 ||
 		strspn(text, "0123456789") != strlen(text))
 		return 0;
-	return timestamp_from_unix(0) + strtoi64(text, NULL, 10) * unit_ms * 1000;
+	if (pg_mul_s64_overflow(strtoi64(text, NULL, 10), (int64) unit_ms * 1000, &usecs) ||
+		pg_add_s64_overflow(timestamp_from_unix(0), usecs, &result) ||
+		!IS_VALID_TIMESTAMP(result))
+		return 0;
+	return result;
 }
 
 /*

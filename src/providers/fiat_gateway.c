@@ -457,10 +457,20 @@ fiat_build_create(WithdrawalJob *job, HttpRequest *req)
 	fiat_request(job->account, FIAT_CREATE_PATH, &params, req);
 }
 
-/*
- * Reads an answer and checks its sign: the scalar members but sign, and
- * those of result.  Returns the answer, or NULL with *why.
- */
+/* What an answer's sign covers: its scalar members, and those of result. */
+static void
+answer_params(Jsonb *body, ParamList *params)
+{
+	JsonbValue	v;
+
+	params_init(params);
+	request_to_params(body, params);
+	if (json_get(&body->root, "result", &v) && v.type == jbvBinary &&
+		JsonContainerIsObject(v.val.binary.data))
+		request_to_params(JsonbValueToJsonb(&v), params);
+}
+
+/* Reads an answer and checks its sign.  Returns it, or NULL with *why. */
 static Jsonb *
 fiat_answer(WithdrawAccount *account, HttpResponse *res, char **status, char **msg, char **why)
 {
@@ -484,16 +494,7 @@ fiat_answer(WithdrawAccount *account, HttpResponse *res, char **status, char **m
 		*why = psprintf("HTTP %ld, answer without a status", res->status);
 		return NULL;
 	}
-	params_init(&params);
-	request_to_params(body, &params);
-	if (json_get_container(&body->root, "result") != NULL)
-	{
-		JsonbValue	v;
-
-		(void) json_get(&body->root, "result", &v);
-		if (v.type == jbvBinary && JsonContainerIsObject(v.val.binary.data))
-			request_to_params(JsonbValueToJsonb(&v), &params);
-	}
+	answer_params(body, &params);
 	secret = account_credential(account, "secret_key");
 	expected = fiat_sign(&params, secret, concat_mode(account->options));
 	explicit_bzero(secret, strlen(secret));
