@@ -71,6 +71,7 @@ typedef struct AccountPolicy
 	int			deadline_ms;	/* a create not sent by then is not sent at all */
 	int			max_in_flight;	/* exchanges of this account in flight at once */
 	int			sync_interval_ms;	/* between scheduled syncs of the list */
+	int			status_batch_max;	/* withdrawals per status exchange, 1 = one by one */
 } AccountPolicy;
 
 /* policy.c */

@@ -57,6 +57,9 @@ account_policy(const Provider *provider, Jsonb *options, AccountPolicy *policy)
 											   16, 1, 10000);
 	policy->sync_interval_ms = account_option_int(options, "sync_interval_ms",
 												  60 * 1000, 100, INT_MAX);
+	policy->status_batch_max = provider->status_batch_max > 1 &&
+		(provider->batches_status == NULL || provider->batches_status(options))
+		? provider->status_batch_max : 1;
 }
 
 /* No HTTP answer: what do we know? */
@@ -263,12 +266,12 @@ decide_status(Job *job, const AccountPolicy *policy, Outcome *out, Change *chang
  * and go out as full batches instead of one small batch per create.
  */
 static void
-align_poll(Job *job, const AccountPolicy *policy, Change *change)
+align_poll(const AccountPolicy *policy, Change *change)
 {
 	int64		beat = policy->poll_interval_ms;
 	int64		due;
 
-	if (change->poll_in_ms <= 0 || beat <= 0 || job->w.account->provider->status_batch_max <= 1)
+	if (change->poll_in_ms <= 0 || beat <= 0 || policy->status_batch_max <= 1)
 		return;
 	due = epoch_ms(GetCurrentTimestamp()) + change->poll_in_ms;
 	change->poll_in_ms += (beat - due % beat) % beat;
@@ -293,7 +296,7 @@ decide_change(Job *job, const AccountPolicy *policy, Outcome *out, Change *chang
 		decide_create(job, policy, out, change);
 	else
 		decide_status(job, policy, out, change);
-	align_poll(job, policy, change);
+	align_poll(policy, change);
 	/* a provider without a status query is settled by its notifications */
 	if (job->w.account->provider->build_status == NULL)
 		change->poll_in_ms = -1;

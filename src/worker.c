@@ -128,7 +128,7 @@ account_state(int32 account_id, const Provider *provider, Jsonb *options)
 	if (provider != NULL)
 	{
 		account_policy(provider, options, &state->policy);
-		if (provider->status_batch_max > 1)
+		if (state->policy.status_batch_max > 1)
 			batching_accounts = true;
 	}
 	if (!found)
@@ -213,7 +213,7 @@ batch_status_jobs(List *jobs)
 	foreach(lc, jobs)
 	{
 		Job		   *job = lfirst(lc);
-		int			max = job->w.account->provider->status_batch_max;
+		int			max = account_state(job->w.account->id, NULL, NULL)->policy.status_batch_max;
 		Job		   *leader = NULL;
 		ListCell   *lc2;
 
@@ -722,8 +722,8 @@ choose(JobKind kind, List *candidates, TimestampTz now, int capacity, List **rec
 		}
 		state->picked++;
 		capacity--;
-		if (kind == JOB_STATUS && c->provider->status_batch_max > 1)
-			state->batch_room = c->provider->status_batch_max - 1;
+		if (kind == JOB_STATUS && state->policy.status_batch_max > 1)
+			state->batch_room = state->policy.status_batch_max - 1;
 		chosen = lappend(chosen, id);
 	}
 	return chosen;

@@ -456,27 +456,50 @@ ccpayment_parse_create(WithdrawalJob *job, HttpResponse *res, Outcome *out)
 	}
 }
 
+/*
+ * v1's bill/info takes up to 100 merchant order ids, so v1 polls are
+ * batched; v2's getAppWithdrawRecord takes one.
+ */
+static bool
+ccpayment_batches_status(Jsonb *options)
+{
+	return api_version(options) == 1;
+}
+
+static void
+ccpayment_build_status_batch(WithdrawAccount *account, WithdrawalJob **jobs, int n,
+							 HttpRequest *req)
+{
+	StringInfoData body;
+
+	initStringInfo(&body);
+	appendStringInfoString(&body, "{\"merchant_order_ids\":[");
+	for (int i = 0; i < n; i++)
+	{
+		if (i > 0)
+			appendStringInfoChar(&body, ',');
+		escape_json(&body, jobs[i]->idempotency_key);
+	}
+	appendStringInfoString(&body, "]}");
+	ccpayment_request(account, CCPAYMENT_V1_STATUS, body.data, req);
+}
+
 static void
 ccpayment_build_status(WithdrawalJob *job, HttpRequest *req)
 {
 	StringInfoData body;
 	bool		first = true;
 
+	if (api_version(job->account->options) == 1)
+	{
+		ccpayment_build_status_batch(job->account, &job, 1, req);
+		return;
+	}
 	initStringInfo(&body);
 	appendStringInfoChar(&body, '{');
-	if (api_version(job->account->options) == 2)
-	{
-		json_append_string(&body, &first, "orderId", job->idempotency_key);
-		appendStringInfoChar(&body, '}');
-		ccpayment_request(job->account, CCPAYMENT_V2_STATUS, body.data, req);
-	}
-	else
-	{
-		appendStringInfoString(&body, "\"merchant_order_ids\":[");
-		escape_json(&body, job->idempotency_key);
-		appendStringInfoString(&body, "]}");
-		ccpayment_request(job->account, CCPAYMENT_V1_STATUS, body.data, req);
-	}
+	json_append_string(&body, &first, "orderId", job->idempotency_key);
+	appendStringInfoChar(&body, '}');
+	ccpayment_request(job->account, CCPAYMENT_V2_STATUS, body.data, req);
 }
 
 static const char *
@@ -499,83 +522,40 @@ merge_details(const char *a, const char *b)
 	return JsonbToCString(NULL, &merged->root, 64);
 }
 
-static void
-ccpayment_parse_status(WithdrawalJob *job, HttpResponse *res, Outcome *out)
+/*
+ * The data of a status answer, or NULL with every outcome saying why (the
+ * answer is not one, or the query was refused).
+ */
+static JsonbContainer *
+status_data(HttpResponse *res, int n, Outcome *outs)
 {
 	int			code;
 	char	   *msg = NULL;
 	char	   *why = NULL;
 	Jsonb	   *body = ccpayment_envelope(res, &code, &msg, &why);
-	JsonbContainer *data;
-	JsonbContainer *record = NULL;
-	char	   *status;
 
-	out->kind = OUTCOME_NO_CHANGE;
-	if (body == NULL)
+	for (int i = 0; i < n; i++)
+		outs[i].kind = OUTCOME_NO_CHANGE;
+	if (body != NULL && code != CCPAYMENT_SUCCESS)
+		why = psprintf("status query refused, %s", code_message(code, msg));
+	if (why == NULL)
+		return json_get_container(&body->root, "data");
+	for (int i = 0; i < n; i++)
 	{
-		out->message = why;
-		return;
+		outs[i].message = why;
+		if (body != NULL && code == 11004)
+			outs[i].retry_after_ms = CCPAYMENT_RATE_LIMIT_WAIT_MS;
 	}
-	if (code != CCPAYMENT_SUCCESS)
-	{
-		out->message = psprintf("status query refused, %s", code_message(code, msg));
-		if (code == 11004)
-			out->retry_after_ms = CCPAYMENT_RATE_LIMIT_WAIT_MS;
-		return;
-	}
-	data = json_get_container(&body->root, "data");
-	if (api_version(job->account->options) == 2)
-	{
-		static const char *const keys[][2] = {{"txId", "txid"}};
-		static const char *const fee_keys[][2] = {{"amount", "fee"}, {"coinSymbol", "fee_asset"}};
-		JsonbContainer *fee;
+	return NULL;
+}
 
-		record = data ? json_get_container(data, "record") : NULL;
-		if (record == NULL)
-		{
-			out->message = pstrdup("withdrawal not listed by the provider yet");
-			return;
-		}
-		out->provider_id = json_get_text(record, "recordId");
-		out->details = details_json(record, keys, lengthof(keys));
-		fee = json_get_container(record, "fee");
-		if (fee != NULL)
-			out->details = merge_details(out->details, details_json(fee, fee_keys, lengthof(fee_keys)));
-	}
-	else
-	{
-		static const char *const keys[][2] = {{"txid", "txid"}, {"network_fee", "fee"},
-		{"network_fee_crypto", "fee_asset"}};
-		JsonbValue *first;
+/* An outcome from a record's status; record_* are already set. */
+static void
+record_state(JsonbContainer *record, Outcome *out)
+{
+	char	   *status = json_get_text(record, "status");
 
-		if (data != NULL && JsonContainerIsArray(data) && JsonContainerSize(data) > 0 &&
-			(first = getIthJsonbValueFromContainer(data, 0)) != NULL && first->type == jbvBinary)
-			record = json_get_container(first->val.binary.data, "order_detail");
-		if (record == NULL)
-		{
-			out->message = pstrdup("withdrawal not listed by the provider yet");
-			return;
-		}
-		out->provider_id = json_get_text(record, "order_id");
-		{
-			JsonbContainer *trades = json_get_container(first->val.binary.data, "trade_list");
-			JsonbValue *trade = trades && JsonContainerIsArray(trades) && JsonContainerSize(trades) > 0 ?
-			getIthJsonbValueFromContainer(trades, 0) : NULL;
-
-			if (trade != NULL && trade->type == jbvBinary)
-				out->details = details_json(trade->val.binary.data, keys, lengthof(keys));
-		}
-	}
-	status = json_get_text(record, "status");
 	out->provider_status = status;
-	if (api_version(job->account->options) == 2)
-	{
-		out->record_amount = json_get_text(record, "amount");
-		out->record_destination = json_get_text(record, json_get_text(&job->request->root, "cwalletUser")
-												? "cwalletUser" : "toAddress");
-	}
-	else
-		out->record_amount = json_get_text(record, "order_amount");	/* v1 shows no address */
 	out->state = state_of(status);
 	if (out->state == NULL)
 	{
@@ -583,6 +563,90 @@ ccpayment_parse_status(WithdrawalJob *job, HttpResponse *res, Outcome *out)
 		return;
 	}
 	out->kind = OUTCOME_STATE;
+}
+
+/*
+ * v1: bill/info lists {order_detail, trade_list} for the ids it knows, in
+ * any order; each job gets the entry whose merchant_order_id is its key.
+ */
+static void
+ccpayment_parse_status_batch(WithdrawalJob **jobs, int n, HttpResponse *res, Outcome *outs)
+{
+	static const char *const keys[][2] = {{"txid", "txid"}, {"network_fee", "fee"},
+	{"network_fee_crypto", "fee_asset"}};
+	JsonbContainer *data = status_data(res, n, outs);
+
+	if (outs[0].message != NULL)
+		return;
+	if (data == NULL || !JsonContainerIsArray(data))
+	{
+		for (int i = 0; i < n; i++)
+			outs[i].message = pstrdup("status answer without a list of orders");
+		return;
+	}
+	for (int i = 0; i < n; i++)
+	{
+		outs[i].message = pstrdup("withdrawal not listed by the provider yet");
+		for (int j = 0; j < JsonContainerSize(data); j++)
+		{
+			JsonbValue *entry = getIthJsonbValueFromContainer(data, j);
+			JsonbContainer *record;
+			JsonbContainer *trades;
+			JsonbValue *trade;
+			char	   *order_id;
+
+			if (entry == NULL || entry->type != jbvBinary)
+				continue;
+			record = json_get_container(entry->val.binary.data, "order_detail");
+			order_id = record ? json_get_text(record, "merchant_order_id") : NULL;
+			if (order_id == NULL || strcmp(order_id, jobs[i]->idempotency_key) != 0)
+				continue;
+			outs[i].message = NULL;
+			outs[i].provider_id = json_get_text(record, "order_id");
+			trades = json_get_container(entry->val.binary.data, "trade_list");
+			trade = trades && JsonContainerIsArray(trades) && JsonContainerSize(trades) > 0
+				? getIthJsonbValueFromContainer(trades, 0) : NULL;
+			if (trade != NULL && trade->type == jbvBinary)
+				outs[i].details = details_json(trade->val.binary.data, keys, lengthof(keys));
+			outs[i].record_amount = json_get_text(record, "order_amount");	/* v1 shows no address */
+			record_state(record, &outs[i]);
+			break;
+		}
+	}
+}
+
+static void
+ccpayment_parse_status(WithdrawalJob *job, HttpResponse *res, Outcome *out)
+{
+	static const char *const keys[][2] = {{"txId", "txid"}};
+	static const char *const fee_keys[][2] = {{"amount", "fee"}, {"coinSymbol", "fee_asset"}};
+	JsonbContainer *data;
+	JsonbContainer *record;
+	JsonbContainer *fee;
+
+	if (api_version(job->account->options) == 1)
+	{
+		ccpayment_parse_status_batch(&job, 1, res, out);
+		return;
+	}
+	data = status_data(res, 1, out);
+	if (out->message != NULL)
+		return;
+	record = data ? json_get_container(data, "record") : NULL;
+	if (record == NULL)
+	{
+		out->message = pstrdup("withdrawal not listed by the provider yet");
+		return;
+	}
+	out->provider_id = json_get_text(record, "recordId");
+	out->details = details_json(record, keys, lengthof(keys));
+	fee = json_get_container(record, "fee");
+	if (fee != NULL)
+		out->details = merge_details(out->details, details_json(fee, fee_keys, lengthof(fee_keys)));
+	out->record_amount = json_get_text(record, "amount");
+	out->record_destination = json_get_text(record, json_get_text(&job->request->root, "cwalletUser")
+											? "cwalletUser" : "toAddress");
+	record_state(record, out);
 }
 
 /* A header of the callback, whatever its case. */
@@ -696,6 +760,10 @@ const Provider ccpayment_provider = {
 	.parse_create = ccpayment_parse_create,
 	.build_status = ccpayment_build_status,
 	.parse_status = ccpayment_parse_status,
+	.status_batch_max = 100,
+	.batches_status = ccpayment_batches_status,
+	.build_status_batch = ccpayment_build_status_batch,
+	.parse_status_batch = ccpayment_parse_status_batch,
 	.read_callback = ccpayment_read_callback,
 	.callback_ack = "success",
 	.callback_refusal = NULL,

@@ -212,6 +212,8 @@ typedef struct Provider
 
 	/* several withdrawals' status in one exchange; 0 or 1 = one by one */
 	int			status_batch_max;
+	/* whether an account with these options can batch; NULL = every account */
+	bool		(*batches_status) (Jsonb *options);
 	void		(*build_status_batch) (WithdrawAccount *account, WithdrawalJob **jobs, int n,
 									   HttpRequest *req);
 	/* fills outs[0..n-1], one per job */

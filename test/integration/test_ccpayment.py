@@ -197,6 +197,31 @@ def test_polls_settle_without_webhooks():
     return f"v1 {len(s1)} polls ({r1['provider_status']}), v2 {len(s2)} polls ({r2['provider_status']})"
 
 
+def test_v1_status_polls_are_batched():
+    """v1 polls of one account ride on one bill/info call of up to 100 ids;
+    each withdrawal takes the order whose merchant_order_id is its own."""
+    n = 60
+    shim.override["callback"] = lambda acct, body, headers: (503, "down")
+    try:
+        before = len([r for r in mock.requests("ccpayment") if V1_STATUS in r.get("path", "")])
+        wids = {create_v1(f"v1-batch-{i}", value=f"1.{i:02d}"): f"v1-batch-{i}" for i in range(n)}
+        wait_until(lambda: cluster.value("SELECT count(*) FROM withdraw.withdrawal WHERE id = ANY(%s)"
+                                         " AND state = 'succeeded'", (list(wids),)) == n, 60, 0.2, "all to succeed")
+    finally:
+        shim.override.pop("callback", None)
+    calls = len([r for r in mock.requests("ccpayment") if V1_STATUS in r.get("path", "")]) - before
+    polls = cluster.value("SELECT count(*) FROM withdraw.attempts WHERE withdrawal_id = ANY(%s)"
+                          " AND kind = 'status'", (list(wids),))
+    largest = cluster.value("SELECT max(jsonb_array_length((request_body::jsonb)->'merchant_order_ids'))"
+                            " FROM withdraw.attempts WHERE withdrawal_id = ANY(%s) AND kind = 'status'",
+                            (list(wids),))
+    for wid, moid in wids.items():
+        r, rec = row(wid), record(moid, APP1)
+        assert r["provider_id"] == rec["order_id"] and r["txid"] == rec["txid"], (moid, r, rec)
+    assert largest >= 10 and calls < polls / 5, (calls, polls, largest)
+    return f"{polls} polls answered by {calls} bill/info calls, at most {largest} ids each"
+
+
 def test_failed_settlement_fails_the_withdrawal():
     block_status(V1_STATUS, 3)
     block_status(V2_STATUS, 3)
