@@ -214,6 +214,25 @@ def test_a_connection_dying_after_the_request_is_never_taken_for_not_delivered()
     return f"{len(sends)} sends at the mock, 1 execution, final {r['state']}; attempt says: {errors[0]}"
 
 
+def test_a_withdrawal_in_review_keeps_its_reason_while_it_is_polled():
+    """Given up to review after 503s that may have reached the provider, the
+    row keeps polling for it; the polls that find nothing must not replace
+    the reason a person reads (they used to: F2)."""
+    account, _ = new_account({"max_attempts": 2, "poll_interval_ms": 100})
+    mock.fault(provider="zoomex", path="inner-create", kind="http_503", count=2)
+    wid = create(account, request(requestId="reviewreason"))
+    r = wait_state(wid, "review", 20)
+    reason = r["last_error"]
+    at = cluster.value("SELECT max(at) FROM withdraw.events WHERE withdrawal_id = %s", (wid,))
+    wait_until(lambda: cluster.value("SELECT count(*) FROM withdraw.attempts WHERE withdrawal_id = %s"
+                                     " AND kind = 'status' AND started_at > %s", (wid, at)) >= 2,
+               15, 0.1, "two polls after the review")
+    r = row(wid)
+    assert r["state"] == "review" and executions("reviewreason") == 0, r
+    assert "gave up after 2 attempts" in reason and r["last_error"] == reason, (reason, r["last_error"])
+    return f"still in review after its polls: {reason[:80]}..."
+
+
 def test_rate_limit_answer_is_retried_later():
     account, _ = new_account()
     mock.fault(provider="zoomex", path="inner-create", kind="retcode", code=10006, count=1)
