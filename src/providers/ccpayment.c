@@ -586,32 +586,23 @@ ccpayment_parse_status_batch(WithdrawalJob **jobs, int n, HttpResponse *res, Out
 	}
 	for (int i = 0; i < n; i++)
 	{
-		outs[i].message = pstrdup("withdrawal not listed by the provider yet");
-		for (int j = 0; j < JsonContainerSize(data); j++)
-		{
-			JsonbValue *entry = getIthJsonbValueFromContainer(data, j);
-			JsonbContainer *record;
-			JsonbContainer *trades;
-			JsonbValue *trade;
-			char	   *order_id;
+		JsonbContainer *entry = list_entry_of(data, "order_detail", "merchant_order_id",
+											  jobs[i]->idempotency_key);
+		JsonbContainer *record = json_get_container(entry, "order_detail");
+		JsonbContainer *trades = json_get_container(entry, "trade_list");
+		JsonbValue *trade = trades && JsonContainerIsArray(trades) && JsonContainerSize(trades) > 0
+			? getIthJsonbValueFromContainer(trades, 0) : NULL;
 
-			if (entry == NULL || entry->type != jbvBinary)
-				continue;
-			record = json_get_container(entry->val.binary.data, "order_detail");
-			order_id = record ? json_get_text(record, "merchant_order_id") : NULL;
-			if (order_id == NULL || strcmp(order_id, jobs[i]->idempotency_key) != 0)
-				continue;
-			outs[i].message = NULL;
-			outs[i].provider_id = json_get_text(record, "order_id");
-			trades = json_get_container(entry->val.binary.data, "trade_list");
-			trade = trades && JsonContainerIsArray(trades) && JsonContainerSize(trades) > 0
-				? getIthJsonbValueFromContainer(trades, 0) : NULL;
-			if (trade != NULL && trade->type == jbvBinary)
-				outs[i].details = details_json(trade->val.binary.data, keys, lengthof(keys));
-			outs[i].record_amount = json_get_text(record, "order_amount");	/* v1 shows no address */
-			record_state(record, &outs[i]);
-			break;
+		if (entry == NULL)
+		{
+			outs[i].message = pstrdup("withdrawal not listed by the provider yet");
+			continue;
 		}
+		outs[i].provider_id = json_get_text(record, "order_id");
+		if (trade != NULL && trade->type == jbvBinary)
+			outs[i].details = details_json(trade->val.binary.data, keys, lengthof(keys));
+		outs[i].record_amount = json_get_text(record, "order_amount");	/* v1 shows no address */
+		record_state(record, &outs[i]);
 	}
 }
 

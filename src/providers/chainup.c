@@ -613,22 +613,12 @@ chainup_parse_status_batch(WithdrawalJob **jobs, int n, HttpResponse *res, Outco
 
 	for (int i = 0; i < n; i++)
 	{
-		outs[i].message = pstrdup("withdrawal not listed by the provider yet");
-		for (int j = 0; j < JsonContainerSize(records); j++)
-		{
-			JsonbValue *elem = getIthJsonbValueFromContainer(records, j);
-			char	   *request_id;
+		JsonbContainer *record = list_entry_of(records, NULL, "request_id", jobs[i]->idempotency_key);
 
-			if (elem == NULL || elem->type != jbvBinary)
-				continue;
-			request_id = json_get_text(elem->val.binary.data, "request_id");
-			if (request_id != NULL && strcmp(request_id, jobs[i]->idempotency_key) == 0)
-			{
-				outs[i].message = NULL;
-				record_outcome(elem->val.binary.data, &outs[i]);
-				break;
-			}
-		}
+		if (record == NULL)
+			outs[i].message = pstrdup("withdrawal not listed by the provider yet");
+		else
+			record_outcome(record, &outs[i]);
 	}
 }
 

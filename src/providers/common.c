@@ -267,6 +267,30 @@ details_json(JsonbContainer *c, const char *const (*keys)[2], int nkeys)
 }
 
 /*
+ * The entry of a batched status answer's list that is about one
+ * withdrawal: the object whose key_field (read in its member "inner", when
+ * given) is key; NULL when the list does not have it.
+ */
+JsonbContainer *
+list_entry_of(JsonbContainer *list, const char *inner, const char *key_field, const char *key)
+{
+	for (int i = 0; list != NULL && JsonContainerIsArray(list) && i < JsonContainerSize(list); i++)
+	{
+		JsonbValue *elem = getIthJsonbValueFromContainer(list, i);
+		JsonbContainer *record;
+		char	   *value;
+
+		if (elem == NULL || elem->type != jbvBinary)
+			continue;
+		record = inner ? json_get_container(elem->val.binary.data, inner) : elem->val.binary.data;
+		value = record ? json_get_text(record, key_field) : NULL;
+		if (value != NULL && strcmp(value, key) == 0)
+			return elem->val.binary.data;
+	}
+	return NULL;
+}
+
+/*
  * A provider's time given as digits of Unix time in units of unit_ms
  * (1000 for seconds, 1 for milliseconds); 0 when the text is not such, or
  * names a time PostgreSQL cannot store (the fuzzer found 15 digits of

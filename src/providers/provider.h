@@ -258,6 +258,8 @@ extern int64 epoch_ms(TimestampTz t);
 extern TimestampTz timestamp_from_digits(const char *text, int unit_ms);
 extern bool timestamp_within(const char *seconds, int window_s, const char *what, char **error);
 extern char *details_json(JsonbContainer *c, const char *const (*keys)[2], int nkeys);
+extern JsonbContainer *list_entry_of(JsonbContainer *list, const char *inner, const char *key_field,
+									 const char *key);
 
 /* Sorted key=value lists, the string-to-sign of several providers. */
 typedef struct ParamList
