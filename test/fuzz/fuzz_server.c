@@ -60,15 +60,21 @@ typedef struct FuzzInput
 #define FLAG_KNOWN_ID	0x02	/* the job already has a provider id */
 #define FLAG_ALT		0x04	/* the provider's other account variant */
 
+/* the providers, in the order of fuzz_providers[] (a selector byte picks one) */
+enum
+{
+	ZOOMEX, P99, CHAINUP, CCPAYMENT, FIAT_GATEWAY, NPROVIDERS
+};
+
 static MemoryContext fuzz_cxt;
 static void (*fuzz_target) (FuzzInput *in);
 static const char *fuzz_target_name;
 
 /* the accounts, two variants per provider (ccpayment v1/v2, fiat modes) */
-static WithdrawAccount *accounts[5][2];
+static WithdrawAccount *accounts[NPROVIDERS][2];
 static EVP_PKEY *wallet_key;	/* chainup's platform side, sealing */
 
-static const Provider *const fuzz_providers[] = {
+static const Provider *const fuzz_providers[NPROVIDERS] = {
 	&zoomex_provider, &p99_provider, &chainup_provider, &ccpayment_provider,
 	&fiat_gateway_provider,
 };
@@ -111,6 +117,25 @@ make_account(const Provider *provider, const char *options, const char *credenti
 	return a;
 }
 
+/* the accounts but chainup's, whose keys are generated */
+static const struct
+{
+	int			provider;
+	int			variant;
+	const char *options;
+	const char *credentials;
+}			plain_accounts[] =
+{
+	{ZOOMEX, 0, "{}", "{\"api_key\": \"fz-key\", \"api_secret\": \"fz-secret\"}"},
+	{P99, 0, "{}", "{\"api_key\": \"fz-key\", \"api_secret\": \"fz-secret\", \"jwt\": \"fz.jwt.x\"}"},
+	{CCPAYMENT, 0, "{\"api_version\": 1}", "{\"app_id\": \"fz-app\", \"app_secret\": \"fz-secret\"}"},
+	{CCPAYMENT, 1, "{\"api_version\": 2}", "{\"app_id\": \"fz-app\", \"app_secret\": \"fz-secret\"}"},
+	{FIAT_GATEWAY, 0, "{\"notify_url\": \"https://app.example/notify\"}",
+	"{\"uid\": \"fz-uid\", \"secret_key\": \"fz-secret\"}"},
+	{FIAT_GATEWAY, 1, "{\"sign_mode\": \"concat\", \"notify_url\": \"https://app.example/notify\"}",
+	"{\"uid\": \"fz-uid\", \"secret_key\": \"fz-secret\"}"},
+};
+
 /* Accounts with made-up credentials; chainup's keys are generated. */
 static void
 make_accounts(void)
@@ -127,21 +152,16 @@ make_accounts(void)
 	json_append_string(&chainup, &(bool){false}, "platform_public_key", pem_of(wallet_key, false));
 	appendStringInfoChar(&chainup, '}');
 
-	accounts[0][0] = accounts[0][1] =
-		make_account(fuzz_providers[0], "{}", "{\"api_key\": \"fz-key\", \"api_secret\": \"fz-secret\"}");
-	accounts[1][0] = accounts[1][1] =
-		make_account(fuzz_providers[1], "{}",
-					 "{\"api_key\": \"fz-key\", \"api_secret\": \"fz-secret\", \"jwt\": \"fz.jwt.x\"}");
-	accounts[2][0] = accounts[2][1] = make_account(fuzz_providers[2], "{}", chainup.data);
-	accounts[3][0] = make_account(fuzz_providers[3], "{\"api_version\": 1}",
-								  "{\"app_id\": \"fz-app\", \"app_secret\": \"fz-secret\"}");
-	accounts[3][1] = make_account(fuzz_providers[3], "{\"api_version\": 2}",
-								  "{\"app_id\": \"fz-app\", \"app_secret\": \"fz-secret\"}");
-	accounts[4][0] = make_account(fuzz_providers[4], "{\"notify_url\": \"https://app.example/notify\"}",
-								  "{\"uid\": \"fz-uid\", \"secret_key\": \"fz-secret\"}");
-	accounts[4][1] = make_account(fuzz_providers[4],
-								  "{\"sign_mode\": \"concat\", \"notify_url\": \"https://app.example/notify\"}",
-								  "{\"uid\": \"fz-uid\", \"secret_key\": \"fz-secret\"}");
+	for (int i = 0; i < lengthof(plain_accounts); i++)
+	{
+		int			p = plain_accounts[i].provider;
+
+		accounts[p][plain_accounts[i].variant] =
+			make_account(fuzz_providers[p], plain_accounts[i].options, plain_accounts[i].credentials);
+	}
+	accounts[CHAINUP][0] = accounts[CHAINUP][1] = make_account(fuzz_providers[CHAINUP], "{}", chainup.data);
+	accounts[ZOOMEX][1] = accounts[ZOOMEX][0];
+	accounts[P99][1] = accounts[P99][0];
 }
 
 /* The input's bytes, NUL-terminated (they may hold NULs of their own). */
@@ -174,7 +194,7 @@ authentic_answer(int provider, FuzzInput *in, int *len)
 	*len = in->len;
 	if (!(in->flags & FLAG_AUTHENTIC))
 		return copy_bytes(in->body, in->len);
-	if (provider == 2)
+	if (provider == CHAINUP)
 	{
 		char	   *sealed = envelope_seal(wallet_key, in->body, in->len, &error);
 		char	   *body = psprintf("{\"code\": \"0\", \"data\": \"%s\"}", sealed ? sealed : "");
@@ -182,7 +202,7 @@ authentic_answer(int provider, FuzzInput *in, int *len)
 		*len = strlen(body);
 		return body;
 	}
-	if (provider == 4)
+	if (provider == FIAT_GATEWAY)
 	{
 		Jsonb	   *parsed = json_parse_untrusted(in->body, in->len, &error);
 		ParamList	params;
@@ -231,8 +251,8 @@ static void
 target_responses(FuzzInput *in)
 {
 	static const long statuses[] = {200, 200, 200, 401, 400, 404, 429, 500};
-	int			provider = in->selector % lengthof(fuzz_providers);
-	int			parser = (in->selector / lengthof(fuzz_providers)) % 5;
+	int			provider = in->selector % NPROVIDERS;
+	int			parser = (in->selector / NPROVIDERS) % 5;
 	WithdrawAccount *account = account_of(provider, in->flags);
 	const Provider *p = account->provider;
 	HttpResponse res;
@@ -280,7 +300,7 @@ target_responses(FuzzInput *in)
 static void
 target_callbacks(FuzzInput *in)
 {
-	static const int callers[] = {2, 3, 4};
+	static const int callers[] = {CHAINUP, CCPAYMENT, FIAT_GATEWAY};
 	int			provider = callers[in->selector % lengthof(callers)];
 	WithdrawAccount *account = account_of(provider, in->flags);
 	const Provider *p = account->provider;
@@ -291,14 +311,14 @@ target_callbacks(FuzzInput *in)
 	CallbackNotice notice;
 	char	   *error = NULL;
 
-	if (provider == 2 && (in->flags & FLAG_AUTHENTIC))
+	if (provider == CHAINUP && (in->flags & FLAG_AUTHENTIC))
 	{
 		char	   *sealed = envelope_seal(wallet_key, in->body, in->len, &error);
 
 		body = psprintf("app_id=fz-app&data=%s", sealed ? sealed : "");
 		len = strlen(body);
 	}
-	else if (provider == 3)
+	else if (provider == CCPAYMENT)
 	{
 		const char *sign = (in->flags & FLAG_AUTHENTIC)
 			? ccpayment_sign(api_version(account->options), "fz-app", "fz-secret", now,
@@ -338,7 +358,7 @@ target_form_rules(FuzzInput *in)
 	const char *nul = memchr(in->body, '\0', in->len);
 	int			rules_len = nul ? nul - in->body : in->len;
 	FuzzInput	answer = {in->selector, in->flags, in->body, rules_len};
-	WithdrawAccount *account = account_of(4, in->flags);
+	WithdrawAccount *account = account_of(FIAT_GATEWAY, in->flags);
 	HttpResponse res;
 	char	   *error = NULL;
 	char	   *rules;
@@ -346,7 +366,7 @@ target_form_rules(FuzzInput *in)
 	Jsonb	   *rules_jsonb;
 	ValidatedRequest validated;
 	int			len;
-	char	   *body = authentic_answer(4, &answer, &len);
+	char	   *body = authentic_answer(FIAT_GATEWAY, &answer, &len);
 
 	memset(&res, 0, sizeof(res));
 	res.status = 200;
