@@ -81,6 +81,11 @@ for pair in "responses callbacks" "form_rules"; do
 		i=$((i + 1))
 		echo "== fuzz_server $target: ${seconds}s, exit $rc"
 		grep -E '^(INFO: Loaded|#[0-9]+.*(INITED|DONE)|stat::|Done )' "$out/$target.log" | tail -10
+		# no coverage counters registered would make the run blind, not clean
+		if ! grep -q '^INFO: Loaded 1 modules' "$out/$target.log"; then
+			echo "fuzz_server $target: libFuzzer found no coverage counters in the module" >&2
+			status=1
+		fi
 		if [ "$rc" -ne 0 ] || ! grep -q '^Done ' "$out/$target.log"; then
 			grep -E -A30 '==ERROR|runtime error|^withdraw_fuzz|deadly signal' "$out/$target.log" | head -60
 			tail -8 "$out/$target.log"
