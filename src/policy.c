@@ -239,6 +239,9 @@ decide_status(Job *job, const AccountPolicy *policy, Outcome *out, Change *chang
 	}
 
 	change->outcome = "no change";
+	/* a poll that learned nothing leaves the reason of a review for a person */
+	if (strcmp(job->state, "review") == 0)
+		change->last_error = NULL;
 	if (out->next_cursor != NULL)
 	{
 		/* the search of the provider's list goes on at its next page */

@@ -517,14 +517,16 @@ BOOLOID, FLOAT8OID, FLOAT8OID, TEXTOID, TEXTOID, TEXTOID};
  * A callback (withdraw_callback) may have moved the row while its poll was
  * in flight: then the row's newer state stands (u.from_state is the state
  * the job was claimed in) and only what the answer adds is kept.  A row in
- * review keeps the reason a person reads while its polls find nothing.
+ * review keeps the reason a person reads while its polls learn nothing
+ * (decide_status leaves last_error NULL then); a new finding replaces it.
  */
 #define CHANGE_SET \
 	" SET state = CASE WHEN w.state = u.from_state THEN u.state ELSE w.state END," \
 	" provider_status = CASE WHEN w.state = u.from_state" \
 	"                   THEN coalesce(u.provider_status, w.provider_status) ELSE w.provider_status END," \
 	" provider_id = coalesce(w.provider_id, u.provider_id)," \
-	" last_error = CASE WHEN w.state <> u.from_state OR (w.state = 'review' AND u.state = 'review')" \
+	" last_error = CASE WHEN w.state <> u.from_state" \
+	"                   OR (w.state = 'review' AND u.state = 'review' AND u.last_error IS NULL)" \
 	"              THEN w.last_error ELSE u.last_error END," \
 	" maybe_delivered = w.maybe_delivered OR u.maybe_delivered," \
 	" needs_reconcile = CASE WHEN w.state = u.from_state THEN u.needs_reconcile ELSE w.needs_reconcile END," \
