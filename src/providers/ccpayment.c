@@ -523,11 +523,12 @@ merge_details(const char *a, const char *b)
 }
 
 /*
- * The data of a status answer, or NULL with every outcome saying why (the
- * answer is not one, or the query was refused).
+ * The data of a status answer in *data (NULL when it has none); false,
+ * with every outcome saying why, when the answer is not one or the query
+ * was refused.
  */
-static JsonbContainer *
-status_data(HttpResponse *res, int n, Outcome *outs)
+static bool
+status_data(HttpResponse *res, int n, Outcome *outs, JsonbContainer **data)
 {
 	int			code;
 	char	   *msg = NULL;
@@ -539,14 +540,17 @@ status_data(HttpResponse *res, int n, Outcome *outs)
 	if (body != NULL && code != CCPAYMENT_SUCCESS)
 		why = psprintf("status query refused, %s", code_message(code, msg));
 	if (why == NULL)
-		return json_get_container(&body->root, "data");
+	{
+		*data = json_get_container(&body->root, "data");
+		return true;
+	}
 	for (int i = 0; i < n; i++)
 	{
 		outs[i].message = why;
 		if (body != NULL && code == 11004)
 			outs[i].retry_after_ms = CCPAYMENT_RATE_LIMIT_WAIT_MS;
 	}
-	return NULL;
+	return false;
 }
 
 /* An outcome from a record's status; record_* are already set. */
@@ -574,9 +578,9 @@ ccpayment_parse_status_batch(WithdrawalJob **jobs, int n, HttpResponse *res, Out
 {
 	static const char *const keys[][2] = {{"txid", "txid"}, {"network_fee", "fee"},
 	{"network_fee_crypto", "fee_asset"}};
-	JsonbContainer *data = status_data(res, n, outs);
+	JsonbContainer *data;
 
-	if (outs[0].message != NULL)
+	if (!status_data(res, n, outs, &data))
 		return;
 	if (data == NULL || !JsonContainerIsArray(data))
 	{
@@ -620,10 +624,9 @@ ccpayment_parse_status(WithdrawalJob *job, HttpResponse *res, Outcome *out)
 		ccpayment_parse_status_batch(&job, 1, res, out);
 		return;
 	}
-	data = status_data(res, 1, out);
-	if (out->message != NULL)
+	if (!status_data(res, 1, out, &data))
 		return;
-	record = data ? json_get_container(data, "record") : NULL;
+	record = json_get_container(data, "record");
 	if (record == NULL)
 	{
 		out->message = pstrdup("withdrawal not listed by the provider yet");

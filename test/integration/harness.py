@@ -116,6 +116,38 @@ class Cluster:
         rows = self.sql(query, params)
         return rows[0][0] if rows else None
 
+    # -- withdrawals, as the suites look at them
+
+    def withdrawal(self, wid, cols=("state",)):
+        """Withdrawal wid from withdraw.withdrawals as a dict of cols (a
+        column may be "expression AS name")."""
+        r = self.sql(f"SELECT {', '.join(cols)} FROM withdraw.withdrawals WHERE id = %s", (wid,))[0]
+        return dict(zip((c.split()[-1] for c in cols), r))
+
+    def wait_withdrawal(self, wid, states, cols=("state",), timeout=15):
+        """Waits until withdrawal wid is in one of states; returns its row
+        (cols, which must include state); a timeout names the last row seen."""
+        states = (states,) if isinstance(states, str) else tuple(states)
+        seen = {}
+
+        def reached():
+            seen["row"] = self.withdrawal(wid, cols)
+            return seen["row"] if seen["row"]["state"] in states else None
+        try:
+            return wait_until(reached, timeout, 0.05, f"withdrawal {wid} to reach {states}")
+        except AssertionError as e:
+            raise AssertionError(f"{e} (last seen: {seen.get('row')})") from None
+
+    def state_path(self, wid):
+        """The states withdrawal wid went through, its creation first."""
+        return [t for (t,) in self.sql("SELECT to_state FROM withdraw.events WHERE withdrawal_id = %s"
+                                       " AND to_state IS NOT NULL ORDER BY at", (wid,))]
+
+    def verdicts(self, wid):
+        """(kind, verdict, detail) of each callback about withdrawal wid, in order."""
+        return [tuple(r) for r in self.sql("SELECT kind, verdict, detail FROM withdraw.callbacks"
+                                           " WHERE withdrawal_id = %s ORDER BY id", (wid,))]
+
     def worker_pid(self):
         return self.value("SELECT pid FROM withdraw.workers WHERE state = 'running'")
 

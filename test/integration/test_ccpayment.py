@@ -49,26 +49,24 @@ def create_v2(order_id, **fields):
     return cluster.value("SELECT withdraw_create('ccp2', %s)", (json.dumps(body),))
 
 
+COLS = ("state", "provider_status", "provider_id", "txid", "fee", "fee_asset", "last_error",
+        "idempotency_key", "details")
+
+
 def row(wid):
-    cols = ["state", "provider_status", "provider_id", "txid", "fee", "fee_asset", "last_error",
-            "idempotency_key", "details"]
-    r = cluster.sql(f"SELECT {', '.join(cols)} FROM withdraw.withdrawals WHERE id = %s", (wid,))[0]
-    return dict(zip(cols, r))
+    return cluster.withdrawal(wid, COLS)
 
 
 def wait_state(wid, states, timeout=15):
-    return wait_until(lambda: row(wid)["state"] in states and row(wid), timeout, 0.05,
-                      f"withdrawal {wid} to reach {states} (now {row(wid)})")
+    return cluster.wait_withdrawal(wid, states, COLS, timeout)
 
 
 def events(wid):
-    return [e[0] for e in cluster.sql("SELECT to_state FROM withdraw.events WHERE withdrawal_id = %s"
-                                      " AND to_state IS NOT NULL ORDER BY at", (wid,))]
+    return cluster.state_path(wid)
 
 
 def verdicts(wid):
-    return [(k, v, d) for k, v, d in cluster.sql(
-        "SELECT kind, verdict, detail FROM withdraw.callbacks WHERE withdrawal_id = %s ORDER BY id", (wid,))]
+    return cluster.verdicts(wid)
 
 
 def attempts(wid, kind="create"):

@@ -74,16 +74,16 @@ def create(acct, **fields):
     return cluster.value("SELECT withdraw_create(%s, %s)", (acct, json.dumps(body)))
 
 
+COLS = ("state", "provider_status", "provider_id", "txid", "confirmations", "real_fee",
+        "real_fee_asset", "last_error", "idempotency_key")
+
+
 def row(wid):
-    cols = ["state", "provider_status", "provider_id", "txid", "confirmations", "real_fee",
-            "real_fee_asset", "last_error", "idempotency_key"]
-    r = cluster.sql(f"SELECT {', '.join(cols)} FROM withdraw.withdrawals WHERE id = %s", (wid,))[0]
-    return dict(zip(cols, r))
+    return cluster.withdrawal(wid, COLS)
 
 
 def wait_state(wid, states, timeout=20):
-    return wait_until(lambda: row(wid)["state"] in states and row(wid), timeout, 0.05,
-                      f"withdrawal {wid} to reach {states} (now {row(wid)})")
+    return cluster.wait_withdrawal(wid, states, COLS, timeout)
 
 
 def callbacks(wid=None, kind=None):

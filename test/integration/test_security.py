@@ -71,8 +71,7 @@ def state(wid):
 
 
 def wait_state(wid, states, timeout=20):
-    return wait_until(lambda: state(wid) in states and state(wid), timeout, 0.05,
-                      f"withdrawal {wid} to reach {states} (now {state(wid)})")
+    return cluster.wait_withdrawal(wid, states, timeout=timeout)["state"]
 
 
 def zoomex_request(**kw):

@@ -42,16 +42,15 @@ def create(account, body):
     return cluster.value("SELECT withdraw_create(%s, %s)", (account, json.dumps(body)))
 
 
+COLS = ("state", "provider_status", "provider_id", "attempts", "last_error", "idempotency_key AS key")
+
+
 def row(wid):
-    rows = cluster.sql("SELECT state, provider_status, provider_id, attempts, last_error, idempotency_key"
-                       " FROM withdraw.withdrawals WHERE id = %s", (wid,))
-    return dict(zip(("state", "provider_status", "provider_id", "attempts", "last_error", "key"), rows[0]))
+    return cluster.withdrawal(wid, COLS)
 
 
 def wait_state(wid, states, timeout=15):
-    states = (states,) if isinstance(states, str) else states
-    return wait_until(lambda: row(wid)["state"] in states and row(wid), timeout, 0.05,
-                      f"withdrawal {wid} to reach {states} (now {row(wid)})")
+    return cluster.wait_withdrawal(wid, states, COLS, timeout)
 
 
 def creates_for(request_id):
@@ -151,7 +150,7 @@ def test_5xx_is_retried_with_the_same_request_id():
     account, _ = new_account()
     mock.fault(provider="zoomex", path="inner-create", kind="http_503", count=2)
     wid = create(account, request(requestId="retry5xx"))
-    r = wait_state(wid, "succeeded", 20)
+    wait_state(wid, "succeeded", 20)
     reqs = creates_for("retry5xx")
     assert len(reqs) == 3 and executions("retry5xx") == 1, (reqs, executions("retry5xx"))
     att = cluster.sql("SELECT http_status, outcome FROM withdraw.attempts WHERE withdrawal_id = %s AND kind = 'create'"
@@ -164,7 +163,7 @@ def test_timeout_after_execution_is_reconciled_not_paid_twice():
     account, _ = new_account({"request_timeout_ms": 700})
     mock.fault(provider="zoomex", path="inner-create", kind="timeout_after", count=1, delay_s=3)
     wid = create(account, request(requestId="tmoafter", address="300400"))
-    r = wait_state(wid, "succeeded", 20)
+    wait_state(wid, "succeeded", 20)
     assert executions("tmoafter") == 1
     codes = [x.get("ret_code") for x in creates_for("tmoafter")]
     assert codes == [0, 10014], codes
@@ -298,7 +297,7 @@ def test_kill9_of_the_worker_mid_flight_loses_nothing_and_pays_once():
     os.kill(cluster.worker_pid(), signal.SIGKILL)
     time.sleep(1)
     cluster.wait_ready(60)
-    r = wait_state(wid, "succeeded", 30)
+    wait_state(wid, "succeeded", 30)
     assert executions("kill9a") == 1
     ev = [t for _, t in events(wid)]
     assert ev[:5] == ["queued", "sending", "unknown", "sending", "unknown"] and ev[-1] == "succeeded", ev
