@@ -40,3 +40,22 @@ SELECT has_function_privilege('withdraw_webhook', 'withdraw_callback(text, text,
        has_function_privilege('withdraw_user', 'withdraw_callback(text, text, jsonb)', 'EXECUTE') AS user_callback,
        has_table_privilege('withdraw_admin', 'withdraw.callbacks', 'SELECT') AS admin_callbacks,
        has_table_privilege('withdraw_user', 'withdraw.callbacks', 'SELECT') AS user_callbacks;
+-- case: this library needs 0.3.0: at 0.2.0 its worker sends nothing and says
+-- why (wait at most 60 s for its next claim), and withdraw.workers still reads
+DO $$
+BEGIN
+	FOR i IN 1..600 LOOP
+		EXIT WHEN EXISTS (SELECT FROM withdraw.workers WHERE last_error LIKE 'not sending: extension withdraw is at version 0.2.0;%');
+		PERFORM pg_sleep(0.1);
+	END LOOP;
+END
+$$;
+SELECT database, state, last_error FROM withdraw.workers;
+-- case: update to 0.3.0: the claimer column, and withdraw.workers numbered
+ALTER EXTENSION withdraw UPDATE TO '0.3.0';
+SELECT extversion FROM pg_extension WHERE extname = 'withdraw';
+SELECT idempotency_key, state, amount, claimed_by FROM withdraw.withdrawal WHERE idempotency_key = 'up1';
+SELECT worker, database, state FROM withdraw.workers;
+SELECT has_table_privilege('withdraw_user', 'withdraw.workers', 'SELECT') AS user_workers,
+       has_function_privilege('withdraw_user', 'withdraw._worker_info()', 'EXECUTE') AS user_worker_info,
+       has_function_privilege('public', 'withdraw._worker_info()', 'EXECUTE') AS public_worker_info;

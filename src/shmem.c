@@ -2,8 +2,8 @@
  *
  * shmem.c
  *	  The small piece of shared memory through which backends wake the
- *	  worker at commit and through which the worker publishes its figures
- *	  for the withdraw.workers view.
+ *	  workers at commit and through which each worker publishes its
+ *	  figures for the withdraw.workers view: one slot per worker.
  *
  * Backends never talk to the worker otherwise: the tables are the queue.
  * Waking is only a latency optimisation; a missed wake-up is caught by
@@ -29,20 +29,26 @@
 
 #define WITHDRAW_ERROR_LEN 256
 
-typedef struct WithdrawShared
+typedef struct WorkerSlot
 {
-	slock_t		mutex;
-	pid_t		worker_pid;		/* 0 when no worker runs */
+	pid_t		worker_pid;		/* 0 when this worker does not run */
 	int			worker_procno;	/* index into ProcGlobal->allProcs */
 	TimestampTz started_at;
 	TimestampTz heartbeat_at;
 	WithdrawWorkerFigures figures;
-	int64		wakeups;
 	char		last_error[WITHDRAW_ERROR_LEN];
 	TimestampTz last_error_at;
+} WorkerSlot;
+
+typedef struct WithdrawShared
+{
+	slock_t		mutex;
+	int64		wakeups;
+	WorkerSlot	slots[WITHDRAW_MAX_WORKERS];
 } WithdrawShared;
 
 static WithdrawShared *shared = NULL;
+static WorkerSlot *my_slot = NULL;	/* in a worker: its own slot */
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 static bool wake_registered = false;
@@ -92,16 +98,20 @@ detach_worker_on_exit(int code, Datum arg)
 	WithdrawShmemDetachWorker();
 }
 
-/* Called by the worker once connected: from now on commits can wake it. */
+/*
+ * Called by worker number index once connected: from now on commits can
+ * wake it.  A restarted worker takes over its slot, last error included.
+ */
 void
-WithdrawShmemAttachWorker(void)
+WithdrawShmemAttachWorker(int index)
 {
+	my_slot = &shared->slots[index];
 	SpinLockAcquire(&shared->mutex);
-	shared->worker_pid = MyProcPid;
-	shared->worker_procno = MyProc->pgprocno;
-	shared->started_at = GetCurrentTimestamp();
-	shared->heartbeat_at = shared->started_at;
-	memset(&shared->figures, 0, sizeof(WithdrawWorkerFigures));
+	my_slot->worker_pid = MyProcPid;
+	my_slot->worker_procno = MyProc->pgprocno;
+	my_slot->started_at = GetCurrentTimestamp();
+	my_slot->heartbeat_at = my_slot->started_at;
+	memset(&my_slot->figures, 0, sizeof(WithdrawWorkerFigures));
 	SpinLockRelease(&shared->mutex);
 	before_shmem_exit(detach_worker_on_exit, (Datum) 0);
 }
@@ -109,11 +119,13 @@ WithdrawShmemAttachWorker(void)
 void
 WithdrawShmemDetachWorker(void)
 {
+	if (my_slot == NULL)
+		return;
 	SpinLockAcquire(&shared->mutex);
-	if (shared->worker_pid == MyProcPid)
+	if (my_slot->worker_pid == MyProcPid)
 	{
-		shared->worker_pid = 0;
-		shared->figures.in_flight = 0;
+		my_slot->worker_pid = 0;
+		my_slot->figures.in_flight = 0;
 	}
 	SpinLockRelease(&shared->mutex);
 }
@@ -122,37 +134,44 @@ void
 WithdrawShmemReport(const WithdrawWorkerFigures *figures)
 {
 	SpinLockAcquire(&shared->mutex);
-	shared->heartbeat_at = GetCurrentTimestamp();
-	shared->figures = *figures;
+	my_slot->heartbeat_at = GetCurrentTimestamp();
+	my_slot->figures = *figures;
 	SpinLockRelease(&shared->mutex);
 }
 
 void
 WithdrawShmemReportError(const char *message)
 {
+	if (my_slot == NULL)
+		return;
 	SpinLockAcquire(&shared->mutex);
-	strlcpy(shared->last_error, message, WITHDRAW_ERROR_LEN);
-	shared->last_error_at = GetCurrentTimestamp();
+	strlcpy(my_slot->last_error, message, WITHDRAW_ERROR_LEN);
+	my_slot->last_error_at = GetCurrentTimestamp();
 	SpinLockRelease(&shared->mutex);
 }
 
-/* Sets the worker's latch, if a worker runs. */
+/*
+ * Sets the latch of every worker that runs: each claims its own share of
+ * the new work (worker.c), so waking one would leave the others' share to
+ * the next tick.
+ */
 void
 WithdrawWakeWorker(void)
 {
-	int			procno = -1;
+	int			procnos[WITHDRAW_MAX_WORKERS];
+	int			n = 0;
 
 	if (shared == NULL)
 		return;
 	SpinLockAcquire(&shared->mutex);
-	if (shared->worker_pid != 0)
-	{
-		procno = shared->worker_procno;
+	for (int i = 0; i < withdraw_workers; i++)
+		if (shared->slots[i].worker_pid != 0)
+			procnos[n++] = shared->slots[i].worker_procno;
+	if (n > 0)
 		shared->wakeups++;
-	}
 	SpinLockRelease(&shared->mutex);
-	if (procno >= 0)
-		SetLatch(&ProcGlobal->allProcs[procno].procLatch);
+	for (int i = 0; i < n; i++)
+		SetLatch(&ProcGlobal->allProcs[procnos[i]].procLatch);
 }
 
 static void
@@ -201,14 +220,16 @@ withdraw_wake(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
-/* SQL: withdraw._worker_info() — one row describing the worker, for the view. */
+/*
+ * SQL: withdraw._worker_info() — one row per worker (withdraw.workers of
+ * them), for the view.
+ */
 Datum
 withdraw_worker_info(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	WithdrawShared copy;
-	Datum		values[10];
-	bool		nulls[10];
+	int			first;
 
 	InitMaterializedSRF(fcinfo, 0);
 	if (shared == NULL)
@@ -218,32 +239,45 @@ withdraw_worker_info(PG_FUNCTION_ARGS)
 	copy = *shared;
 	SpinLockRelease(&shared->mutex);
 
-	memset(nulls, 0, sizeof(nulls));
-	values[0] = CStringGetTextDatum(withdraw_database_name);
-	if (copy.worker_pid != 0)
-		values[1] = Int32GetDatum(copy.worker_pid);
-	else
-		nulls[1] = true;
-	values[2] = CStringGetTextDatum(copy.worker_pid != 0 ? "running" : "stopped");
-	if (copy.started_at != 0)
-		values[3] = TimestampTzGetDatum(copy.started_at);
-	else
-		nulls[3] = true;
-	if (copy.heartbeat_at != 0)
-		values[4] = TimestampTzGetDatum(copy.heartbeat_at);
-	else
-		nulls[4] = true;
-	values[5] = Int32GetDatum(copy.figures.in_flight);
-	values[6] = Int64GetDatum(copy.figures.requests_sent);
-	values[7] = Int64GetDatum(copy.figures.responses);
-	if (copy.last_error_at != 0)
+	/*
+	 * Until ALTER EXTENSION withdraw UPDATE, the function is declared as
+	 * in 0.2.0, without the first column: its rows are the workers' rows
+	 * without their numbers.
+	 */
+	first = rsinfo->setDesc->natts == 10 ? 1 : 0;
+	for (int i = 0; i < withdraw_workers; i++)
 	{
-		values[8] = CStringGetTextDatum(copy.last_error);
-		values[9] = TimestampTzGetDatum(copy.last_error_at);
-	}
-	else
-		nulls[8] = nulls[9] = true;
+		WorkerSlot *slot = &copy.slots[i];
+		Datum		values[11];
+		bool		nulls[11];
 
-	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		memset(nulls, 0, sizeof(nulls));
+		values[0] = Int32GetDatum(i);
+		values[1] = CStringGetTextDatum(withdraw_database_name);
+		if (slot->worker_pid != 0)
+			values[2] = Int32GetDatum(slot->worker_pid);
+		else
+			nulls[2] = true;
+		values[3] = CStringGetTextDatum(slot->worker_pid != 0 ? "running" : "stopped");
+		if (slot->started_at != 0)
+			values[4] = TimestampTzGetDatum(slot->started_at);
+		else
+			nulls[4] = true;
+		if (slot->heartbeat_at != 0)
+			values[5] = TimestampTzGetDatum(slot->heartbeat_at);
+		else
+			nulls[5] = true;
+		values[6] = Int32GetDatum(slot->figures.in_flight);
+		values[7] = Int64GetDatum(slot->figures.requests_sent);
+		values[8] = Int64GetDatum(slot->figures.responses);
+		if (slot->last_error_at != 0)
+		{
+			values[9] = CStringGetTextDatum(slot->last_error);
+			values[10] = TimestampTzGetDatum(slot->last_error_at);
+		}
+		else
+			nulls[9] = nulls[10] = true;
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values + first, nulls + first);
+	}
 	PG_RETURN_VOID();
 }

@@ -49,30 +49,30 @@ static SPIPlanPtr batch_change_plan;
  * index on (account_id, due time, id), so a claim reads about as many rows
  * as it returns, however long the backlog (one sorted scan of every due
  * row cost 11 ms at 5,000 due), and a blocked account is never scanned.
+ *
+ * With several workers ($4 of them, this one number $5) an account that
+ * one worker serves alone is listed in $3 (or excluded in $1 by the
+ * others); every other account's rows are shared by id, so two workers
+ * never lock the same row and their claims never wait on each other.
  */
+#define CANDIDATES_SQL(state_clause, due, reconcile_clause) \
+	"SELECT w.id, w.account_id, a.provider, a.options, w.state = 'unknown', w.first_sent_at," \
+	" w.created_at FROM withdraw.account a CROSS JOIN LATERAL" \
+	" (SELECT w.id, w.account_id, w.state, w.first_sent_at, w.created_at, w." due \
+	"  FROM withdraw.withdrawal w" \
+	"  WHERE w.account_id = a.id AND w.state IN " state_clause reconcile_clause \
+	"    AND w." due " <= now() AND (a.id = ANY ($3) OR w.id % $4 = $5)" \
+	"  ORDER BY w." due ", w.id LIMIT $2" \
+	"  FOR UPDATE OF w SKIP LOCKED) w" \
+	" WHERE a.id <> ALL ($1)" \
+	" ORDER BY w." due ", w.id LIMIT $2"
+
 static const char *const candidates_sql[2] = {
 	/* JOB_CREATE: new withdrawals and resends of unknown ones */
-	"SELECT w.id, w.account_id, a.provider, a.options, w.state = 'unknown', w.first_sent_at,"
-	" w.created_at FROM withdraw.account a CROSS JOIN LATERAL"
-	" (SELECT w.id, w.account_id, w.state, w.first_sent_at, w.created_at, w.next_attempt_at"
-	"  FROM withdraw.withdrawal w"
-	"  WHERE w.account_id = a.id AND w.state IN ('queued', 'unknown') AND NOT w.needs_reconcile"
-	"    AND w.next_attempt_at <= now()"
-	"  ORDER BY w.next_attempt_at, w.id LIMIT $2"
-	"  FOR UPDATE OF w SKIP LOCKED) w"
-	" WHERE a.id <> ALL ($1)"
-	" ORDER BY w.next_attempt_at, w.id LIMIT $2",
+	CANDIDATES_SQL("('queued', 'unknown')", "next_attempt_at", " AND NOT w.needs_reconcile"),
 	/* JOB_STATUS: due polls, and reconciliation of unknown ones */
-	"SELECT w.id, w.account_id, a.provider, a.options, w.state = 'unknown', w.first_sent_at,"
-	" w.created_at FROM withdraw.account a CROSS JOIN LATERAL"
-	" (SELECT w.id, w.account_id, w.state, w.first_sent_at, w.created_at, w.next_poll_at"
-	"  FROM withdraw.withdrawal w"
-	"  WHERE w.account_id = a.id AND w.state IN ('submitted', 'processing', 'review', 'unknown')"
-	"    AND w.next_poll_at <= now() AND (w.state <> 'unknown' OR w.needs_reconcile)"
-	"  ORDER BY w.next_poll_at, w.id LIMIT $2"
-	"  FOR UPDATE OF w SKIP LOCKED) w"
-	" WHERE a.id <> ALL ($1)"
-	" ORDER BY w.next_poll_at, w.id LIMIT $2"
+	CANDIDATES_SQL("('submitted', 'processing', 'review', 'unknown')", "next_poll_at",
+				   " AND (w.state <> 'unknown' OR w.needs_reconcile)")
 };
 
 /*
@@ -101,9 +101,10 @@ withdraw_claim_query(PG_FUNCTION_ARGS)
 	"  w.idempotency_key, w.request, w.amount::text, w.provider_id, w.created_at," \
 	"  w.first_sent_at, w.attempts, w.maybe_delivered, w.state, w.reconcile_cursor, w.destination"
 
+/* claimed_by: after a worker stops, its own rows are the ones to recover */
 static const char *const take_sql[2] = {
 	"UPDATE withdraw.withdrawal w"
-	" SET state = 'sending', attempts = w.attempts + 1, last_error = NULL,"
+	" SET state = 'sending', attempts = w.attempts + 1, last_error = NULL, claimed_by = $2,"
 	"     first_sent_at = coalesce(w.first_sent_at, now()), updated_at = now()"
 	TAKE_RETURNING,
 	/*
@@ -112,7 +113,7 @@ static const char *const take_sql[2] = {
 	 * longer than the longest request timeout (10 minutes)
 	 */
 	"UPDATE withdraw.withdrawal w"
-	" SET next_poll_at = now() + interval '15 minutes'"
+	" SET next_poll_at = now() + interval '15 minutes', claimed_by = $2"
 	TAKE_RETURNING
 };
 
@@ -138,52 +139,74 @@ int_array(List *list, bool is_int8)
 }
 
 /*
- * After a worker stops: rows left in 'sending' have an unknown fate, and
- * polls it had claimed (next_poll_at pushed a minute ahead) are due now.
- * Returns the number of rows found in 'sending'.
+ * After worker number worker stops: rows it left in 'sending' have an
+ * unknown fate, and polls it had claimed (next_poll_at pushed ahead) are
+ * due now.  Rows claimed by a worker number that no longer exists (fewer
+ * withdraw.workers since a restart) or by a release that did not record
+ * the claimer count as everyone's; the other workers' rows are theirs,
+ * in flight right now.  Returns the number of rows found in 'sending'.
  */
 int
-store_recover(void)
+store_recover(int worker)
 {
+	Oid			types[2] = {INT2OID, INT2OID};
+	Datum		args[2] = {Int16GetDatum(worker), Int16GetDatum(withdraw_workers)};
 	int			rc;
 	int			sending;
 
-	rc = SPI_execute("UPDATE withdraw.withdrawal"
-					 " SET state = 'unknown', maybe_delivered = true,"
-					 "     next_attempt_at = now(), updated_at = now(),"
-					 "     last_error = 'the worker stopped while this request was in flight'"
-					 " WHERE state = 'sending'", false, 0);
+#define MINE " (claimed_by = $1 OR claimed_by IS NULL OR claimed_by >= $2)"
+	rc = SPI_execute_with_args("UPDATE withdraw.withdrawal"
+							   " SET state = 'unknown', maybe_delivered = true,"
+							   "     next_attempt_at = now(), updated_at = now(),"
+							   "     last_error = 'the worker stopped while this request was in flight'"
+							   " WHERE state = 'sending' AND" MINE,
+							   2, types, args, NULL, false, 0);
 	if (rc != SPI_OK_UPDATE)
 		elog(ERROR, "recovery of sending withdrawals failed: %s", SPI_result_code_string(rc));
 	sending = (int) SPI_processed;
 
-	rc = SPI_execute("UPDATE withdraw.withdrawal SET next_poll_at = now()"
-					 " WHERE state IN ('submitted', 'processing', 'review', 'unknown')"
-					 "   AND next_poll_at > now()", false, 0);
+	rc = SPI_execute_with_args("UPDATE withdraw.withdrawal SET next_poll_at = now()"
+							   " WHERE state IN ('submitted', 'processing', 'review', 'unknown')"
+							   "   AND next_poll_at > now() AND" MINE,
+							   2, types, args, NULL, false, 0);
 	if (rc != SPI_OK_UPDATE)
 		elog(ERROR, "recovery of status polls failed: %s", SPI_result_code_string(rc));
+#undef MINE
 
-	rc = SPI_execute("UPDATE withdraw.sync_state SET next_sync_at = now()"
-					 " WHERE next_sync_at > now() AND last_error IS NULL", false, 0);
-	if (rc != SPI_OK_UPDATE)
-		elog(ERROR, "recovery of syncs failed: %s", SPI_result_code_string(rc));
+	/* syncs are worker 0's alone */
+	if (worker == 0)
+	{
+		rc = SPI_execute("UPDATE withdraw.sync_state SET next_sync_at = now()"
+						 " WHERE next_sync_at > now() AND last_error IS NULL", false, 0);
+		if (rc != SPI_OK_UPDATE)
+			elog(ERROR, "recovery of syncs failed: %s", SPI_result_code_string(rc));
+	}
 	return sending;
 }
 
+/*
+ * Locks up to limit due rows of kind for worker number worker: none of
+ * the excluded accounts, every due row of the whole accounts, and of the
+ * others the rows that fall to this worker (see CANDIDATES_SQL).
+ */
 List *
-store_candidates(JobKind kind, List *excluded_accounts, int limit, MemoryContext cxt)
+store_candidates(JobKind kind, List *excluded_accounts, List *whole_accounts, int worker,
+				 int limit, MemoryContext cxt)
 {
-	Datum		args[2];
+	Datum		args[5];
 	List	   *result = NIL;
 
 	if (candidates_plan[kind] == NULL)
 	{
-		Oid			types[2] = {INT4ARRAYOID, INT4OID};
+		Oid			types[5] = {INT4ARRAYOID, INT4OID, INT4ARRAYOID, INT8OID, INT8OID};
 
-		candidates_plan[kind] = spi_prepare_kept(candidates_sql[kind], 2, types);
+		candidates_plan[kind] = spi_prepare_kept(candidates_sql[kind], 5, types);
 	}
 	args[0] = int_array(excluded_accounts, false);
 	args[1] = Int32GetDatum(limit);
+	args[2] = int_array(whole_accounts, false);
+	args[3] = Int64GetDatum(withdraw_workers);
+	args[4] = Int64GetDatum(worker);
 	if (SPI_execute_plan(candidates_plan[kind], args, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "claiming withdrawals failed");
 
@@ -264,20 +287,21 @@ store_account_by_name(const char *name)
 
 /* Marks the chosen candidates taken and returns them as jobs. */
 List *
-store_take(JobKind kind, List *ids, MemoryContext parent)
+store_take(JobKind kind, List *ids, int worker, MemoryContext parent)
 {
-	Datum		args[1];
+	Datum		args[2];
 	List	   *jobs = NIL;
 
 	if (ids == NIL)
 		return NIL;
 	if (take_plan[kind] == NULL)
 	{
-		Oid			types[1] = {INT8ARRAYOID};
+		Oid			types[2] = {INT8ARRAYOID, INT2OID};
 
-		take_plan[kind] = spi_prepare_kept(take_sql[kind], 1, types);
+		take_plan[kind] = spi_prepare_kept(take_sql[kind], 2, types);
 	}
 	args[0] = int_array(ids, true);
+	args[1] = Int16GetDatum(worker);
 	if (SPI_execute_plan(take_plan[kind], args, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "taking withdrawals failed");
 

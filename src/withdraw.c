@@ -21,6 +21,7 @@ PG_MODULE_MAGIC;
 
 char	   *withdraw_database_name = NULL;
 int			withdraw_max_in_flight = 64;
+int			withdraw_workers = 1;
 int			withdraw_naptime_ms = 1000;
 int			withdraw_poll_interval_ms = 10000;
 int			withdraw_request_timeout_ms = 30000;
@@ -49,9 +50,18 @@ define_settings(void)
 							   GUC_SUPERUSER_ONLY,
 							   NULL, NULL, NULL);
 
+	DefineCustomIntVariable("withdraw.workers",
+							"Number of background workers that send withdrawals.",
+							"Accounts without rate limits are shared among them by withdrawal; "
+							"a rate-limited account is served by one of them.",
+							&withdraw_workers,
+							1, 1, WITHDRAW_MAX_WORKERS,
+							PGC_POSTMASTER, 0,
+							NULL, NULL, NULL);
+
 	DefineCustomIntVariable("withdraw.max_in_flight",
 							"Maximum number of provider requests in flight at once.",
-							NULL,
+							"Counted over all workers: each has its share.",
 							&withdraw_max_in_flight,
 							64, 1, 10000,
 							PGC_SIGHUP, 0,

@@ -16,6 +16,7 @@
 /* Settings (withdraw.c) */
 extern char *withdraw_database_name;
 extern int	withdraw_max_in_flight;
+extern int	withdraw_workers;
 extern int	withdraw_naptime_ms;
 extern int	withdraw_poll_interval_ms;
 extern int	withdraw_request_timeout_ms;
@@ -30,6 +31,12 @@ extern bool withdraw_allow_http;
 extern int	withdraw_retention_s;
 extern int	withdraw_retention_batch;
 
+/* the extension version (withdraw.control) whose objects this library uses */
+#define WITHDRAW_SCHEMA_VERSION "0.3.0"
+
+/* withdraw.workers is at most this (one shared-memory slot each) */
+#define WITHDRAW_MAX_WORKERS 16
+
 /* Shared memory: worker presence, wake-ups and its figures (shmem.c) */
 typedef struct WithdrawWorkerFigures
 {
@@ -39,7 +46,7 @@ typedef struct WithdrawWorkerFigures
 } WithdrawWorkerFigures;
 
 extern void WithdrawShmemInit(void);
-extern void WithdrawShmemAttachWorker(void);
+extern void WithdrawShmemAttachWorker(int index);
 extern void WithdrawShmemDetachWorker(void);
 extern void WithdrawShmemReport(const WithdrawWorkerFigures *figures);
 extern void WithdrawShmemReportError(const char *message);

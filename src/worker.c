@@ -19,6 +19,16 @@
  * interval has passed since that answer, so the provider never sees two
  * requests closer than the interval, whatever the network does.
  *
+ * There are withdraw.workers of these loops, one process each, so that
+ * signing and recording use every core.  They share no memory but the
+ * tables: an account's work of a kind that is rate limited (creates with
+ * create_interval_ms, polls with polls_per_second), and every kind of an
+ * account allowed fewer exchanges in flight than there are workers, is
+ * served by one worker alone (account id modulo workers), which keeps the
+ * limit exact; the rest is split by withdrawal id, each worker with its
+ * share of the account's max_in_flight and of withdraw.max_in_flight.
+ * Worker 0 also runs the syncs, the form-rule refreshes and the pruning.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -45,6 +55,7 @@
 #include "remote.h"
 #include "rules.h"
 #include "secrets.h"
+#include "spi_util.h"
 #include "store.h"
 #include "withdraw.h"
 
@@ -58,7 +69,10 @@ typedef struct AccountState
 {
 	int32		account_id;		/* hash key */
 	AccountPolicy policy;
-	int			in_flight;		/* exchanges of either kind */
+	int			in_flight;		/* exchanges of either kind, this worker's */
+	int			cap;			/* this worker's share of policy.max_in_flight */
+	bool		serves[2];		/* this worker claims [JOB_CREATE], [JOB_STATUS] */
+	bool		whole[2];		/* ... and every due row of that kind, alone */
 	int			creates_in_flight;
 	TimestampTz next_create_at;
 	bool		deferred;		/* has due creates held back by the limit */
@@ -70,6 +84,7 @@ typedef struct AccountState
 	TimestampTz poll_tokens_at;
 } AccountState;
 
+static int	my_worker = 0;		/* this worker's number, 0 .. workers - 1 */
 static HTAB *accounts = NULL;
 static MemoryContext jobs_cxt = NULL;
 static List *in_flight_jobs = NIL;	/* Job * in flight, in jobs_cxt */
@@ -86,9 +101,9 @@ static void
 worker_error_context(void *arg)
 {
 	if (current_withdrawal != 0)
-		errcontext("withdraw worker, withdrawal " INT64_FORMAT, current_withdrawal);
+		errcontext("withdraw worker %d, withdrawal " INT64_FORMAT, my_worker, current_withdrawal);
 	else
-		errcontext("withdraw worker");
+		errcontext("withdraw worker %d", my_worker);
 }
 
 static void
@@ -112,6 +127,40 @@ end_work(void)
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
 
+/* The part of total that worker number rank gets when n workers share it. */
+static int
+share_of(int total, int n, int rank)
+{
+	return total / n + (rank < total % n ? 1 : 0);
+}
+
+/*
+ * Which of this account's work this worker claims, and how many of its
+ * exchanges it may have in flight (see the head of this file).  The
+ * account's owner, rank 0, is account id modulo workers; the other ranks
+ * follow it, so the remainders of small caps fall on different workers.
+ */
+static void
+assign_share(AccountState *state)
+{
+	int			n = withdraw_workers;
+	int			rank = ((my_worker - state->account_id % n) + n) % n;
+	bool		alone = state->policy.max_in_flight < n;
+
+	state->whole[JOB_CREATE] = alone || state->policy.create_interval_ms > 0;
+	state->whole[JOB_STATUS] = alone || state->policy.polls_per_second > 0;
+	if (alone)
+		state->cap = rank == 0 ? state->policy.max_in_flight : 0;
+	else
+		state->cap = share_of(state->policy.max_in_flight, n, rank);
+	for (int kind = JOB_CREATE; kind <= JOB_STATUS; kind++)
+	{
+		state->serves[kind] = state->whole[kind] ? rank == 0 : true;
+		/* with one worker, whole means nothing more than shared */
+		state->whole[kind] = state->whole[kind] && state->serves[kind] && n > 1;
+	}
+}
+
 /*
  * The worker's memory of an account.  A new worker waits one create
  * interval after its start before an account's first create: the worker it
@@ -130,6 +179,7 @@ account_state(int32 account_id, const Provider *provider, Jsonb *options)
 		account_policy(provider, options, &state->policy);
 		if (state->policy.status_batch_max > 1)
 			batching_accounts = true;
+		assign_share(state);
 	}
 	if (!found)
 	{
@@ -157,19 +207,25 @@ refill_poll_tokens(AccountState *state, TimestampTz now)
 	state->poll_tokens_at = now;
 }
 
-/* Accounts that must not be offered work of this kind right now. */
+/*
+ * Accounts that must not be offered work of this kind right now, and into
+ * *whole those of which this worker claims every due row.
+ */
 static List *
-blocked_accounts(JobKind kind, TimestampTz now)
+blocked_accounts(JobKind kind, TimestampTz now, List **whole)
 {
 	HASH_SEQ_STATUS seq;
 	AccountState *state;
 	List	   *blocked = NIL;
 
+	*whole = NIL;
 	hash_seq_init(&seq, accounts);
 	while ((state = hash_seq_search(&seq)) != NULL)
 	{
-		/* one slow or failing account cannot take every slot */
-		if (state->in_flight >= state->policy.max_in_flight)
+		if (state->whole[kind])
+			*whole = lappend_int(*whole, state->account_id);
+		/* another worker's, or one slow account cannot take every slot */
+		if (!state->serves[kind] || state->in_flight >= state->cap)
 			blocked = lappend_int(blocked, state->account_id);
 		else if (kind == JOB_CREATE && state->policy.create_interval_ms > 0 &&
 			(state->creates_in_flight > 0 || now < state->next_create_at))
@@ -664,7 +720,6 @@ choose(JobKind kind, List *candidates, TimestampTz now, int capacity, List **rec
 	{
 		state->picked = 0;
 		state->batch_room = 0;
-		state->refreshed = false;
 	}
 
 	foreach(lc, candidates)
@@ -702,7 +757,10 @@ choose(JobKind kind, List *candidates, TimestampTz now, int capacity, List **rec
 			chosen = lappend(chosen, id);
 			continue;
 		}
-		if (capacity <= 0 || state->in_flight + state->picked >= state->policy.max_in_flight)
+		/* the options changed since this claim began: next claim */
+		if (!state->serves[kind])
+			continue;
+		if (capacity <= 0 || state->in_flight + state->picked >= state->cap)
 			continue;
 		if (kind == JOB_CREATE && state->policy.create_interval_ms > 0)
 		{
@@ -761,6 +819,87 @@ key_ready(TimestampTz now)
 }
 
 /*
+ * The options of every account, read at the start of each claim when
+ * there are several workers: which rows a worker claims depends on the
+ * account's limits, and a worker must know an account it has never
+ * claimed from to know that its rows are all its own.
+ */
+static void
+refresh_accounts(void)
+{
+	HASH_SEQ_STATUS seq;
+	AccountState *state;
+	static SPIPlanPtr plan = NULL;
+
+	hash_seq_init(&seq, accounts);
+	while ((state = hash_seq_search(&seq)) != NULL)
+		state->refreshed = false;
+	if (withdraw_workers == 1)
+		return;				/* choose() reads them from the candidates */
+	if (plan == NULL)
+		plan = spi_prepare_kept("SELECT id, provider, options FROM withdraw.account", 0, NULL);
+	if (SPI_execute_plan(plan, NULL, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "reading the accounts failed");
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tuple = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		const Provider *provider = provider_lookup(SPI_getvalue(tuple, desc, 2));
+
+		if (provider == NULL)
+			continue;
+		state = account_state(DatumGetInt32(SPI_getbinval(tuple, desc, 1, &isnull)), provider,
+							  DatumGetJsonbP(SPI_getbinval(tuple, desc, 3, &isnull)));
+		state->refreshed = true;
+	}
+}
+
+/*
+ * The extension's objects are those this library was built for: after an
+ * upgrade of the library and before ALTER EXTENSION withdraw UPDATE, the
+ * worker's queries would fail on every claim, so it sends nothing and says
+ * why.  Read again only when the extension's oid changes.
+ */
+static bool
+schema_ready(TimestampTz now)
+{
+	static Oid	checked_oid = InvalidOid;
+	static bool ready = false;
+	static TimestampTz logged_at = 0;
+	Oid			oid = get_extension_oid("withdraw", true);
+	char	   *version;
+
+	if (oid == InvalidOid)
+		return false;
+	if (oid == checked_oid && ready)
+		return true;
+	checked_oid = oid;
+	if (SPI_execute("SELECT extversion FROM pg_extension WHERE extname = 'withdraw'", true, 1) != SPI_OK_SELECT ||
+		SPI_processed != 1)
+		elog(ERROR, "reading the extension's version failed");
+	version = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	ready = strcmp(version, WITHDRAW_SCHEMA_VERSION) == 0;
+	if (!ready)
+	{
+		char	   *why = psprintf("extension withdraw is at version %s; this library needs %s",
+								   version, WITHDRAW_SCHEMA_VERSION);
+
+		WithdrawShmemReportError(psprintf("not sending: %s", why));
+		checked_oid = InvalidOid;	/* look again on the next claim */
+		if (TimestampDifferenceExceeds(logged_at, now, 60 * 1000))
+		{
+			ereport(WARNING,
+					(errmsg("withdraw worker is not sending: %s", why),
+					 errhint("Run ALTER EXTENSION withdraw UPDATE in database \"%s\".",
+							 withdraw_database_name)));
+			logged_at = now;
+		}
+	}
+	return ready;
+}
+
+/*
  * One claim transaction for both kinds of work; the requests are built
  * (signed) before the commit and started after it.  Returns true when the
  * claim was cut short by the batch size, i.e. more work is waiting.
@@ -768,7 +907,9 @@ key_ready(TimestampTz now)
 static bool
 claim_and_send(void)
 {
-	int			capacity = withdraw_max_in_flight - exchanges_in_flight;
+	/* each worker has at least one slot, or its share of rows would wait */
+	int			capacity = Max(1, share_of(withdraw_max_in_flight, withdraw_workers, my_worker)) -
+		exchanges_in_flight;
 	TimestampTz now = GetCurrentTimestamp();
 	MemoryContext loop_cxt = CurrentMemoryContext;
 	List	   *ready = NIL;
@@ -780,24 +921,28 @@ claim_and_send(void)
 		return false;
 
 	begin_work("withdraw: claiming work");
-	if (get_extension_oid("withdraw", true) == InvalidOid)
+	if (!schema_ready(now))
 	{
 		end_work();
 		return false;
 	}
 	if (!recovered)
 	{
-		int			n = store_recover();
+		int			n = store_recover(my_worker);
 
 		if (n > 0)
 			ereport(LOG,
-					(errmsg("withdraw worker found %d withdrawals in flight at its last stop; they are now unknown and will be reconciled", n)));
+					(errmsg("withdraw worker %d found %d withdrawals in flight at its last stop; they are now unknown and will be reconciled",
+							my_worker, n)));
 		recovered = true;
 	}
+	refresh_accounts();
 
 	for (JobKind kind = JOB_CREATE; kind <= JOB_STATUS && capacity > 0; kind++)
 	{
 		List	   *candidates;
+		List	   *whole;
+		List	   *blocked;
 		List	   *reconcile = NIL;
 		List	   *unsent = NIL;
 		List	   *jobs;
@@ -805,11 +950,12 @@ claim_and_send(void)
 		int			limit = (kind == JOB_STATUS && batching_accounts) ?
 			Min(capacity * STATUS_BATCH_CANDIDATES, 5000) : capacity;
 
-		candidates = store_candidates(kind, blocked_accounts(kind, now), limit, CurrentMemoryContext);
+		blocked = blocked_accounts(kind, now, &whole);
+		candidates = store_candidates(kind, blocked, whole, my_worker, limit, CurrentMemoryContext);
 		if (list_length(candidates) == limit)
 			more = true;
 		jobs = store_take(kind, choose(kind, candidates, now, capacity, &reconcile, &unsent),
-						  jobs_cxt);
+						  my_worker, jobs_cxt);
 		store_mark_reconcile(reconcile);
 		store_fail_unsent(unsent);
 		if (kind == JOB_STATUS)
@@ -845,7 +991,8 @@ claim_and_send(void)
 			capacity--;
 		}
 	}
-	if (capacity > 0)
+	/* syncs and form rules are worker 0's */
+	if (capacity > 0 && my_worker == 0)
 	{
 		List	   *syncing = NIL;
 
@@ -878,7 +1025,7 @@ claim_and_send(void)
 			MemoryContextSwitchTo(spi_cxt);
 		}
 	}
-	if (capacity > 0)
+	if (capacity > 0 && my_worker == 0)
 	{
 		/* form rules due for refresh: a few at a time, they are rarely many */
 		foreach(lc, rules_take_due(Min(capacity, 4), jobs_cxt))
@@ -956,20 +1103,25 @@ clear_deferred(void)
 		state->deferred = false;
 }
 
+/* Registers withdraw.workers workers, numbered from 0. */
 void
 WithdrawWorkerRegister(void)
 {
-	BackgroundWorker worker;
+	for (int i = 0; i < withdraw_workers; i++)
+	{
+		BackgroundWorker worker;
 
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = 5;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "withdraw");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "withdraw_worker_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "withdraw worker");
-	snprintf(worker.bgw_type, BGW_MAXLEN, "withdraw worker");
-	RegisterBackgroundWorker(&worker);
+		memset(&worker, 0, sizeof(worker));
+		worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+		worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+		worker.bgw_restart_time = 5;
+		worker.bgw_main_arg = Int32GetDatum(i);
+		snprintf(worker.bgw_library_name, BGW_MAXLEN, "withdraw");
+		snprintf(worker.bgw_function_name, BGW_MAXLEN, "withdraw_worker_main");
+		snprintf(worker.bgw_name, BGW_MAXLEN, "withdraw worker %d", i);
+		snprintf(worker.bgw_type, BGW_MAXLEN, "withdraw worker");
+		RegisterBackgroundWorker(&worker);
+	}
 }
 
 /*
@@ -981,7 +1133,7 @@ prune_history(void)
 {
 	int			deleted;
 
-	if (withdraw_retention_s <= 0)
+	if (withdraw_retention_s <= 0 || my_worker != 0)
 		return false;
 	begin_work("withdraw: pruning old history");
 	deleted = get_extension_oid("withdraw", true) == InvalidOid ? 0 :
@@ -1063,9 +1215,10 @@ withdraw_worker_main(Datum main_arg)
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 
+	my_worker = DatumGetInt32(main_arg);
 	BackgroundWorkerInitializeConnection(withdraw_database_name, NULL, 0);
-	pgstat_report_appname("withdraw worker");
-	WithdrawShmemAttachWorker();
+	pgstat_report_appname(psprintf("withdraw worker %d", my_worker));
+	WithdrawShmemAttachWorker(my_worker);
 
 	errcallback.callback = worker_error_context;
 	errcallback.arg = NULL;
@@ -1083,7 +1236,8 @@ withdraw_worker_main(Datum main_arg)
 	info.entrysize = sizeof(AccountState);
 	accounts = hash_create("withdraw accounts", 64, &info, HASH_ELEM | HASH_BLOBS);
 
-	ereport(LOG, (errmsg("withdraw worker started in database \"%s\"", withdraw_database_name)));
+	ereport(LOG, (errmsg("withdraw worker %d of %d started in database \"%s\"",
+						 my_worker, withdraw_workers, withdraw_database_name)));
 
 	PG_TRY();
 	{

@@ -1,0 +1,31 @@
+/* withdraw--0.2.0--0.3.0.sql: several workers (withdraw.workers) */
+
+\echo Use "ALTER EXTENSION withdraw UPDATE TO '0.3.0'" to load this file. \quit
+
+-- Which worker last claimed a row.  A worker that stops and starts again
+-- while the others run recovers its own rows in 'sending', not theirs.
+-- Rows claimed before this release have none, and any worker recovers them.
+ALTER TABLE withdraw.withdrawal ADD COLUMN claimed_by smallint;
+COMMENT ON COLUMN withdraw.withdrawal.claimed_by IS
+	'The worker (0 .. withdraw.workers - 1) that last claimed this row for sending or polling';
+
+-- withdraw.workers: one row per worker, numbered
+DROP VIEW withdraw.workers;
+DROP FUNCTION withdraw._worker_info();
+
+CREATE FUNCTION withdraw._worker_info(
+	OUT worker integer, OUT database text, OUT pid integer, OUT state text,
+	OUT started_at timestamptz, OUT heartbeat_at timestamptz, OUT in_flight integer,
+	OUT requests_sent bigint, OUT responses bigint, OUT last_error text,
+	OUT last_error_at timestamptz)
+	RETURNS SETOF record
+	AS 'MODULE_PATHNAME', 'withdraw_worker_info' LANGUAGE C VOLATILE;
+REVOKE ALL ON FUNCTION withdraw._worker_info() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION withdraw._worker_info() TO withdraw_user, withdraw_admin;
+
+CREATE VIEW withdraw.workers AS
+SELECT * FROM withdraw._worker_info();
+COMMENT ON VIEW withdraw.workers IS
+	'The background workers, one row each: heartbeat, requests in flight, last error';
+REVOKE ALL ON withdraw.workers FROM PUBLIC;
+GRANT SELECT ON withdraw.workers TO withdraw_user, withdraw_admin;
