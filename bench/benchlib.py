@@ -241,7 +241,8 @@ def bench_cluster(extra=None):
     settings = {"withdraw.naptime": "1000", "withdraw.poll_interval": str(HUGE_MS),
                 "withdraw.max_in_flight": "64", "log_min_messages": "warning",
                 "withdraw.request_timeout": "10000", "max_connections": "50",
-                "shared_buffers": "'256MB'"}
+                "shared_buffers": "'256MB'",
+                "withdraw.workers": os.environ.get("WITHDRAW_WORKERS", "1")}
     settings.update(extra or {})
     cluster = Cluster(settings).start()
     try:

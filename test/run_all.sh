@@ -50,6 +50,12 @@ done
 echo "== integration suite"
 $PY test/integration/test_worker.py || failed+=(integration)
 
+echo "== integration suite: two workers"
+$PY test/integration/test_workers.py || failed+=(workers)
+
+echo "== integration suite, again with two workers sharing the work"
+WITHDRAW_WORKERS=2 $PY test/integration/test_worker.py || failed+=(integration-two-workers)
+
 echo "== integration suite: p99"
 $PY test/integration/test_p99.py || failed+=(p99)
 

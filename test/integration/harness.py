@@ -57,6 +57,8 @@ class Cluster:
         "withdraw.request_timeout": "5000",
         "log_min_messages": "log",
         "fsync": "off",
+        # WITHDRAW_WORKERS=2 runs a suite against two workers sharing the work
+        "withdraw.workers": os.environ.get("WITHDRAW_WORKERS", "1"),
     }
 
     def __init__(self, settings=None, keep=False):
