@@ -62,8 +62,8 @@ import time
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from benchlib import (HUGE_MS, Nginx, Table, bench_cluster, cpu_seconds, install_signal_handlers, log, median,
-                      wait_drained, wait_until)
+from benchlib import (BENCH_WORKERS, HUGE_MS, Nginx, Table, bench_cluster, install_signal_handlers, log, median,
+                      wait_drained, wait_until, workers_cpu_seconds)
 
 CREATE_PATH = "/chainup/api/v2/billing/withdraw"
 CHUNK = 234            # plaintext bytes per envelope block (src/envelope.c)
@@ -189,8 +189,7 @@ def run(cluster, n, batch):
     all are submitted.  Returns creates/s, the worker's CPU (cores) and the envelopes
     per create (min, mean, max)."""
     cluster.sql(TRUNCATE)
-    wpid = cluster.worker_pid()
-    cpu0 = cpu_seconds(wpid)
+    cpu0 = workers_cpu_seconds(cluster)
     conn = cluster.connect()
     t0 = None
     try:
@@ -200,7 +199,7 @@ def run(cluster, n, batch):
     finally:
         conn.close()
     elapsed = wait_drained(cluster, 600) - t0
-    cpu = cpu_seconds(wpid) - cpu0
+    cpu = workers_cpu_seconds(cluster) - cpu0
     states = dict(cluster.sql("SELECT state, count(*) FROM withdraw.withdrawal GROUP BY 1"))
     if states.get("submitted", 0) != n:
         raise AssertionError(f"not all submitted: {states}; " + repr(cluster.sql(
@@ -241,26 +240,35 @@ def main():
         configure_sink(nginx, heads, tails)
         ids = sink_ids(nginx, public, 3) + sink_ids(nginx, public, 2)
         assert len(set(ids)) == 5, ids
-        cluster = bench_cluster()
         credentials = {"app_id": "bench",
                        "merchant_private_key": merchant.private_bytes(
                            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                            serialization.NoEncryption()).decode(),
                        "platform_public_key": pub.public_bytes(
                            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()}
-        options = {"max_in_flight": 64, "create_interval_ms": 0, "poll_interval_ms": HUGE_MS,
-                   "sync_interval_ms": HUGE_MS}
-        cluster.sql("SELECT withdraw_account_create('cu', 'chainup', %s, %s, %s)",
-                    (nginx.url + "/chainup", json.dumps(credentials), json.dumps(options)))
-        time.sleep(0.3)
 
-        log("warm-up")
-        run(cluster, min(2000, args.n), args.batch)
+        def chainup_cluster(workers):
+            cluster = bench_cluster(workers=workers)
+            options = {"max_in_flight": 64, "create_interval_ms": 0, "poll_interval_ms": HUGE_MS,
+                       "sync_interval_ms": HUGE_MS}
+            cluster.sql("SELECT withdraw_account_create('cu', 'chainup', %s, %s, %s)",
+                        (nginx.url + "/chainup", json.dumps(credentials), json.dumps(options)))
+            time.sleep(0.3)
+            log(f"warm-up, withdraw.workers {workers}")
+            run(cluster, min(2000, args.n), args.batch)
+            return cluster
+
+        # one worker first (one round: what the second worker brings), then the figure
+        cluster = chainup_cluster(1)
+        single = run(cluster, args.n, args.batch)
+        log(f"withdraw.workers 1: {single['rate']:,.0f} creates/s, worker {single['cpu']:.2f} cores")
+        cluster.destroy()
+        cluster = chainup_cluster(BENCH_WORKERS)
         results = []
         for i in range(args.rounds):
             results.append(run(cluster, args.n, args.batch))
             r = results[-1]
-            log(f"round {i + 1}: {r['rate']:,.0f} creates/s in {r['elapsed']:.2f} s, worker {r['cpu']:.2f} cores")
+            log(f"round {i + 1}: {r['rate']:,.0f} creates/s in {r['elapsed']:.2f} s, workers {r['cpu']:.2f} cores")
         log(f"openssl speed -seconds {args.openssl_seconds} rsa2048, again")
         sign_after = openssl_sign_per_s(args.openssl_seconds)
         sign = max(sign_before, sign_after)
@@ -272,7 +280,7 @@ def main():
         bmin, bmean, bmax = results[0]["blocks"]
         envelopes = median([r["blocks"][1] for r in results])
         ratio = rate * envelopes / sign
-        t = Table("chainup creates vs openssl speed rsa2048 (one core, same run)")
+        t = Table("chainup creates vs openssl speed rsa2048 (sign/s of one core, same run)")
         t.add("RSA-2048 signs/s the creates needed (creates/s x envelopes per create)"
               " vs openssl sign/s", rate * envelopes, sign, target=">= 0.80", met=ratio >= 0.80)
         t.add("chainup creates/s end to end (to submitted) vs the ceiling sign/s / envelopes", rate,
@@ -280,16 +288,20 @@ def main():
         t.add("envelopes (RSA private-key operations) per create", envelopes, None, fmt="{:.2f}")
         t.add(f"openssl speed -seconds {args.openssl_seconds} rsa2048: sign/s, 1 core, before / after the runs",
               f"{sign_before:,.0f} / {sign_after:,.0f}", None)
-        t.add("worker CPU during the runs (cores)", cpu, None, fmt="{:.2f}")
-        t.add("worker CPU per create vs one openssl sign (ms)", 1000 * cpu / rate, 1000 / sign, fmt="{:.3f}")
+        t.add(f"creates/s, withdraw.workers {BENCH_WORKERS} vs 1 (one round of {args.n:,})", rate, single["rate"],
+              fmt="{:,.0f}")
+        t.add("RSA-2048 signs/s the creates needed with withdraw.workers 1 vs openssl sign/s",
+              single["rate"] * envelopes, sign)
+        t.add(f"workers' CPU during the runs (cores, withdraw.workers {BENCH_WORKERS})", cpu, None, fmt="{:.2f}")
+        t.add("workers' CPU per create vs one openssl sign (ms)", 1000 * cpu / rate, 1000 / sign, fmt="{:.3f}")
         t.note(f"{args.rounds} round(s) of {args.n:,} withdrawals in transactions of {args.batch:,}, committed "
                "back to back; median creates/s (rounds: " +
                ", ".join(f"{r['rate']:,.0f}" for r in results) + "). Envelopes per create over the first "
                f"round's attempts: min {bmin}, mean {bmean:.2f}, max {bmax} (ceil(plaintext bytes / {CHUNK})).")
         t.note(f"Sink: nginx, 1 worker, pre-sealed 2-block answers ({WALLET_BITS}-bit wallet key; ids unique by "
                f"$connection and $connection_requests; {connections} connections used, keepalive_requests "
-               f"{R_MAX}). withdraw.max_in_flight 64, account max_in_flight 64. {os.cpu_count()} cores shared by "
-               "the worker, PostgreSQL and nginx; openssl speed ran alone, before the cluster started and "
+               f"{R_MAX}). withdraw.max_in_flight 64, account max_in_flight 64, withdraw.workers {BENCH_WORKERS}. "
+               f"{os.cpu_count()} cores shared by the workers, PostgreSQL and nginx; openssl speed ran alone, before the cluster started and "
                "after the rounds (the cluster idle); the baseline is the higher of the two.")
         t.print()
     finally:

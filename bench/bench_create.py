@@ -35,8 +35,8 @@ import shutil
 import subprocess
 import tempfile
 
-from benchlib import (HUGE_MS, Table, bench_cluster, cpu_seconds, create_account, install_signal_handlers,
-                      log, median)
+from benchlib import (HUGE_MS, Table, bench_cluster, create_account, install_signal_handlers, workers_cpu_seconds,
+                      workers_sent, log, median)
 
 REQUEST_EXPR = ("('{\"requestId\":\"c' || :client_id || 'r' || :k || '\",\"coin\":\"USDT\",\"addressType\":3,"
                 "\"address\":\"100200\",\"amount\":\"1.25\",\"remark\":\"bench\"}')::jsonb")
@@ -79,7 +79,6 @@ def pgbench(cluster, script_path, clients, threads, seconds):
 def run_phase(cluster, paths, clients_list, rounds, seconds):
     """Alternating withdraw/baseline pgbench runs; {(clients, side): [(tps, lat, n, failed)]},
     {(clients, side): [worker cores]}."""
-    wpid = cluster.worker_pid()
     log("warm-up")
     for name in ("withdraw", "baseline"):
         pgbench(cluster, paths[name], 2, 2, 2)
@@ -90,9 +89,9 @@ def run_phase(cluster, paths, clients_list, rounds, seconds):
             # alternate the order so a noisy neighbour hits both sides alike
             order = ("withdraw", "baseline") if r % 2 == 0 else ("baseline", "withdraw")
             for name in order:
-                cpu0 = cpu_seconds(wpid)
+                cpu0 = workers_cpu_seconds(cluster)
                 res = pgbench(cluster, paths[name], clients, threads, seconds)
-                worker_cpu.setdefault((clients, name), []).append((cpu_seconds(wpid) - cpu0) / seconds)
+                worker_cpu.setdefault((clients, name), []).append((workers_cpu_seconds(cluster) - cpu0) / seconds)
                 results.setdefault((clients, name), []).append(res)
                 log(f"{clients} clients, {name}: {res[0]:.0f} tps, {res[1]:.3f} ms, failed {res[3]}")
     return results, worker_cpu
@@ -142,7 +141,7 @@ def main():
         # A: as deployed, the worker serving this database
         cluster.sql("SELECT pg_stat_statements_reset()")
         res_a, cpu_a = run_phase(cluster, paths, clients_list, args.rounds, args.seconds)
-        sent = cluster.value("SELECT requests_sent FROM withdraw.workers")
+        sent = workers_sent(cluster)
         states = dict(cluster.sql("SELECT state, count(*) FROM withdraw.withdrawal GROUP BY 1"))
         claim = cluster.sql("SELECT calls, mean_exec_time, max_exec_time FROM pg_stat_statements"
                             " WHERE query LIKE 'SELECT w.id, w.account_id%%'"

@@ -100,7 +100,8 @@ def main():
     warm_ctx_sent = 0
     try:
         nginx = Nginx()
-        cluster = bench_cluster({"shared_buffers": "'128MB'"})
+        # one worker: the figure is one process's memory, and it sees every withdrawal
+        cluster = bench_cluster({"shared_buffers": "'128MB'"}, workers=1)
         create_account(cluster, "sink", nginx.base_url(), create_interval_ms=0, poll_interval_ms=HUGE_MS,
                        max_in_flight=10000)
         set_guc(cluster, "withdraw.max_in_flight", 64)

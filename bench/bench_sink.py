@@ -38,7 +38,8 @@ import tempfile
 import shutil
 import time
 
-from benchlib import (CREATE_SERIES_SQL, HUGE_MS, Nginx, Table, bench_cluster, cpu_seconds, create_account,
+from benchlib import (BENCH_WORKERS, CREATE_SERIES_SQL, HUGE_MS, Nginx, Table, bench_cluster, cpu_seconds,
+                      create_account, workers_cpu_seconds, workers_sent,
                       install_signal_handlers, log, set_guc, wait_drained, wrk)
 
 TRUNCATE = "TRUNCATE withdraw.withdrawal, withdraw.attempt, withdraw.event RESTART IDENTITY CASCADE"
@@ -70,20 +71,19 @@ def dispatch_run(cluster, nginx, n, prefix, timeout, one_transaction=False):
     Returns a dict of figures."""
     cluster.sql(TRUNCATE)
     cluster.sql("VACUUM ANALYZE withdraw.withdrawal")
-    wpid = cluster.worker_pid()
     npids = nginx.pids()[1:]
     ncpu0 = sum(cpu_seconds(p) for p in npids)
-    cpu0 = cpu_seconds(wpid)
-    sent0 = cluster.value("SELECT requests_sent FROM withdraw.workers")
+    cpu0 = workers_cpu_seconds(cluster)
+    sent0 = workers_sent(cluster)
     cluster.sql("SELECT pg_stat_statements_reset()")
     log_from = len(cluster.log_text())
     t0 = create_backlog(cluster, n, prefix, one_transaction=one_transaction)
     t1 = wait_drained(cluster, timeout)
     elapsed = t1 - t0
-    cpu = cpu_seconds(wpid) - cpu0
+    cpu = workers_cpu_seconds(cluster) - cpu0
     ncpu = sum(cpu_seconds(p) for p in npids) - ncpu0
     states = dict(cluster.sql("SELECT state, count(*) FROM withdraw.withdrawal GROUP BY 1"))
-    sent = cluster.value("SELECT requests_sent FROM withdraw.workers") - sent0
+    sent = workers_sent(cluster) - sent0
     if states.get("submitted", 0) != n:
         raise AssertionError(f"not all submitted: {states}; " + repr(cluster.sql(
             "SELECT state, left(last_error, 160), count(*) FROM withdraw.withdrawal"
@@ -131,12 +131,12 @@ def perf_profile(cluster, nginx, n, seconds):
     d = tempfile.mkdtemp(prefix="withdraw-perf-")
     try:
         cluster.sql(TRUNCATE)
-        wpid = cluster.worker_pid()
+        wpids = ",".join(str(p) for (p,) in cluster.sql("SELECT pid FROM withdraw.workers"))
         conn = cluster.connect(autocommit=False)
         for lo in range(1, n + 1, 1000):
             conn.cursor().execute(CREATE_SERIES_SQL, ("sink", "perf", lo, min(n, lo + 999)))
         data = os.path.join(d, "perf.data")
-        rec = subprocess.Popen(["perf", "record", "-F", "999", "-g", "-o", data, "-p", str(wpid), "--",
+        rec = subprocess.Popen(["perf", "record", "-F", "999", "-g", "-o", data, "-p", wpids, "--",
                                 "sleep", str(seconds)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         time.sleep(0.3)
         conn.commit()
@@ -152,6 +152,22 @@ def perf_profile(cluster, nginx, n, seconds):
         return lines[:40], dlines, rec.stderr.read().decode()[-300:] if rec.returncode else ""
     finally:
         shutil.rmtree(d, ignore_errors=True)
+
+
+def sink_cluster(nginx, workers=BENCH_WORKERS):
+    """A cluster with the sink account (no create interval, polls a day away,
+    cap 10000), warmed up with 2,000 withdrawals."""
+    cluster = bench_cluster({"shared_preload_libraries": "'withdraw,pg_stat_statements,auto_explain'",
+                             "pg_stat_statements.track": "all",
+                             "auto_explain.log_min_duration": "'1ms'",
+                             "auto_explain.log_nested_statements": "on"}, workers=workers)
+    cluster.sql("CREATE EXTENSION pg_stat_statements")
+    create_account(cluster, "sink", nginx.base_url(), create_interval_ms=0, poll_interval_ms=HUGE_MS,
+                   max_in_flight=10000)
+    time.sleep(0.3)
+    log(f"warm-up, withdraw.workers {workers}")
+    dispatch_run(cluster, nginx, 2000, "warm", 120)
+    return cluster
 
 
 def main():
@@ -171,17 +187,7 @@ def main():
     try:
         nginx = Nginx()
         body_logged = nginx.selftest()
-        cluster = bench_cluster({"shared_preload_libraries": "'withdraw,pg_stat_statements,auto_explain'",
-                                 "pg_stat_statements.track": "all",
-                                 "auto_explain.log_min_duration": "'1ms'",
-                                 "auto_explain.log_nested_statements": "on"})
-        cluster.sql("CREATE EXTENSION pg_stat_statements")
-        create_account(cluster, "sink", nginx.base_url(), create_interval_ms=0, poll_interval_ms=HUGE_MS,
-                       max_in_flight=10000)
-        time.sleep(0.3)
-
-        log("warm-up")
-        dispatch_run(cluster, nginx, 2000, "warm", 120)
+        cluster = sink_cluster(nginx)
 
         results = {}
         for k in settings:
@@ -213,6 +219,16 @@ def main():
         capped["wrk"] = wrk(nginx.url + "/zoomex/private/v1/asset/withdraw/inner-create", 16, args.wrk_seconds)
         log(f"max_in_flight {cap}, account cap 16: {capped['rate']:.0f}/s, worker {capped['worker_cpu']:.2f} cores")
 
+        # the same as the largest setting with one worker: what the second one brings
+        cluster.destroy()
+        cluster = sink_cluster(nginx, workers=1)
+        set_guc(cluster, "withdraw.max_in_flight", cap)
+        single = dispatch_run(cluster, nginx, args.n, "single", 600)
+        single["wrk"] = results[cap]["wrk"]
+        log(f"max_in_flight {cap}, withdraw.workers 1: {single['rate']:.0f}/s, worker {single['worker_cpu']:.2f} cores")
+        cluster.destroy()
+        cluster = sink_cluster(nginx) if args.perf else None
+
         profile = None
         if args.perf:
             cluster.sql("SELECT withdraw_account_update('sink', options => %s)",
@@ -230,16 +246,21 @@ def main():
               small["rate"], small["wrk"], target=">= 10,000 /s", met=small["rate"] >= 10000)
         t.add(f"withdrawals/s, max_in_flight {cap}, account cap 16 (default) (wrk -c16)", capped["rate"],
               capped["wrk"], target=">= 10,000 /s", met=capped["rate"] >= 10000)
+        t.add(f"withdrawals/s, max_in_flight {cap}, withdraw.workers 1 (wrk -c{cap})", single["rate"],
+              single["wrk"], target=">= 10,000 /s", met=single["rate"] >= 10000)
+        t.add(f"withdraw.workers {BENCH_WORKERS} vs 1 at max_in_flight {cap} (withdrawals/s)", results[cap]["rate"],
+              single["rate"])
         best = max(settings, key=lambda k: results[k]["rate"])
         t.note("Per row: time from the first COMMIT to all sent, CPU, the worker's create claims "
                "(pg_stat_statements: count, mean, share of the elapsed time), the shapes of those over 1 ms "
                "(auto_explain), and the costliest top-level statement:\n" +
                "\n".join(f"  max_in_flight {k}: {describe(results[k])}" for k in settings) +
                f"\n  one transaction: {describe(one)}\n  backlog {args.n // 10:,}: {describe(small)}"
-               f"\n  account cap 16: {describe(capped)}")
+               f"\n  account cap 16: {describe(capped)}\n  withdraw.workers 1: {describe(single)}")
         t.note(f"Best: {results[best]['rate']:,.0f} withdrawals/s at max_in_flight {best}. wrk: 1 thread, POST "
                f"of a create-sized body with the X-BAPI headers, {args.wrk_seconds} s. nginx: 1 worker process. "
-               f"{os.cpu_count()} cores shared by the worker, nginx, PostgreSQL and wrk. "
+               f"withdraw.workers {BENCH_WORKERS} except where a row says otherwise (CPU: all workers). "
+               f"{os.cpu_count()} cores shared by the workers, nginx, PostgreSQL and wrk. "
                f"$request_body in a plain `return` location: {'populated' if body_logged else 'empty'}.")
         t.print()
         if profile:

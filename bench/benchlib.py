@@ -234,20 +234,25 @@ def wrk(url, connections, seconds, threads=1):
 # ---------------------------------------------------------------------------
 # the cluster
 
-def bench_cluster(extra=None):
-    """A started cluster with withdraw created and its worker running.  The
-    harness's settings (fsync off, the worker serving database postgres) plus
+# withdraw.workers of the benchmarks: one per core of this 2-core machine
+# (bench_sink.py and bench_chainup.py also measure one, in the same run)
+BENCH_WORKERS = 2
+
+
+def bench_cluster(extra=None, workers=BENCH_WORKERS):
+    """A started cluster with withdraw created and its workers running.  The
+    harness's settings (fsync off, the workers serving database postgres) plus
     quiet logs and no status polls."""
     settings = {"withdraw.naptime": "1000", "withdraw.poll_interval": str(HUGE_MS),
                 "withdraw.max_in_flight": "64", "log_min_messages": "warning",
                 "withdraw.request_timeout": "10000", "max_connections": "50",
-                "shared_buffers": "'256MB'",
-                "withdraw.workers": os.environ.get("WITHDRAW_WORKERS", "1")}
+                "shared_buffers": "'256MB'", "withdraw.workers": str(workers)}
     settings.update(extra or {})
     cluster = Cluster(settings).start()
     try:
         cluster.sql("CREATE EXTENSION withdraw")
-        cluster.wait_ready()
+        wait_until(lambda: cluster.value("SELECT count(*) FROM withdraw.workers WHERE state = 'running'")
+                   == workers, 30, 0.1, f"{workers} workers to run")
     except Exception:
         cluster.destroy()
         raise
@@ -288,6 +293,16 @@ def cpu_seconds(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def workers_cpu_seconds(cluster):
+    """user+system CPU seconds of all the withdraw workers together."""
+    return sum(cpu_seconds(p) for (p,) in cluster.sql("SELECT pid FROM withdraw.workers WHERE pid IS NOT NULL"))
+
+
+def workers_sent(cluster):
+    """Requests sent by all the workers together."""
+    return cluster.value("SELECT sum(requests_sent)::bigint FROM withdraw.workers")
 
 
 def wait_drained(cluster, timeout, interval=0.02):

@@ -81,6 +81,9 @@ bash test/fuzz/run.sh 60 || failed+=(fuzz)
 echo "== reliability suites (quick)"
 bash test/reliability/run.sh --quick || failed+=(reliability)
 
+echo "== crash suite (quick), with two workers"
+WITHDRAW_WORKERS=2 $PY test/reliability/crash_suite.py --quick || failed+=(crash-two-workers)
+
 if [ ${#failed[@]} -gt 0 ]; then
 	echo "FAILED: ${failed[*]}"
 	exit 1

@@ -151,7 +151,8 @@ class Cluster:
                                            " WHERE withdrawal_id = %s ORDER BY id", (wid,))]
 
     def worker_pid(self):
-        return self.value("SELECT pid FROM withdraw.workers WHERE state = 'running'")
+        """The pid of the first worker that runs (worker 0 when it does)."""
+        return self.value("SELECT pid FROM withdraw.workers WHERE state = 'running' ORDER BY worker LIMIT 1")
 
     def postmaster_pid(self):
         with open(os.path.join(self.data, "postmaster.pid")) as f:

@@ -18,7 +18,6 @@ import json
 import os
 import re
 import signal
-import time
 
 from harness import run_suite, wait_until
 
