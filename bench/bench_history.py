@@ -53,8 +53,7 @@ WHERE a.name = 'sink'
 
 def explain(cur, kind):
     """(execution ms, plan text, index-driven?) of the generic plan of a candidate query."""
-    # worker 0 of one: nothing excluded, no account served alone, every row falls to it
-    cur.execute(f"EXPLAIN (ANALYZE, BUFFERS) EXECUTE cand_{kind}('{{}}', 64, '{{}}', 1, 0)")
+    cur.execute(f"EXPLAIN (ANALYZE, BUFFERS) EXECUTE cand_{kind}('{{}}', 64)")
     lines = [r[0] for r in cur.fetchall()]
     ms = float([x for x in lines if x.startswith("Execution Time")][0].split()[2])
     seq = any("Seq Scan on withdrawal" in x for x in lines)
@@ -65,7 +64,7 @@ def prepare(cur):
     """The worker's claim queries as prepared statements (they outlive a rollback)."""
     for kind in KINDS:
         cur.execute("SELECT withdraw._claim_query(%s)", (kind,))
-        cur.execute(f"PREPARE cand_{kind}(int[], int, int[], bigint, bigint) AS {cur.fetchone()[0]}")
+        cur.execute(f"PREPARE cand_{kind}(int[], int) AS {cur.fetchone()[0]}")
 
 
 def step(cluster, size, n, prefix):

@@ -49,30 +49,34 @@ static SPIPlanPtr batch_change_plan;
  * index on (account_id, due time, id), so a claim reads about as many rows
  * as it returns, however long the backlog (one sorted scan of every due
  * row cost 11 ms at 5,000 due), and a blocked account is never scanned.
- *
- * With several workers ($4 of them, this one number $5) an account that
- * one worker serves alone is listed in $3 (or excluded in $1 by the
- * others); every other account's rows are shared by id, so two workers
- * never lock the same row and their claims never wait on each other.
+ * With several workers, SKIP LOCKED keeps their claims apart: a row one
+ * of them is claiming is passed over by the others.  (A filter splitting
+ * rows by id between workers was tried: the planner, guessing it keeps
+ * one row in 200, chose a sequential scan and a sort.)
  */
-#define CANDIDATES_SQL(state_clause, due, reconcile_clause) \
-	"SELECT w.id, w.account_id, a.provider, a.options, w.state = 'unknown', w.first_sent_at," \
-	" w.created_at FROM withdraw.account a CROSS JOIN LATERAL" \
-	" (SELECT w.id, w.account_id, w.state, w.first_sent_at, w.created_at, w." due \
-	"  FROM withdraw.withdrawal w" \
-	"  WHERE w.account_id = a.id AND w.state IN " state_clause reconcile_clause \
-	"    AND w." due " <= now() AND (a.id = ANY ($3) OR w.id % $4 = $5)" \
-	"  ORDER BY w." due ", w.id LIMIT $2" \
-	"  FOR UPDATE OF w SKIP LOCKED) w" \
-	" WHERE a.id <> ALL ($1)" \
-	" ORDER BY w." due ", w.id LIMIT $2"
-
 static const char *const candidates_sql[2] = {
 	/* JOB_CREATE: new withdrawals and resends of unknown ones */
-	CANDIDATES_SQL("('queued', 'unknown')", "next_attempt_at", " AND NOT w.needs_reconcile"),
+	"SELECT w.id, w.account_id, a.provider, a.options, w.state = 'unknown', w.first_sent_at,"
+	" w.created_at FROM withdraw.account a CROSS JOIN LATERAL"
+	" (SELECT w.id, w.account_id, w.state, w.first_sent_at, w.created_at, w.next_attempt_at"
+	"  FROM withdraw.withdrawal w"
+	"  WHERE w.account_id = a.id AND w.state IN ('queued', 'unknown') AND NOT w.needs_reconcile"
+	"    AND w.next_attempt_at <= now()"
+	"  ORDER BY w.next_attempt_at, w.id LIMIT $2"
+	"  FOR UPDATE OF w SKIP LOCKED) w"
+	" WHERE a.id <> ALL ($1)"
+	" ORDER BY w.next_attempt_at, w.id LIMIT $2",
 	/* JOB_STATUS: due polls, and reconciliation of unknown ones */
-	CANDIDATES_SQL("('submitted', 'processing', 'review', 'unknown')", "next_poll_at",
-				   " AND (w.state <> 'unknown' OR w.needs_reconcile)")
+	"SELECT w.id, w.account_id, a.provider, a.options, w.state = 'unknown', w.first_sent_at,"
+	" w.created_at FROM withdraw.account a CROSS JOIN LATERAL"
+	" (SELECT w.id, w.account_id, w.state, w.first_sent_at, w.created_at, w.next_poll_at"
+	"  FROM withdraw.withdrawal w"
+	"  WHERE w.account_id = a.id AND w.state IN ('submitted', 'processing', 'review', 'unknown')"
+	"    AND w.next_poll_at <= now() AND (w.state <> 'unknown' OR w.needs_reconcile)"
+	"  ORDER BY w.next_poll_at, w.id LIMIT $2"
+	"  FOR UPDATE OF w SKIP LOCKED) w"
+	" WHERE a.id <> ALL ($1)"
+	" ORDER BY w.next_poll_at, w.id LIMIT $2"
 };
 
 /*
@@ -184,29 +188,21 @@ store_recover(int worker)
 	return sending;
 }
 
-/*
- * Locks up to limit due rows of kind for worker number worker: none of
- * the excluded accounts, every due row of the whole accounts, and of the
- * others the rows that fall to this worker (see CANDIDATES_SQL).
- */
+/* Locks up to limit due rows of kind, none of the excluded accounts. */
 List *
-store_candidates(JobKind kind, List *excluded_accounts, List *whole_accounts, int worker,
-				 int limit, MemoryContext cxt)
+store_candidates(JobKind kind, List *excluded_accounts, int limit, MemoryContext cxt)
 {
-	Datum		args[5];
+	Datum		args[2];
 	List	   *result = NIL;
 
 	if (candidates_plan[kind] == NULL)
 	{
-		Oid			types[5] = {INT4ARRAYOID, INT4OID, INT4ARRAYOID, INT8OID, INT8OID};
+		Oid			types[2] = {INT4ARRAYOID, INT4OID};
 
-		candidates_plan[kind] = spi_prepare_kept(candidates_sql[kind], 5, types);
+		candidates_plan[kind] = spi_prepare_kept(candidates_sql[kind], 2, types);
 	}
 	args[0] = int_array(excluded_accounts, false);
 	args[1] = Int32GetDatum(limit);
-	args[2] = int_array(whole_accounts, false);
-	args[3] = Int64GetDatum(withdraw_workers);
-	args[4] = Int64GetDatum(worker);
 	if (SPI_execute_plan(candidates_plan[kind], args, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "claiming withdrawals failed");
 

@@ -24,8 +24,8 @@ typedef struct Candidate
 } Candidate;
 
 extern int	store_recover(int worker);
-extern List *store_candidates(JobKind kind, List *excluded_accounts, List *whole_accounts,
-							  int worker, int limit, MemoryContext cxt);
+extern List *store_candidates(JobKind kind, List *excluded_accounts, int limit,
+							  MemoryContext cxt);
 extern List *store_take(JobKind kind, List *ids, int worker, MemoryContext parent);
 extern void store_mark_reconcile(List *ids);
 extern void store_fail_unsent(List *ids);

@@ -25,9 +25,10 @@
  * create_interval_ms, polls with polls_per_second), and every kind of an
  * account allowed fewer exchanges in flight than there are workers, is
  * served by one worker alone (account id modulo workers), which keeps the
- * limit exact; the rest is split by withdrawal id, each worker with its
- * share of the account's max_in_flight and of withdraw.max_in_flight.
- * Worker 0 also runs the syncs, the form-rule refreshes and the pruning.
+ * limit exact; the rest goes to whichever worker claims it first (SKIP
+ * LOCKED keeps them apart), each with its share of the account's
+ * max_in_flight and of withdraw.max_in_flight.  Worker 0 also runs the
+ * syncs, the form-rule refreshes and the pruning.
  *
  *-------------------------------------------------------------------------
  */
@@ -72,7 +73,6 @@ typedef struct AccountState
 	int			in_flight;		/* exchanges of either kind, this worker's */
 	int			cap;			/* this worker's share of policy.max_in_flight */
 	bool		serves[2];		/* this worker claims [JOB_CREATE], [JOB_STATUS] */
-	bool		whole[2];		/* ... and every due row of that kind, alone */
 	int			creates_in_flight;
 	TimestampTz next_create_at;
 	bool		deferred;		/* has due creates held back by the limit */
@@ -147,18 +147,12 @@ assign_share(AccountState *state)
 	int			rank = ((my_worker - state->account_id % n) + n) % n;
 	bool		alone = state->policy.max_in_flight < n;
 
-	state->whole[JOB_CREATE] = alone || state->policy.create_interval_ms > 0;
-	state->whole[JOB_STATUS] = alone || state->policy.polls_per_second > 0;
 	if (alone)
 		state->cap = rank == 0 ? state->policy.max_in_flight : 0;
 	else
 		state->cap = share_of(state->policy.max_in_flight, n, rank);
-	for (int kind = JOB_CREATE; kind <= JOB_STATUS; kind++)
-	{
-		state->serves[kind] = state->whole[kind] ? rank == 0 : true;
-		/* with one worker, whole means nothing more than shared */
-		state->whole[kind] = state->whole[kind] && state->serves[kind] && n > 1;
-	}
+	state->serves[JOB_CREATE] = rank == 0 || !(alone || state->policy.create_interval_ms > 0);
+	state->serves[JOB_STATUS] = rank == 0 || !(alone || state->policy.polls_per_second > 0);
 }
 
 /*
@@ -207,23 +201,17 @@ refill_poll_tokens(AccountState *state, TimestampTz now)
 	state->poll_tokens_at = now;
 }
 
-/*
- * Accounts that must not be offered work of this kind right now, and into
- * *whole those of which this worker claims every due row.
- */
+/* Accounts that must not be offered work of this kind right now. */
 static List *
-blocked_accounts(JobKind kind, TimestampTz now, List **whole)
+blocked_accounts(JobKind kind, TimestampTz now)
 {
 	HASH_SEQ_STATUS seq;
 	AccountState *state;
 	List	   *blocked = NIL;
 
-	*whole = NIL;
 	hash_seq_init(&seq, accounts);
 	while ((state = hash_seq_search(&seq)) != NULL)
 	{
-		if (state->whole[kind])
-			*whole = lappend_int(*whole, state->account_id);
 		/* another worker's, or one slow account cannot take every slot */
 		if (!state->serves[kind] || state->in_flight >= state->cap)
 			blocked = lappend_int(blocked, state->account_id);
@@ -820,9 +808,9 @@ key_ready(TimestampTz now)
 
 /*
  * The options of every account, read at the start of each claim when
- * there are several workers: which rows a worker claims depends on the
- * account's limits, and a worker must know an account it has never
- * claimed from to know that its rows are all its own.
+ * there are several workers: whether a worker may claim an account's work
+ * depends on the account's limits, and it must know them before the claim
+ * locks rows of an account that another worker serves alone.
  */
 static void
 refresh_accounts(void)
@@ -941,8 +929,6 @@ claim_and_send(void)
 	for (JobKind kind = JOB_CREATE; kind <= JOB_STATUS && capacity > 0; kind++)
 	{
 		List	   *candidates;
-		List	   *whole;
-		List	   *blocked;
 		List	   *reconcile = NIL;
 		List	   *unsent = NIL;
 		List	   *jobs;
@@ -950,8 +936,7 @@ claim_and_send(void)
 		int			limit = (kind == JOB_STATUS && batching_accounts) ?
 			Min(capacity * STATUS_BATCH_CANDIDATES, 5000) : capacity;
 
-		blocked = blocked_accounts(kind, now, &whole);
-		candidates = store_candidates(kind, blocked, whole, my_worker, limit, CurrentMemoryContext);
+		candidates = store_candidates(kind, blocked_accounts(kind, now), limit, CurrentMemoryContext);
 		if (list_length(candidates) == limit)
 			more = true;
 		jobs = store_take(kind, choose(kind, candidates, now, capacity, &reconcile, &unsent),
