@@ -59,3 +59,15 @@ SELECT worker, database, state FROM withdraw.workers;
 SELECT has_table_privilege('withdraw_user', 'withdraw.workers', 'SELECT') AS user_workers,
        has_function_privilege('withdraw_user', 'withdraw._worker_info()', 'EXECUTE') AS user_worker_info,
        has_function_privilege('public', 'withdraw._worker_info()', 'EXECUTE') AS public_worker_info;
+-- case: the events of 0.3.0 come from one statement-level trigger; a change
+-- of state made after the update is recorded as before
+SELECT tgname, tgtype & 1 = 1 AS per_row FROM pg_trigger
+WHERE tgrelid = 'withdraw.withdrawal'::regclass AND NOT tgisinternal ORDER BY tgname;
+SELECT indexrelid::regclass AS index, pg_get_expr(indpred, indrelid) AS predicate FROM pg_index
+WHERE indrelid = 'withdraw.event'::regclass AND indpred IS NOT NULL ORDER BY 1;
+BEGIN;
+SELECT withdraw_create('old', '{"requestId": "up2", "coin": "USDT", "addressType": 3, "address": "1", "amount": "1.50"}') > 0 AS created;
+SELECT withdraw_cancel(id) FROM withdraw.withdrawals WHERE idempotency_key = 'up2';
+COMMIT;
+SELECT e.from_state, e.to_state FROM withdraw.events e JOIN withdraw.withdrawals w ON w.id = e.withdrawal_id
+WHERE w.idempotency_key = 'up2' ORDER BY e.at;

@@ -113,6 +113,27 @@ def test_committed_withdrawal_is_sent_promptly_and_followed_to_success():
     return f"commit -> mock {delay_ms:.1f} ms; events {' > '.join(t for _, t in ev)}"
 
 
+def test_every_change_of_state_is_announced_on_withdraw_status():
+    account, _ = new_account({"poll_interval_ms": 50})
+    listener = cluster.connect()
+    listener.cursor().execute("LISTEN withdraw_status")
+    wid = create(account, request(requestId="announced1"))
+    wait_state(wid, "succeeded")
+    ev = events(wid)[1:]    # the creation is an event, not an announced change
+
+    def heard():
+        listener.poll()
+        return len([n for n in listener.notifies if json.loads(n.payload)["id"] == wid]) >= len(ev)
+    wait_until(heard, 5, 0.05, "the notifications")
+    notes = [json.loads(n.payload) for n in listener.notifies]
+    listener.close()
+    mine = [(n["previous_state"], n["state"]) for n in notes if n["id"] == wid]
+    assert mine == ev, (mine, ev)
+    last = [n for n in notes if n["id"] == wid][-1]
+    assert last["provider_status"] == row(wid)["provider_status"], last
+    return " > ".join(t for _, t in mine)
+
+
 def test_connections_are_reused():
     account, key = new_account({"poll_interval_ms": 50})
     ids = [create(account, request(requestId=f"reuse{i}")) for i in range(3)]
