@@ -20,6 +20,8 @@ CREATE FUNCTION withdraw._worker_info(
 	OUT last_error_at timestamptz)
 	RETURNS SETOF record
 	AS 'MODULE_PATHNAME', 'withdraw_worker_info' LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION withdraw._worker_info() IS
+	'One row per worker from shared memory, for the view withdraw.workers';
 REVOKE ALL ON FUNCTION withdraw._worker_info() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION withdraw._worker_info() TO withdraw_user, withdraw_admin;
 
@@ -43,6 +45,10 @@ REVOKE ALL ON FUNCTION withdraw.record_transitions() FROM PUBLIC;
 CREATE TRIGGER record_transitions AFTER UPDATE ON withdraw.withdrawal
 	REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
 	FOR EACH STATEMENT EXECUTE FUNCTION withdraw.record_transitions();
+COMMENT ON FUNCTION withdraw.record_transitions() IS
+	'Trigger: records each change of state of an UPDATE in withdraw.event and announces it on withdraw_status';
+COMMENT ON TRIGGER record_transitions ON withdraw.withdrawal IS
+	'Every change of state becomes an event and a notification, one INSERT per statement';
 
 -- An event belongs to a withdrawal or to a remote record, never both: each
 -- index of withdraw.event now holds only the rows that have its column, so

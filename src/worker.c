@@ -895,7 +895,7 @@ schema_ready(TimestampTz now)
 static bool
 claim_and_send(void)
 {
-	/* each worker has at least one slot, or its share of rows would wait */
+	/* at least one slot each: the accounts a worker serves alone wait for it */
 	int			capacity = Max(1, share_of(withdraw_max_in_flight, withdraw_workers, my_worker)) -
 		exchanges_in_flight;
 	TimestampTz now = GetCurrentTimestamp();
@@ -1203,6 +1203,12 @@ withdraw_worker_main(Datum main_arg)
 	my_worker = DatumGetInt32(main_arg);
 	BackgroundWorkerInitializeConnection(withdraw_database_name, NULL, 0);
 	pgstat_report_appname(psprintf("withdraw worker %d", my_worker));
+	/*
+	 * Only short statements run here: compiling one never pays, and a claim
+	 * planned with sequential scans disabled (store.c) costs enough on
+	 * paper to be compiled every time (135 ms a claim).
+	 */
+	SetConfigOption("jit", "off", PGC_SUSET, PGC_S_OVERRIDE);
 	WithdrawShmemAttachWorker(my_worker);
 
 	errcallback.callback = worker_error_context;
