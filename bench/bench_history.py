@@ -72,11 +72,11 @@ def step(cluster, size, n, prefix):
     conn = cluster.connect(autocommit=False)
     cur = conn.cursor()
     prepare(cur)
-    cur.execute("SET plan_cache_mode = force_generic_plan; SET enable_seqscan = off")  # as the worker plans it
+    cur.execute("SET plan_cache_mode = force_generic_plan; SET enable_seqscan = off; SET jit = off")  # as the worker plans it
     for kind in KINDS:
         figures[f"idle_{kind}"] = explain(cur, kind)
     conn.rollback()
-    cur.execute("SET plan_cache_mode = force_generic_plan; SET enable_seqscan = off")  # as the worker plans it
+    cur.execute("SET plan_cache_mode = force_generic_plan; SET enable_seqscan = off; SET jit = off")  # as the worker plans it
     for lo in range(1, n + 1, 5000):
         cur.execute(CREATE_SERIES_SQL, ("sink", prefix, lo, min(n, lo + 4999)))
     for kind in KINDS:

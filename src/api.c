@@ -206,7 +206,7 @@ withdraw_create(PG_FUNCTION_ARGS)
 		if (id == 0)			/* a concurrent call stored the same key */
 			id = existing_withdrawal(account_name, account_id, &validated);
 		else
-			WithdrawWakeWorkerAtCommit();
+			WithdrawWakeWorkerAtCommit(account_id);
 	}
 	SPI_finish();
 

@@ -52,7 +52,7 @@ static WorkerSlot *my_slot = NULL;	/* in a worker: its own slot */
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 static bool wake_registered = false;
-static bool wake_pending = false;
+static uint32 wake_pending = 0;	/* workers to wake at commit, by bit */
 
 PG_FUNCTION_INFO_V1(withdraw_worker_info);
 PG_FUNCTION_INFO_V1(withdraw_wake);
@@ -150,13 +150,9 @@ WithdrawShmemReportError(const char *message)
 	SpinLockRelease(&shared->mutex);
 }
 
-/*
- * Sets the latch of every worker that runs: each claims its own share of
- * the new work (worker.c), so waking one would leave the others' share to
- * the next tick.
- */
+/* Sets the latches of the workers of mask (bit i: worker i) that run. */
 void
-WithdrawWakeWorker(void)
+WithdrawWakeWorkers(uint32 mask)
 {
 	int			procnos[WITHDRAW_MAX_WORKERS];
 	int			n = 0;
@@ -165,7 +161,7 @@ WithdrawWakeWorker(void)
 		return;
 	SpinLockAcquire(&shared->mutex);
 	for (int i = 0; i < withdraw_workers; i++)
-		if (shared->slots[i].worker_pid != 0)
+		if ((mask & (1U << i)) && shared->slots[i].worker_pid != 0)
 			procnos[n++] = shared->slots[i].worker_procno;
 	if (n > 0)
 		shared->wakeups++;
@@ -182,14 +178,14 @@ wake_at_commit_callback(XactEvent event, void *arg)
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
 			if (wake_pending)
-				WithdrawWakeWorker();
-			wake_pending = false;
+				WithdrawWakeWorkers(wake_pending);
+			wake_pending = 0;
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 		case XACT_EVENT_PREPARE:
 			/* a prepared transaction is picked up by the worker's tick */
-			wake_pending = false;
+			wake_pending = 0;
 			break;
 		default:
 			break;
@@ -197,26 +193,34 @@ wake_at_commit_callback(XactEvent event, void *arg)
 }
 
 /*
- * Arranges for the worker to be woken when the current transaction commits,
- * so that new work is sent at once rather than on the next tick; nothing
- * happens if it rolls back.
+ * Arranges for a worker to be woken when the current transaction commits,
+ * so that new work of the account is sent at once rather than on the next
+ * tick; nothing happens if it rolls back.  The worker woken is the
+ * account's own (id modulo withdraw.workers), which serves it whether or
+ * not it is rate limited; a worker that finds more than it can take wakes
+ * the next one (worker.c), so a large commit still spreads over all of
+ * them while a single withdrawal costs one wake-up, not one per worker.
+ * A negative account_id wakes them all.
  */
 void
-WithdrawWakeWorkerAtCommit(void)
+WithdrawWakeWorkerAtCommit(int32 account_id)
 {
 	if (!wake_registered)
 	{
 		RegisterXactCallback(wake_at_commit_callback, NULL);
 		wake_registered = true;
 	}
-	wake_pending = true;
+	if (account_id < 0)
+		wake_pending = WITHDRAW_ALL_WORKERS;
+	else
+		wake_pending |= 1U << (account_id % withdraw_workers);
 }
 
-/* SQL: withdraw._wake() — wake the worker when this transaction commits. */
+/* SQL: withdraw._wake() — wake the workers when this transaction commits. */
 Datum
 withdraw_wake(PG_FUNCTION_ARGS)
 {
-	WithdrawWakeWorkerAtCommit();
+	WithdrawWakeWorkerAtCommit(-1);
 	PG_RETURN_VOID();
 }
 

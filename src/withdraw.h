@@ -50,8 +50,9 @@ extern void WithdrawShmemAttachWorker(int index);
 extern void WithdrawShmemDetachWorker(void);
 extern void WithdrawShmemReport(const WithdrawWorkerFigures *figures);
 extern void WithdrawShmemReportError(const char *message);
-extern void WithdrawWakeWorker(void);
-extern void WithdrawWakeWorkerAtCommit(void);
+extern void WithdrawWakeWorkers(uint32 mask);
+extern void WithdrawWakeWorkerAtCommit(int32 account_id);
+#define WITHDRAW_ALL_WORKERS 0xFFFFFFFF
 
 /* Background worker (worker.c) */
 extern void WithdrawWorkerRegister(void);

@@ -1165,6 +1165,9 @@ worker_loop(MemoryContext loop_cxt)
 		{
 			clear_deferred();
 			claim_now = claim_and_send();
+			/* more due than this worker can take: the next one helps */
+			if (claim_now && withdraw_workers > 1)
+				WithdrawWakeWorkers(1U << ((my_worker + 1) % withdraw_workers));
 			MemoryContextSwitchTo(loop_cxt);
 			next_tick = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), withdraw_naptime_ms);
 		}
