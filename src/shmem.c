@@ -33,6 +33,7 @@ typedef struct WorkerSlot
 {
 	pid_t		worker_pid;		/* 0 when this worker does not run */
 	int			worker_procno;	/* index into ProcGlobal->allProcs */
+	Oid			database_id;	/* the database it serves */
 	TimestampTz started_at;
 	TimestampTz heartbeat_at;
 	WithdrawWorkerFigures figures;
@@ -109,6 +110,7 @@ WithdrawShmemAttachWorker(int index)
 	SpinLockAcquire(&shared->mutex);
 	my_slot->worker_pid = MyProcPid;
 	my_slot->worker_procno = MyProc->pgprocno;
+	my_slot->database_id = MyDatabaseId;
 	my_slot->started_at = GetCurrentTimestamp();
 	my_slot->heartbeat_at = my_slot->started_at;
 	memset(&my_slot->figures, 0, sizeof(WithdrawWorkerFigures));
@@ -150,7 +152,10 @@ WithdrawShmemReportError(const char *message)
 	SpinLockRelease(&shared->mutex);
 }
 
-/* Sets the latches of the workers of mask (bit i: worker i) that run. */
+/*
+ * Sets the latches of the workers of mask (bit i: worker i) that run in
+ * this database: a commit elsewhere has queued nothing for them.
+ */
 void
 WithdrawWakeWorkers(uint32 mask)
 {
@@ -161,7 +166,8 @@ WithdrawWakeWorkers(uint32 mask)
 		return;
 	SpinLockAcquire(&shared->mutex);
 	for (int i = 0; i < withdraw_workers; i++)
-		if ((mask & (1U << i)) && shared->slots[i].worker_pid != 0)
+		if ((mask & (1U << i)) && shared->slots[i].worker_pid != 0 &&
+			shared->slots[i].database_id == MyDatabaseId)
 			procnos[n++] = shared->slots[i].worker_procno;
 	if (n > 0)
 		shared->wakeups++;
