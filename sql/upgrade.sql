@@ -71,3 +71,21 @@ SELECT withdraw_cancel(id) FROM withdraw.withdrawals WHERE idempotency_key = 'up
 COMMIT;
 SELECT e.from_state, e.to_state FROM withdraw.events e JOIN withdraw.withdrawals w ON w.id = e.withdrawal_id
 WHERE w.idempotency_key = 'up2' ORDER BY e.at;
+-- case: attempts and events must name a withdrawal: checked per statement in
+-- place of the foreign keys of 0.2.0, with the same SQLSTATE
+SELECT conname FROM pg_constraint WHERE contype = 'f' AND conrelid IN ('withdraw.attempt'::regclass, 'withdraw.event'::regclass)
+ORDER BY 1;
+INSERT INTO withdraw.event (withdrawal_id, from_state, to_state) VALUES (999999, 'queued', 'cancelled');
+\echo SQLSTATE :LAST_ERROR_SQLSTATE
+INSERT INTO withdraw.attempt (withdrawal_id, kind, started_at, method, url, outcome)
+SELECT id, 'create', now(), 'POST', 'http://127.0.0.1:9/x', 'test' FROM withdraw.withdrawal WHERE idempotency_key = 'up2'
+UNION ALL SELECT 999998, 'create', now(), 'POST', 'http://127.0.0.1:9/x', 'test';
+\echo SQLSTATE :LAST_ERROR_SQLSTATE
+UPDATE withdraw.event SET withdrawal_id = 999997 WHERE withdrawal_id = (SELECT id FROM withdraw.withdrawal WHERE idempotency_key = 'up2');
+\echo SQLSTATE :LAST_ERROR_SQLSTATE
+-- case: deleting a withdrawal deletes its attempts and events, as the cascade did
+INSERT INTO withdraw.attempt (withdrawal_id, kind, started_at, method, url, outcome)
+SELECT id, 'create', now(), 'POST', 'http://127.0.0.1:9/x', 'test' FROM withdraw.withdrawal WHERE idempotency_key = 'up2';
+SELECT (SELECT count(*) FROM withdraw.attempt) AS attempts_before, (SELECT count(*) FROM withdraw.event) AS events_before;
+DELETE FROM withdraw.withdrawal WHERE idempotency_key = 'up2';
+SELECT (SELECT count(*) FROM withdraw.attempt) AS attempts_after, (SELECT count(*) FROM withdraw.event) AS events_after;

@@ -17,6 +17,12 @@
  * record_transition, the row trigger of 0.2.0, stays for databases not
  * yet updated to 0.3.0.
  *
+ * check_withdrawal_ids (per statement, on withdraw.attempt and
+ * withdraw.event) stands in for the foreign keys those history tables had
+ * on withdraw.withdrawal: a foreign key runs one query per inserted row
+ * (three per withdrawal sent), which took 12% of the dispatch rate; this
+ * checks all the rows of a statement with one anti-join.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -43,6 +49,7 @@
 PG_FUNCTION_INFO_V1(withdraw_check_transition);
 PG_FUNCTION_INFO_V1(withdraw_record_transition);
 PG_FUNCTION_INFO_V1(withdraw_record_transitions);
+PG_FUNCTION_INFO_V1(withdraw_check_withdrawal_ids);
 
 #define MAX_TRANSITIONS 128
 
@@ -231,6 +238,59 @@ withdraw_record_transitions(PG_FUNCTION_ARGS)
 		notify_change(SPI_getvalue(tuple, desc, 1), SPI_getvalue(tuple, desc, 2),
 					  SPI_getvalue(tuple, desc, 3), SPI_getvalue(tuple, desc, 4));
 	}
+	SPI_finish();
+	return PointerGetDatum(NULL);
+}
+
+/*
+ * AFTER INSERT or UPDATE, per statement, with the statement's new rows as
+ * new_rows: every withdrawal_id must name a withdrawal, as the foreign key
+ * did (see the head of this file).  The plan is kept per table: the
+ * transition table of each has its own columns.
+ */
+Datum
+withdraw_check_withdrawal_ids(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	static Oid	plan_relids[2] = {InvalidOid, InvalidOid};
+	static SPIPlanPtr plans[2] = {NULL, NULL};
+	Oid			relid;
+	int			slot;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_FOR_STATEMENT(trigdata->tg_event) ||
+		trigdata->tg_newtable == NULL)
+		elog(ERROR, "check_withdrawal_ids must be called as a statement trigger"
+			 " REFERENCING NEW TABLE AS new_rows");
+	if (tuplestore_tuple_count(trigdata->tg_newtable) == 0)
+		return PointerGetDatum(NULL);
+
+	relid = RelationGetRelid(trigdata->tg_relation);
+	for (slot = 0; slot < lengthof(plans); slot++)
+		if (plan_relids[slot] == relid || plans[slot] == NULL)
+			break;
+	if (slot == lengthof(plans))
+		elog(ERROR, "check_withdrawal_ids serves two tables at most");
+
+	SPI_connect();
+	if (SPI_register_trigger_data(trigdata) != SPI_OK_TD_REGISTER)
+		elog(ERROR, "registering the transition table failed");
+	if (plans[slot] == NULL)
+	{
+		plans[slot] = spi_prepare_kept("SELECT n.withdrawal_id FROM new_rows n"
+									   " WHERE n.withdrawal_id IS NOT NULL AND NOT EXISTS"
+									   "  (SELECT FROM withdraw.withdrawal w WHERE w.id = n.withdrawal_id)"
+									   " LIMIT 1", 0, NULL);
+		plan_relids[slot] = relid;
+	}
+	if (SPI_execute_plan(plans[slot], NULL, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "checking the withdrawal ids failed");
+	if (SPI_processed > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FOREIGN_KEY_VIOLATION),
+				 errmsg("insert or update on table \"%s\" names withdrawal %s, which does not exist",
+						RelationGetRelationName(trigdata->tg_relation),
+						SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1)),
+				 errdetail("The history of a withdrawal is kept only while the withdrawal exists.")));
 	SPI_finish();
 	return PointerGetDatum(NULL);
 }
