@@ -14,6 +14,14 @@
 /* SPI_prepare + SPI_keepplan, or ERROR */
 extern SPIPlanPtr spi_prepare_kept(const char *sql, int nargs, Oid *types);
 
+/*
+ * SPI_execute_plan with sequential scans disabled while it runs (and while
+ * its cached plan is made again, if it must be): for the hot lookups whose
+ * plan must stay an index walk even when made while a table looked empty.
+ * Returns SPI_execute_plan's code.
+ */
+extern int	spi_execute_plan_indexed(SPIPlanPtr plan, Datum *args, bool read_only, long count);
+
 /* a text Datum, or a NULL argument when s is NULL (sets *null_flag) */
 extern Datum spi_text_or_null(const char *s, char *null_flag);
 

@@ -20,7 +20,6 @@
 #include "mb/pg_wchar.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
-#include "utils/guc.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -189,33 +188,6 @@ store_recover(int worker)
 	return sending;
 }
 
-/*
- * Runs a claim query with sequential scans disabled, so that whenever its
- * cached plan is made again (after a TRUNCATE, an ANALYZE, a new index)
- * it walks the due-work indexes.  A plan made while withdraw.withdrawal
- * looked empty (a fresh install, or the benchmarks' TRUNCATE and VACUUM
- * ANALYZE) otherwise read the whole table and sorted it on every claim
- * until the next ANALYZE: 1.4 ms per claim with 5,000 rows queued, against
- * 0.1 ms through the index.  Planner settings are read when a plan is
- * made, so setting this one around each execution covers every re-plan.
- * (The scan of withdraw.account stays sequential, no index serves "id <>
- * ALL", and its penalty lifts the plan's cost far above jit_above_cost:
- * the worker runs with jit off, see withdraw_worker_main.)
- */
-static void
-execute_as_index_walk(SPIPlanPtr plan, Datum *args)
-{
-	int			nestlevel = NewGUCNestLevel();
-	int			rc;
-
-	(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
-	rc = SPI_execute_plan(plan, args, NULL, false, 0);
-	AtEOXact_GUC(true, nestlevel);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "claiming withdrawals failed: %s", SPI_result_code_string(rc));
-}
-
 /* Locks up to limit due rows of kind, none of the excluded accounts. */
 List *
 store_candidates(JobKind kind, List *excluded_accounts, int limit, MemoryContext cxt)
@@ -231,7 +203,9 @@ store_candidates(JobKind kind, List *excluded_accounts, int limit, MemoryContext
 	}
 	args[0] = int_array(excluded_accounts, false);
 	args[1] = Int32GetDatum(limit);
-	execute_as_index_walk(candidates_plan[kind], args);
+	/* always an index walk: see spi_execute_plan_indexed */
+	if (spi_execute_plan_indexed(candidates_plan[kind], args, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "claiming withdrawals failed");
 
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
