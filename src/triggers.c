@@ -63,6 +63,7 @@ typedef struct Transition
 static Transition transitions[MAX_TRANSITIONS];
 static int	ntransitions = -1;
 static LocalTransactionId transitions_lxid = InvalidLocalTransactionId;
+static SPIPlanPtr transitions_plan = NULL;
 static SPIPlanPtr event_plan = NULL;
 static SPIPlanPtr events_plan = NULL;
 
@@ -79,7 +80,10 @@ load_transitions(void)
 	if (ntransitions >= 0 && lxid == transitions_lxid)
 		return;
 	SPI_connect();
-	if (SPI_execute("SELECT from_state, to_state FROM withdraw.state_transition", true, 0) != SPI_OK_SELECT)
+	if (transitions_plan == NULL)
+		transitions_plan = spi_prepare_kept("SELECT from_state, to_state FROM withdraw.state_transition",
+											0, NULL);
+	if (SPI_execute_plan(transitions_plan, NULL, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "reading withdraw.state_transition failed");
 	if (SPI_processed > MAX_TRANSITIONS)
 		elog(ERROR, "withdraw.state_transition has more than %d rows", MAX_TRANSITIONS);
