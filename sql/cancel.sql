@@ -50,3 +50,20 @@ SELECT withdraw_create('zoomex', :'ok') AS id;
 UPDATE withdraw.withdrawal SET state = 'submitted' WHERE id = 3003;
 \echo SQLSTATE :LAST_ERROR_SQLSTATE
 ROLLBACK;
+-- case: a change of withdraw.state_transition applies from the next command
+-- (each backend keeps the state machine in memory until the table changes):
+-- without queued -> cancelled, the cancellation is refused
+BEGIN;
+SELECT withdraw_create('zoomex', :'ok') > 0 AS created;
+SELECT state FROM withdraw.withdrawal WHERE id = (SELECT max(id) FROM withdraw.withdrawal);
+DELETE FROM withdraw.state_transition WHERE from_state = 'queued' AND to_state = 'cancelled';
+UPDATE withdraw.withdrawal SET state = 'cancelled' WHERE id = (SELECT max(id) FROM withdraw.withdrawal);
+\echo SQLSTATE :LAST_ERROR_SQLSTATE
+ROLLBACK;
+-- case: and the rollback brings it back, in the same session
+BEGIN;
+SELECT withdraw_create('zoomex', :'ok') > 0 AS created;
+UPDATE withdraw.withdrawal SET state = 'cancelled' WHERE id = (SELECT max(id) FROM withdraw.withdrawal)
+RETURNING state;
+ROLLBACK;
+SELECT count(*) AS transitions FROM withdraw.state_transition;

@@ -109,3 +109,16 @@ CREATE TRIGGER delete_history AFTER DELETE ON withdraw.withdrawal
 	FOR EACH STATEMENT EXECUTE FUNCTION withdraw.delete_history();
 COMMENT ON TRIGGER delete_history ON withdraw.withdrawal IS
 	'Deleted withdrawals take their attempts and events with them';
+
+-- The state machine is kept in memory by every backend until the table
+-- changes: a change of withdraw.state_transition tells them all to read it
+-- again (read once per transaction, it was 3% of the workers' time).
+CREATE FUNCTION withdraw.state_machine_changed() RETURNS trigger
+	AS 'MODULE_PATHNAME', 'withdraw_state_machine_changed' LANGUAGE C;
+REVOKE ALL ON FUNCTION withdraw.state_machine_changed() FROM PUBLIC;
+COMMENT ON FUNCTION withdraw.state_machine_changed() IS
+	'Trigger: every backend reads withdraw.state_transition again';
+CREATE TRIGGER state_machine_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON withdraw.state_transition
+	FOR EACH STATEMENT EXECUTE FUNCTION withdraw.state_machine_changed();
+COMMENT ON TRIGGER state_machine_changed ON withdraw.state_transition IS
+	'A change of the state machine reaches every backend';

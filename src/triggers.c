@@ -10,8 +10,11 @@
  * They fire for every change of state, two or three per withdrawal, mostly
  * inside the worker's batched UPDATEs; written in PL/pgSQL they cost about
  * 40% of the worker's CPU.  Here the allowed transitions are read from
- * withdraw.state_transition once per transaction and kept in a small
- * array, and the notifications are queued with Async_Notify.  The events
+ * withdraw.state_transition into a small array and kept until the table
+ * changes (state_machine_changed, a trigger on it, sends a relcache
+ * invalidation that every backend hears; read once per transaction, the
+ * table was 3% of the workers' time), and the notifications are queued
+ * with Async_Notify.  The events
  * of one UPDATE are one INSERT from its transition tables: as a row
  * trigger, one INSERT per change was a quarter of the workers' time.
  * record_transition, the row trigger of 0.2.0, stays for databases not
@@ -29,15 +32,17 @@
 
 #include "access/htup_details.h"
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/async.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
-#include "storage/proc.h"
 #include "utils/builtins.h"
+#include "utils/inval.h"
 #include "utils/json.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/timestamp.h"
@@ -50,6 +55,7 @@ PG_FUNCTION_INFO_V1(withdraw_check_transition);
 PG_FUNCTION_INFO_V1(withdraw_record_transition);
 PG_FUNCTION_INFO_V1(withdraw_record_transitions);
 PG_FUNCTION_INFO_V1(withdraw_check_withdrawal_ids);
+PG_FUNCTION_INFO_V1(withdraw_state_machine_changed);
 
 #define MAX_TRANSITIONS 128
 
@@ -59,10 +65,11 @@ typedef struct Transition
 	char		to[16];
 } Transition;
 
-/* the state machine as read in the current transaction */
+/* the state machine as last read; ntransitions -1 when it must be read again */
 static Transition transitions[MAX_TRANSITIONS];
 static int	ntransitions = -1;
-static LocalTransactionId transitions_lxid = InvalidLocalTransactionId;
+static Oid	transitions_relid = InvalidOid;
+static bool transitions_callback_registered = false;
 static SPIPlanPtr transitions_plan = NULL;
 static SPIPlanPtr event_plan = NULL;
 static SPIPlanPtr events_plan = NULL;
@@ -71,14 +78,26 @@ static const char *const terminal_states[] = {
 	"succeeded", "failed", "rejected", "cancelled", "expired"
 };
 
-/* Reads withdraw.state_transition, once per transaction (a DBA may change it). */
+/* A relcache invalidation of withdraw.state_transition (or of everything). */
+static void
+transitions_invalidated(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == transitions_relid)
+		ntransitions = -1;
+}
+
+/* Reads withdraw.state_transition unless the copy is current (a DBA may change it). */
 static void
 load_transitions(void)
 {
-	LocalTransactionId lxid = MyProc->lxid;
-
-	if (ntransitions >= 0 && lxid == transitions_lxid)
+	if (ntransitions >= 0)
 		return;
+	if (!transitions_callback_registered)
+	{
+		CacheRegisterRelcacheCallback(transitions_invalidated, (Datum) 0);
+		transitions_callback_registered = true;
+	}
+	transitions_relid = get_relname_relid("state_transition", get_namespace_oid("withdraw", false));
 	SPI_connect();
 	if (transitions_plan == NULL)
 		transitions_plan = spi_prepare_kept("SELECT from_state, to_state FROM withdraw.state_transition",
@@ -98,7 +117,22 @@ load_transitions(void)
 		ntransitions++;
 	}
 	SPI_finish();
-	transitions_lxid = lxid;
+}
+
+/*
+ * AFTER INSERT, UPDATE, DELETE or TRUNCATE on withdraw.state_transition,
+ * per statement: every backend reads the state machine again (at its next
+ * transaction; this one at its next command).
+ */
+Datum
+withdraw_state_machine_changed(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		elog(ERROR, "state_machine_changed must be called as a trigger");
+	CacheInvalidateRelcache(trigdata->tg_relation);
+	return PointerGetDatum(NULL);
 }
 
 /* Is from -> to a row of withdraw.state_transition?  (callbacks ask too) */
