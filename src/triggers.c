@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * triggers.c
- *	  The triggers of withdraw.withdrawal, in C: check_transition (per row)
+ *	  The triggers of the extension's tables, in C.  On withdraw.withdrawal:
+ *	  check_transition (per row)
  *	  refuses a change of state that withdraw.state_transition does not
  *	  list (and stamps finished_at when a withdrawal ends), and
  *	  record_transitions (per statement) writes the changes to
@@ -14,9 +15,9 @@
  * changes (state_machine_changed, a trigger on it, sends a relcache
  * invalidation that every backend hears; read once per transaction, the
  * table was 3% of the workers' time), and the notifications are queued
- * with Async_Notify.  The events
- * of one UPDATE are one INSERT from its transition tables: as a row
- * trigger, one INSERT per change was a quarter of the workers' time.
+ * with Async_Notify.  The events of one UPDATE are one INSERT from its
+ * transition tables: as a row trigger, one INSERT per change was a quarter
+ * of the workers' time.
  * record_transition, the row trigger of 0.2.0, stays for databases not
  * yet updated to 0.3.0.
  *
@@ -65,9 +66,11 @@ typedef struct Transition
 	char		to[16];
 } Transition;
 
-/* the state machine as last read; ntransitions -1 when it must be read again */
+/* the state machine as last read, current while transitions_valid */
 static Transition transitions[MAX_TRANSITIONS];
-static int	ntransitions = -1;
+static int	ntransitions = 0;
+static bool transitions_valid = false;
+static uint64 transitions_invalidations = 0;	/* changes heard so far */
 static Oid	transitions_relid = InvalidOid;
 static bool transitions_callback_registered = false;
 static SPIPlanPtr transitions_plan = NULL;
@@ -83,14 +86,19 @@ static void
 transitions_invalidated(Datum arg, Oid relid)
 {
 	if (relid == InvalidOid || relid == transitions_relid)
-		ntransitions = -1;
+	{
+		transitions_valid = false;
+		transitions_invalidations++;
+	}
 }
 
 /* Reads withdraw.state_transition unless the copy is current (a DBA may change it). */
 static void
 load_transitions(void)
 {
-	if (ntransitions >= 0)
+	uint64		heard;
+
+	if (transitions_valid)
 		return;
 	if (!transitions_callback_registered)
 	{
@@ -98,6 +106,7 @@ load_transitions(void)
 		transitions_callback_registered = true;
 	}
 	transitions_relid = get_relname_relid("state_transition", get_namespace_oid("withdraw", false));
+	heard = transitions_invalidations;
 	SPI_connect();
 	if (transitions_plan == NULL)
 		transitions_plan = spi_prepare_kept("SELECT from_state, to_state FROM withdraw.state_transition",
@@ -117,6 +126,8 @@ load_transitions(void)
 		ntransitions++;
 	}
 	SPI_finish();
+	/* a change heard while reading (or an error) leaves it to be read again */
+	transitions_valid = transitions_invalidations == heard;
 }
 
 /*
@@ -283,16 +294,17 @@ withdraw_record_transitions(PG_FUNCTION_ARGS)
 /*
  * AFTER INSERT or UPDATE, per statement, with the statement's new rows as
  * new_rows: every withdrawal_id must name a withdrawal, as the foreign key
- * did (see the head of this file).  The plan is kept per table: the
- * transition table of each has its own columns.
+ * did (see the head of this file).  The plan is kept per table, by name
+ * (which outlives a DROP and CREATE EXTENSION): the transition table of
+ * each has its own columns.
  */
 Datum
 withdraw_check_withdrawal_ids(PG_FUNCTION_ARGS)
 {
 	TriggerData *trigdata = (TriggerData *) fcinfo->context;
-	static Oid	plan_relids[2] = {InvalidOid, InvalidOid};
+	static NameData plan_tables[2];
 	static SPIPlanPtr plans[2] = {NULL, NULL};
-	Oid			relid;
+	const char *table;
 	int			slot;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_FOR_STATEMENT(trigdata->tg_event) ||
@@ -302,9 +314,9 @@ withdraw_check_withdrawal_ids(PG_FUNCTION_ARGS)
 	if (tuplestore_tuple_count(trigdata->tg_newtable) == 0)
 		return PointerGetDatum(NULL);
 
-	relid = RelationGetRelid(trigdata->tg_relation);
+	table = RelationGetRelationName(trigdata->tg_relation);
 	for (slot = 0; slot < lengthof(plans); slot++)
-		if (plan_relids[slot] == relid || plans[slot] == NULL)
+		if (plans[slot] == NULL || strcmp(NameStr(plan_tables[slot]), table) == 0)
 			break;
 	if (slot == lengthof(plans))
 		elog(ERROR, "check_withdrawal_ids serves two tables at most");
@@ -318,7 +330,7 @@ withdraw_check_withdrawal_ids(PG_FUNCTION_ARGS)
 									   " WHERE n.withdrawal_id IS NOT NULL AND NOT EXISTS"
 									   "  (SELECT FROM withdraw.withdrawal w WHERE w.id = n.withdrawal_id)"
 									   " LIMIT 1", 0, NULL);
-		plan_relids[slot] = relid;
+		namestrcpy(&plan_tables[slot], table);
 	}
 	/* one lookup in the primary key per row, whatever the statistics say */
 	if (spi_execute_plan_indexed(plans[slot], NULL, true, 1) != SPI_OK_SELECT)
