@@ -170,6 +170,23 @@ def test_a_restarted_worker_recovers_its_own_rows_only():
             " all paid once")
 
 
+def test_zz_the_workers_carry_on_after_drop_and_create_extension():
+    """Their kept plans and cached state name the old tables: after DROP and
+    CREATE EXTENSION they must serve the new ones (runs last: it drops all)."""
+    cluster.sql("DROP EXTENSION withdraw CASCADE")
+    cluster.sql("CREATE EXTENSION withdraw")
+    account, account_id, key = new_account({"create_interval_ms": 0, "polls_per_second": 0,
+                                            "poll_interval_ms": 100, "max_in_flight": 16})
+    ids = create_many(account, "recreated", 10)
+    wait_all(ids, ["succeeded"])
+    assert_each_executed_once("recreated", 10)
+    attempts = cluster.value("SELECT count(*) FROM withdraw.attempts WHERE withdrawal_id = ANY (%s)", (ids,))
+    events = cluster.value("SELECT count(*) FROM withdraw.events WHERE withdrawal_id = ANY (%s)", (ids,))
+    assert attempts >= 20 and events >= 40, (attempts, events)
+    by = claimers(ids)
+    return f"10 paid once after the re-creation; {attempts} attempts, {events} events; claimed by {sorted(set(by.values()))}"
+
+
 def main():
     run_suite("integration: two workers", globals(),
               {"zoomex": {"keys": KEYS, "create_interval_s": 0,
