@@ -1,4 +1,6 @@
-/* withdraw--0.2.0--0.3.0.sql: several workers (withdraw.workers) */
+/* withdraw--0.2.0--0.3.0.sql: several workers (withdraw.workers); events recorded
+   per statement; the history tables checked per statement instead of by foreign
+   keys; partial event indexes; the state machine cached until it changes */
 
 \echo Use "ALTER EXTENSION withdraw UPDATE TO '0.3.0'" to load this file. \quit
 
