@@ -44,7 +44,6 @@ typedef struct WorkerSlot
 typedef struct WithdrawShared
 {
 	slock_t		mutex;
-	int64		wakeups;
 	WorkerSlot	slots[WITHDRAW_MAX_WORKERS];
 } WithdrawShared;
 
@@ -169,8 +168,6 @@ WithdrawWakeWorkers(uint32 mask)
 		if ((mask & (1U << i)) && shared->slots[i].worker_pid != 0 &&
 			shared->slots[i].database_id == MyDatabaseId)
 			procnos[n++] = shared->slots[i].worker_procno;
-	if (n > 0)
-		shared->wakeups++;
 	SpinLockRelease(&shared->mutex);
 	for (int i = 0; i < n; i++)
 		SetLatch(&ProcGlobal->allProcs[procnos[i]].procLatch);

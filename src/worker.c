@@ -708,6 +708,7 @@ choose(JobKind kind, List *candidates, TimestampTz now, int capacity, List **rec
 	{
 		state->picked = 0;
 		state->batch_room = 0;
+		state->refreshed = false;
 	}
 
 	foreach(lc, candidates)
@@ -776,9 +777,26 @@ choose(JobKind kind, List *candidates, TimestampTz now, int capacity, List **rec
 }
 
 /*
+ * Why the worker sends nothing: in withdraw.workers at once, in the log at
+ * most once a minute per reason (*logged_at is that reason's clock).
+ */
+static void
+report_not_sending(const char *why, const char *hint, TimestampTz now, TimestampTz *logged_at)
+{
+	WithdrawShmemReportError(psprintf("not sending: %s", why));
+	if (TimestampDifferenceExceeds(*logged_at, now, 60 * 1000))
+	{
+		ereport(WARNING,
+				(errmsg("withdraw worker is not sending: %s", why),
+				 errhint("%s", hint)));
+		*logged_at = now;
+	}
+}
+
+/*
  * Without a readable secrets key nothing can be signed: the worker sends
- * nothing, says why in withdraw.workers and the log (once a minute), and
- * looks again on the next tick.  The file is read at most once a second.
+ * nothing, says why, and looks again on the next tick.  The file is read
+ * at most once a second.
  */
 static bool
 key_ready(TimestampTz now)
@@ -793,37 +811,28 @@ key_ready(TimestampTz now)
 	checked_at = now;
 	ready = secrets_key_usable(&why);
 	if (!ready)
-	{
-		WithdrawShmemReportError(psprintf("not sending: %s", why));
-		if (TimestampDifferenceExceeds(logged_at, now, 60 * 1000))
-		{
-			ereport(WARNING,
-					(errmsg("withdraw worker is not sending: %s", why),
-					 errhint("Withdrawals stay queued until the key file is readable; set withdraw.secrets_key_file and reload.")));
-			logged_at = now;
-		}
-	}
+		report_not_sending(why, "Withdrawals stay queued until the key file is readable; set withdraw.secrets_key_file and reload.",
+						   now, &logged_at);
 	return ready;
 }
 
 /*
- * The options of every account, read at the start of each claim when
- * there are several workers: whether a worker may claim an account's work
- * depends on the account's limits, and it must know them before the claim
- * locks rows of an account that another worker serves alone.
+ * The options of every account, when there are several workers, at most
+ * once per withdraw.naptime.  choose() reads the options of the accounts
+ * the claim offers, and skips any this worker does not serve; but an
+ * account blocked here as another worker's is never offered, so without
+ * this read it would stay blocked after its limits were lifted.
  */
 static void
-refresh_accounts(void)
+refresh_accounts(TimestampTz now)
 {
-	HASH_SEQ_STATUS seq;
-	AccountState *state;
+	static TimestampTz refreshed_at = 0;
 	static SPIPlanPtr plan = NULL;
 
-	hash_seq_init(&seq, accounts);
-	while ((state = hash_seq_search(&seq)) != NULL)
-		state->refreshed = false;
-	if (withdraw_workers == 1)
-		return;				/* choose() reads them from the candidates */
+	if (withdraw_workers == 1 ||
+		!TimestampDifferenceExceeds(refreshed_at, now, withdraw_naptime_ms))
+		return;
+	refreshed_at = now;
 	if (plan == NULL)
 		plan = spi_prepare_kept("SELECT id, provider, options FROM withdraw.account", 0, NULL);
 	if (SPI_execute_plan(plan, NULL, NULL, true, 0) != SPI_OK_SELECT)
@@ -837,9 +846,8 @@ refresh_accounts(void)
 
 		if (provider == NULL)
 			continue;
-		state = account_state(DatumGetInt32(SPI_getbinval(tuple, desc, 1, &isnull)), provider,
-							  DatumGetJsonbP(SPI_getbinval(tuple, desc, 3, &isnull)));
-		state->refreshed = true;
+		(void) account_state(DatumGetInt32(SPI_getbinval(tuple, desc, 1, &isnull)), provider,
+							 DatumGetJsonbP(SPI_getbinval(tuple, desc, 3, &isnull)));
 	}
 }
 
@@ -870,19 +878,12 @@ schema_ready(TimestampTz now)
 	ready = strcmp(version, WITHDRAW_SCHEMA_VERSION) == 0;
 	if (!ready)
 	{
-		char	   *why = psprintf("extension withdraw is at version %s; this library needs %s",
-								   version, WITHDRAW_SCHEMA_VERSION);
-
-		WithdrawShmemReportError(psprintf("not sending: %s", why));
 		checked_oid = InvalidOid;	/* look again on the next claim */
-		if (TimestampDifferenceExceeds(logged_at, now, 60 * 1000))
-		{
-			ereport(WARNING,
-					(errmsg("withdraw worker is not sending: %s", why),
-					 errhint("Run ALTER EXTENSION withdraw UPDATE in database \"%s\".",
-							 withdraw_database_name)));
-			logged_at = now;
-		}
+		report_not_sending(psprintf("extension withdraw is at version %s; this library needs %s",
+									version, WITHDRAW_SCHEMA_VERSION),
+						   psprintf("Run ALTER EXTENSION withdraw UPDATE in database \"%s\".",
+									withdraw_database_name),
+						   now, &logged_at);
 	}
 	return ready;
 }
@@ -924,7 +925,7 @@ claim_and_send(void)
 							my_worker, n)));
 		recovered = true;
 	}
-	refresh_accounts();
+	refresh_accounts(now);
 
 	for (JobKind kind = JOB_CREATE; kind <= JOB_STATUS && capacity > 0; kind++)
 	{

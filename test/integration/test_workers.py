@@ -19,6 +19,7 @@ import json
 import os
 import re
 import signal
+import time
 
 from harness import run_suite, wait_until
 
@@ -117,6 +118,28 @@ def test_a_rate_limited_account_is_served_by_one_worker_at_its_interval():
     assert len(times) == 5 and min(gaps) >= 0.3, gaps
     assert_each_executed_once("paced", 5)
     return f"account {account_id}: worker {account_id % 2}; gaps {', '.join(f'{g:.3f}' for g in gaps)} s"
+
+
+def test_an_account_whose_limit_is_lifted_is_shared_again():
+    """The other worker blocks a rate-limited account as not its own and is
+    never offered its rows again: it must learn of the change by reading
+    the accounts (once per withdraw.naptime, 100 ms here)."""
+    account, account_id, _ = new_account({"create_interval_ms": 300, "poll_interval_ms": 100,
+                                          "max_in_flight": 16})
+    paced = create_many(account, "liftedbefore", 2)
+    wait_all(paced, ["succeeded"])
+    assert set(claimers(paced).values()) == {account_id % 2}
+    cluster.sql("SELECT withdraw_account_update(%s, options => %s)",
+                (account, json.dumps({"create_interval_ms": 0, "polls_per_second": 0,
+                                      "poll_interval_ms": 100, "max_in_flight": 16})))
+    time.sleep(0.5)   # past both workers' next reading of the accounts
+    ids = create_many(account, "lifted", 60)
+    wait_all(ids, ["succeeded"])
+    by = claimers(ids)
+    assert set(by.values()) == {0, 1}, by
+    assert_each_executed_once("lifted", 60)
+    return f"after the update, claimed by worker 0 / 1: {sum(1 for w in by.values() if w == 0)} / " \
+           f"{sum(1 for w in by.values() if w == 1)}"
 
 
 def test_an_account_allowed_one_exchange_is_served_by_one_worker():
