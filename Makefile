@@ -29,7 +29,8 @@ OBJS = \
 	src/providers/ccpayment.o \
 	src/providers/fiat_gateway.o
 
-DATA = sql/withdraw--0.1.0.sql sql/withdraw--0.1.0--0.2.0.sql sql/withdraw--0.2.0--0.3.0.sql
+DATA = sql/withdraw--0.1.0.sql sql/withdraw--0.1.0--0.2.0.sql sql/withdraw--0.2.0--0.3.0.sql \
+	sql/withdraw--0.3.0--0.4.0.sql
 PGFILEDESC = "withdraw - transactional payouts sent by background workers"
 
 SHLIB_LINK += -lcurl -lcrypto

@@ -89,3 +89,6 @@ SELECT id, 'create', now(), 'POST', 'http://127.0.0.1:9/x', 'test' FROM withdraw
 SELECT (SELECT count(*) FROM withdraw.attempt) AS attempts_before, (SELECT count(*) FROM withdraw.event) AS events_before;
 DELETE FROM withdraw.withdrawal WHERE idempotency_key = 'up2';
 SELECT (SELECT count(*) FROM withdraw.attempt) AS attempts_after, (SELECT count(*) FROM withdraw.event) AS events_after;
+-- case: update to 0.4.0 (the second security round)
+ALTER EXTENSION withdraw UPDATE TO '0.4.0';
+SELECT extversion FROM pg_extension WHERE extname = 'withdraw';

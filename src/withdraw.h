@@ -32,7 +32,7 @@ extern int	withdraw_retention_s;
 extern int	withdraw_retention_batch;
 
 /* the extension version (withdraw.control) whose objects this library uses */
-#define WITHDRAW_SCHEMA_VERSION "0.3.0"
+#define WITHDRAW_SCHEMA_VERSION "0.4.0"
 
 /* withdraw.workers is at most this (one shared-memory slot each) */
 #define WITHDRAW_MAX_WORKERS 16
