@@ -49,6 +49,7 @@
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
 
+#include "session.h"
 #include "spi_util.h"
 #include "triggers.h"
 
@@ -96,6 +97,7 @@ transitions_invalidated(Datum arg, Oid relid)
 static void
 load_transitions(void)
 {
+	int			nestlevel;
 	uint64		heard;
 
 	if (transitions_valid)
@@ -108,6 +110,7 @@ load_transitions(void)
 	transitions_relid = get_relname_relid("state_transition", get_namespace_oid("withdraw", false));
 	heard = transitions_invalidations;
 	SPI_connect();
+	nestlevel = session_pin_search_path();
 	if (transitions_plan == NULL)
 		transitions_plan = spi_prepare_kept("SELECT from_state, to_state FROM withdraw.state_transition",
 											0, NULL);
@@ -125,6 +128,7 @@ load_transitions(void)
 		strlcpy(transitions[ntransitions].to, to, sizeof(transitions[0].to));
 		ntransitions++;
 	}
+	session_unpin_search_path(nestlevel);
 	SPI_finish();
 	/* a change heard while reading (or an error) leaves it to be read again */
 	transitions_valid = transitions_invalidations == heard;
@@ -256,6 +260,7 @@ notify_change(const char *id, const char *from, const char *to, const char *prov
 Datum
 withdraw_record_transitions(PG_FUNCTION_ARGS)
 {
+	int			nestlevel;
 	TriggerData *trigdata = (TriggerData *) fcinfo->context;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ||
@@ -267,6 +272,7 @@ withdraw_record_transitions(PG_FUNCTION_ARGS)
 		return PointerGetDatum(NULL);
 
 	SPI_connect();
+	nestlevel = session_pin_search_path();
 	if (SPI_register_trigger_data(trigdata) != SPI_OK_TD_REGISTER)
 		elog(ERROR, "registering the transition tables failed");
 	if (events_plan == NULL)
@@ -287,6 +293,7 @@ withdraw_record_transitions(PG_FUNCTION_ARGS)
 		notify_change(SPI_getvalue(tuple, desc, 1), SPI_getvalue(tuple, desc, 2),
 					  SPI_getvalue(tuple, desc, 3), SPI_getvalue(tuple, desc, 4));
 	}
+	session_unpin_search_path(nestlevel);
 	SPI_finish();
 	return PointerGetDatum(NULL);
 }
@@ -301,6 +308,7 @@ withdraw_record_transitions(PG_FUNCTION_ARGS)
 Datum
 withdraw_check_withdrawal_ids(PG_FUNCTION_ARGS)
 {
+	int			nestlevel;
 	TriggerData *trigdata = (TriggerData *) fcinfo->context;
 	static NameData plan_tables[2];
 	static SPIPlanPtr plans[2] = {NULL, NULL};
@@ -322,6 +330,7 @@ withdraw_check_withdrawal_ids(PG_FUNCTION_ARGS)
 		elog(ERROR, "check_withdrawal_ids serves two tables at most");
 
 	SPI_connect();
+	nestlevel = session_pin_search_path();
 	if (SPI_register_trigger_data(trigdata) != SPI_OK_TD_REGISTER)
 		elog(ERROR, "registering the transition table failed");
 	if (plans[slot] == NULL)
@@ -342,6 +351,7 @@ withdraw_check_withdrawal_ids(PG_FUNCTION_ARGS)
 						RelationGetRelationName(trigdata->tg_relation),
 						SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1)),
 				 errdetail("The history of a withdrawal is kept only while the withdrawal exists.")));
+	session_unpin_search_path(nestlevel);
 	SPI_finish();
 	return PointerGetDatum(NULL);
 }
@@ -353,6 +363,7 @@ withdraw_check_withdrawal_ids(PG_FUNCTION_ARGS)
 Datum
 withdraw_record_transition(PG_FUNCTION_ARGS)
 {
+	int			nestlevel;
 	TriggerData *trigdata = trigger_data(fcinfo, "record_transition");
 	TupleDesc	desc = trigdata->tg_relation->rd_att;
 	HeapTuple	old = trigdata->tg_trigtuple;
@@ -366,6 +377,7 @@ withdraw_record_transition(PG_FUNCTION_ARGS)
 	char		nulls[6] = "     ";
 
 	SPI_connect();
+	nestlevel = session_pin_search_path();
 	if (event_plan == NULL)
 	{
 		Oid			types[5] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
@@ -381,6 +393,7 @@ withdraw_record_transition(PG_FUNCTION_ARGS)
 	values[4] = spi_text_or_null(last_error, &nulls[4]);
 	if (SPI_execute_plan(event_plan, values, nulls, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "recording the change of withdrawal %s failed", id);
+	session_unpin_search_path(nestlevel);
 	SPI_finish();
 	notify_change(id, from, to, provider_status);
 	return PointerGetDatum(NULL);

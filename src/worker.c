@@ -56,6 +56,7 @@
 #include "remote.h"
 #include "rules.h"
 #include "secrets.h"
+#include "session.h"
 #include "spi_util.h"
 #include "store.h"
 #include "withdraw.h"
@@ -106,11 +107,15 @@ worker_error_context(void *arg)
 		errcontext("withdraw worker %d", my_worker);
 }
 
+/* the transaction under way runs as WITHDRAW_WORKER_ROLE (session.c) */
+static bool as_worker_role = false;
+
 static void
 begin_work(const char *activity)
 {
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
+	as_worker_role = session_enter_worker_role();
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	PushActiveSnapshot(GetTransactionSnapshot());
@@ -122,6 +127,7 @@ end_work(void)
 {
 	SPI_finish();
 	PopActiveSnapshot();
+	session_leave_worker_role();
 	CommitTransactionCommand();
 	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
@@ -868,7 +874,7 @@ schema_ready(TimestampTz now)
 
 	if (oid == InvalidOid)
 		return false;
-	if (oid == checked_oid && ready)
+	if (oid == checked_oid && ready && as_worker_role)
 		return true;
 	checked_oid = oid;
 	if (SPI_execute("SELECT extversion FROM pg_extension WHERE extname = 'withdraw'", true, 1) != SPI_OK_SELECT ||
@@ -876,7 +882,17 @@ schema_ready(TimestampTz now)
 		elog(ERROR, "reading the extension's version failed");
 	version = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 	ready = strcmp(version, WITHDRAW_SCHEMA_VERSION) == 0;
-	if (!ready)
+	if (ready && !as_worker_role)
+	{
+		/* never run the extension's work with the connection's superuser rights */
+		ready = false;
+		checked_oid = InvalidOid;
+		report_not_sending(psprintf("role \"%s\" does not exist", WITHDRAW_WORKER_ROLE),
+						   psprintf("Create role %s again with its rights on the extension's objects, as the script withdraw--0.3.0--0.4.0.sql does.",
+									WITHDRAW_WORKER_ROLE),
+						   now, &logged_at);
+	}
+	else if (!ready)
 	{
 		checked_oid = InvalidOid;	/* look again on the next claim */
 		report_not_sending(psprintf("extension withdraw is at version %s; this library needs %s",
@@ -1122,8 +1138,8 @@ prune_history(void)
 	if (withdraw_retention_s <= 0 || my_worker != 0)
 		return false;
 	begin_work("withdraw: pruning old history");
-	deleted = get_extension_oid("withdraw", true) == InvalidOid ? 0 :
-		store_prune(withdraw_retention_s, withdraw_retention_batch);
+	deleted = schema_ready(GetCurrentTimestamp()) ?
+		store_prune(withdraw_retention_s, withdraw_retention_batch) : 0;
 	end_work();
 	return deleted >= withdraw_retention_batch;
 }
@@ -1206,13 +1222,9 @@ withdraw_worker_main(Datum main_arg)
 
 	my_worker = DatumGetInt32(main_arg);
 	BackgroundWorkerInitializeConnection(withdraw_database_name, NULL, 0);
+	/* above whatever ALTER DATABASE or ALTER ROLE set: see session.c */
+	session_pin_worker_settings();
 	pgstat_report_appname(psprintf("withdraw worker %d", my_worker));
-	/*
-	 * Only short statements run here: compiling one never pays, and a claim
-	 * planned with sequential scans disabled (store.c) costs enough on
-	 * paper to be compiled every time (135 ms a claim).
-	 */
-	SetConfigOption("jit", "off", PGC_SUSET, PGC_S_OVERRIDE);
 	WithdrawShmemAttachWorker(my_worker);
 
 	errcallback.callback = worker_error_context;
