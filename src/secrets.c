@@ -16,14 +16,20 @@
  *
  * The key file holds 64 hex digits (openssl rand -hex 32) and, like
  * ssl_key_file, must not be readable by group or others.  A key is kept
- * in process memory while its file is unchanged (read_key_file); copies
- * on the stack are wiped after use, and nothing here logs key material.
+ * in process memory while its file is unchanged (read_key_file), in pages
+ * left out of core dumps; copies on the stack and opened plaintexts are
+ * wiped after use, and nothing here logs key material.  The file is opened
+ * once, without following a symbolic link, and checked on that descriptor
+ * (regular, mode 600 or stricter, owned by the server's user).
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <openssl/evp.h>
 
@@ -60,7 +66,8 @@ static void
 load_key_file(const char *setting, const char *path, SecretsKey *key, struct stat *st_out)
 {
 	struct stat st;
-	FILE	   *file;
+	int			fd;
+	ssize_t		rc;
 	char		buf[130];
 	size_t		len;
 	char	   *start;
@@ -81,23 +88,57 @@ load_key_file(const char *setting, const char *path, SecretsKey *key, struct sta
 				(errcode(ERRCODE_CONFIG_FILE_ERROR), errhidestmt(true),
 				 errmsg("%s must name a file outside the data directory", setting),
 				 errdetail("A key kept with the data it protects is in every copy of that data.")));
-	if (stat(path, &st) != 0)
+	/*
+	 * One descriptor, opened without following a symbolic link at the last
+	 * step, is checked and read: no one can swap the file between a check
+	 * and the read.
+	 */
+	fd = OpenTransientFile(path, O_RDONLY | O_NOFOLLOW | PG_BINARY);
+	if (fd < 0)
+	{
+		if (errno == ELOOP)
+			ereport(ERROR,
+					(errcode(ERRCODE_CONFIG_FILE_ERROR), errhidestmt(true),
+					 errmsg("%s \"%s\" must not be a symbolic link", setting, path),
+					 errhint("Set %s to the key file itself.", setting)));
+		ereport(ERROR,
+				(errcode_for_file_access(), errhidestmt(true),
+				 errmsg("could not open %s \"%s\": %m", setting, path)));
+	}
+	if (fstat(fd, &st) != 0)
+	{
+		int			save_errno = errno;
+
+		CloseTransientFile(fd);
+		errno = save_errno;
 		ereport(ERROR,
 				(errcode_for_file_access(), errhidestmt(true),
 				 errmsg("could not read %s \"%s\": %m", setting, path)));
+	}
 	*st_out = st;
 	if (!S_ISREG(st.st_mode) || (st.st_mode & (S_IRWXG | S_IRWXO)) != 0)
+	{
+		CloseTransientFile(fd);
 		ereport(ERROR,
 				(errcode(ERRCODE_CONFIG_FILE_ERROR), errhidestmt(true),
 				 errmsg("%s \"%s\" must be a regular file readable by its owner only", setting, path),
 				 errhint("chmod 600 \"%s\"", path)));
-	file = AllocateFile(path, "r");
-	if (file == NULL)
+	}
+	if (st.st_uid != geteuid())
+	{
+		CloseTransientFile(fd);
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR), errhidestmt(true),
+				 errmsg("%s \"%s\" must be owned by the user the server runs as", setting, path),
+				 errdetail("A key file that another user owns can be replaced by that user.")));
+	}
+	rc = read(fd, buf, sizeof(buf) - 1);
+	CloseTransientFile(fd);
+	if (rc < 0)
 		ereport(ERROR,
 				(errcode_for_file_access(), errhidestmt(true),
-				 errmsg("could not open %s \"%s\": %m", setting, path)));
-	len = fread(buf, 1, sizeof(buf) - 1, file);
-	FreeFile(file);
+				 errmsg("could not read %s \"%s\": %m", setting, path)));
+	len = rc;
 	buf[len] = '\0';
 	start = buf;
 	while (*start == ' ' || *start == '\n' || *start == '\r' || *start == '\t')
@@ -136,16 +177,44 @@ typedef struct CachedKeyFile
 	bool		valid;
 } CachedKeyFile;
 
-static CachedKeyFile key_files[2];
+static CachedKeyFile *key_files = NULL;
+
+/*
+ * The two cached key files, in pages of their own that a core dump of the
+ * process leaves out (MADV_DONTDUMP, where the system has it): a crash of
+ * a worker must not write the keys to disk.
+ */
+static CachedKeyFile *
+key_cache(void)
+{
+	if (key_files == NULL)
+	{
+		size_t		size = TYPEALIGN(sysconf(_SC_PAGESIZE), sizeof(CachedKeyFile) * 2);
+		void	   *pages = mmap(NULL, size, PROT_READ | PROT_WRITE,
+								 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+		if (pages == MAP_FAILED)
+			ereport(ERROR,
+					(errcode(ERRCODE_OUT_OF_MEMORY),
+					 errmsg("could not map memory for the secrets key: %m")));
+#ifdef MADV_DONTDUMP
+		if (madvise(pages, size, MADV_DONTDUMP) != 0)
+			elog(WARNING, "could not keep the secrets key out of core dumps: %m");
+#endif
+		key_files = pages;
+	}
+	return key_files;
+}
 
 static void
 read_key_file(const char *setting, const char *path, SecretsKey *key)
 {
-	CachedKeyFile *c = &key_files[strcmp(setting, "withdraw.secrets_key_file") == 0 ? 0 : 1];
+	CachedKeyFile *c = &key_cache()[strcmp(setting, "withdraw.secrets_key_file") == 0 ? 0 : 1];
 	struct stat st;
 
-	if (c->valid && path != NULL && strcmp(c->path, path) == 0 && stat(path, &st) == 0 &&
-		st.st_ino == c->ino && st.st_size == c->size && st.st_mtime == c->mtime &&
+	/* lstat: a path turned into a symbolic link is read again, and refused */
+	if (c->valid && path != NULL && strcmp(c->path, path) == 0 && lstat(path, &st) == 0 &&
+		S_ISREG(st.st_mode) && st.st_ino == c->ino && st.st_size == c->size && st.st_mtime == c->mtime &&
 		st.st_mode == c->mode && !path_is_prefix_of_path(DataDir, path))
 	{
 		*key = c->key;

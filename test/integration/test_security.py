@@ -16,6 +16,7 @@ import datetime
 import ipaddress
 import json
 import os
+import re
 import shutil
 import ssl
 import subprocess
@@ -204,7 +205,11 @@ def test_key_files_are_checked():
         "not hex": key_file("text.key", 0o600, "not a key\n"),
         "short": key_file("short.key", 0o600, "abcd\n"),
         "inside the data directory": None,
+        "a symbolic link": os.path.join(WORK, "link.key"),
     }
+    # a link to a good key: a path that can be re-aimed is refused
+    if not os.path.lexists(cases["a symbolic link"]):
+        os.symlink(key_file("target.key"), cases["a symbolic link"])
     inside = os.path.join(cluster.data, "secrets.key")
     with open(os.open(inside, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
         f.write(os.urandom(32).hex())
@@ -227,8 +232,27 @@ def test_key_files_are_checked():
     assert "readable by its owner only" in messages["group-readable"], messages
     assert "64 hexadecimal digits" in messages["not hex"] and "64 hexadecimal" in messages["short"], messages
     assert "outside the data directory" in messages["inside the data directory"], messages
+    assert "must not be a symbolic link" in messages["a symbolic link"], messages
     os.unlink(inside)
     return "; ".join(f"{k}: refused" for k in messages)
+
+
+def test_the_key_is_kept_out_of_core_dumps():
+    """The worker holds the key in memory while its file is unchanged: in
+    pages a core dump leaves out (VmFlags "dd" in /proc/PID/smaps)."""
+    wid = create("zx", zoomex_request())
+    wait_state(wid, ["succeeded"])
+    pid = cluster.worker_pid()
+    # the kernel's own vvar pages are "dd" too: look for writable private memory
+    dontdump, head = [], None
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            if re.match(r"^[0-9a-f]+-[0-9a-f]+ ", line):
+                head = line.split()
+            elif line.startswith("VmFlags:") and "dd" in line.split()[1:] and head[1] == "rw-p":
+                dontdump.append(head[0])
+    assert dontdump, f"no writable mapping of worker {pid} is left out of core dumps"
+    return f"worker {pid}: {len(dontdump)} mapping(s) marked dd (do not dump)"
 
 
 def test_rotation_reseals_every_account_with_one_call():
