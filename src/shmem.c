@@ -25,6 +25,7 @@
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
+#include "compat.h"
 #include "withdraw.h"
 
 #define WITHDRAW_ERROR_LEN 256
@@ -108,7 +109,7 @@ WithdrawShmemAttachWorker(int index)
 	my_slot = &shared->slots[index];
 	SpinLockAcquire(&shared->mutex);
 	my_slot->worker_pid = MyProcPid;
-	my_slot->worker_procno = MyProc->pgprocno;
+	my_slot->worker_procno = WITHDRAW_MY_PROC_NUMBER;
 	my_slot->database_id = MyDatabaseId;
 	my_slot->started_at = GetCurrentTimestamp();
 	my_slot->heartbeat_at = my_slot->started_at;

@@ -10,8 +10,12 @@ if [ "$(id -u)" -eq 0 ]; then
 	cp -a "$top/test" "$work/"
 	chown -R postgres "$work"
 	chmod 755 "$work"
-	runuser -u postgres -- env PATH="/usr/lib/postgresql/15/bin:$PATH" /usr/bin/python3 "$work/test/demo.py"
+	. "$top/test/pg_config.sh"
+	pg_config_choose
+	runuser -u postgres -- env PG_CONFIG="$PG_CONFIG" PATH="$PATH" /usr/bin/python3 "$work/test/demo.py"
 	rm -rf "$work"
 else
-	PATH="/usr/lib/postgresql/15/bin:$PATH" /usr/bin/python3 "$top/test/demo.py"
+	. "$top/test/pg_config.sh"
+	pg_config_choose
+	/usr/bin/python3 "$top/test/demo.py"
 fi

@@ -17,6 +17,7 @@
 #include "datatype/timestamp.h"
 #include "utils/jsonb.h"
 
+#include "../compat.h"
 #include "../http.h"
 
 struct Provider;
@@ -294,8 +295,8 @@ extern bool request_int(Jsonb *request, const char *provider, const char *field,
 						bool required, int64 *value);
 extern void request_amount(Jsonb *request, const char *provider, const char *field,
 						   char **amount);
-extern pg_attribute_noreturn() void request_field_error(const char *provider, const char *field,
-														const char *problem, const char *hint);
+extern withdraw_noreturn void request_field_error(const char *provider, const char *field,
+												 const char *problem, const char *hint);
 extern void request_to_params(Jsonb *request, ParamList *params);
 extern void request_to_json_fields(Jsonb *request, StringInfo buf, bool *first);
 

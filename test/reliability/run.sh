@@ -19,12 +19,15 @@ if [ "$(id -u)" -eq 0 ]; then
 	chown -R postgres "$work"
 	chmod 755 "$work"
 	status=0
-	runuser -u postgres -- env PATH="/usr/lib/postgresql/15/bin:$PATH" bash "$work/test/reliability/run.sh" "$@" || status=$?
+	. "$top/test/pg_config.sh"
+	pg_config_choose
+	runuser -u postgres -- env PG_CONFIG="$PG_CONFIG" PATH="$PATH" bash "$work/test/reliability/run.sh" "$@" || status=$?
 	rm -rf "$work"
 	exit $status
 fi
 
-export PATH="/usr/lib/postgresql/15/bin:$PATH"
+. "$top/test/pg_config.sh"
+pg_config_choose || { echo "test/reliability/run.sh: no PostgreSQL found (set PG_CONFIG)" >&2; exit 1; }
 cd "$top"
 failed=()
 
