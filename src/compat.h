@@ -36,4 +36,14 @@
 	makeJsonLexContextCstringLen((str), (len), PG_UTF8, (need_escapes))
 #endif
 
+/*
+ * A wait event set freed by its caller: 17 ties a set to a resource owner
+ * instead of a memory context; none is needed for one freed right away.
+ */
+#if PG_VERSION_NUM >= 170000
+#define withdraw_wait_event_set(nevents) CreateWaitEventSet(NULL, (nevents))
+#else
+#define withdraw_wait_event_set(nevents) CreateWaitEventSet(CurrentMemoryContext, (nevents))
+#endif
+
 #endif							/* WITHDRAW_COMPAT_H */

@@ -20,6 +20,7 @@
 #include "storage/latch.h"
 #include "utils/memutils.h"
 
+#include "compat.h"
 #include "http.h"
 #include "withdraw.h"
 
@@ -371,7 +372,7 @@ http_wait(long timeout_ms, uint32 wait_event_info)
 	if (in_flight > 0 && curl_timeout_ms >= 0 && curl_timeout_ms < timeout_ms)
 		timeout_ms = curl_timeout_ms;
 
-	set = CreateWaitEventSet(CurrentMemoryContext, nsockets + 2);
+	set = withdraw_wait_event_set(nsockets + 2);
 	AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
 	AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
 	for (int i = 0; i < nsockets; i++)

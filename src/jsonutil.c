@@ -17,6 +17,7 @@
 #include "utils/json.h"
 #include "utils/numeric.h"
 
+#include "compat.h"
 #include "jsonutil.h"
 
 Jsonb *
@@ -41,7 +42,7 @@ json_parse_untrusted(const char *text, int len, char **error)
 	}
 
 	copy = pnstrdup(text, len);
-	lex = makeJsonLexContextCstringLen(copy, len, PG_UTF8, true);
+	lex = withdraw_json_lexer(copy, len, true);
 	rc = pg_parse_json(lex, &nullSemAction);
 	if (rc != JSON_SUCCESS)
 	{

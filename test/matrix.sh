@@ -57,6 +57,16 @@ packages_of() {
 		"python3 python3-psycopg2 python3-cryptography openssl procps"
 }
 
+mounted=()
+unmount_all() {
+	local i
+	for ((i = ${#mounted[@]} - 1; i >= 0; i--)); do
+		umount -l "${mounted[$i]}" 2>/dev/null || true
+	done
+	mounted=()
+}
+trap unmount_all EXIT
+
 # A cached root for major $1 (built when missing); prints its path.
 root_for() {
 	local v=$1 suite pkgs key root apt_opts
@@ -83,28 +93,22 @@ root_for() {
 	echo "create_main_cluster = false" >"$root.tmp/etc/postgresql-common/createcluster.conf"
 	# an unstable suite's Release file may be past its Valid-Until in the archive
 	apt_opts=(-o Acquire::Check-Valid-Until=false -q)
+	# maintainer scripts (postgresql-common's) need /proc
+	mount -t proc proc "$root.tmp/proc" && mounted+=("$root.tmp/proc")
 	chroot "$root.tmp" apt-get "${apt_opts[@]}" update >/dev/null
 	# shellcheck disable=SC2086
 	chroot "$root.tmp" env DEBIAN_FRONTEND=noninteractive apt-get "${apt_opts[@]}" install -y \
 		--no-install-recommends $pkgs >"$cache/apt-$suite.log" 2>&1 || {
 		tail -20 "$cache/apt-$suite.log" >&2
+		unmount_all
 		return 1
 	}
 	chroot "$root.tmp" apt-get clean
+	unmount_all
 	touch "$root.tmp/.withdraw-ready"
 	mv "$root.tmp" "$root"
 	echo "$root"
 }
-
-mounted=()
-unmount_all() {
-	local i
-	for ((i = ${#mounted[@]} - 1; i >= 0; i--)); do
-		umount -l "${mounted[$i]}" 2>/dev/null || true
-	done
-	mounted=()
-}
-trap unmount_all EXIT
 
 run_in_root() {
 	local v=$1 root=$2 status=0
