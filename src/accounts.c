@@ -6,7 +6,16 @@
  *
  * The statements that call these functions carry credentials, so every
  * error raised here hides the statement from the server log
- * (errhidestmt), and no message ever quotes a credential value.
+ * (errhidestmt), and no message ever quotes a credential value.  Two
+ * layers make sure no path can forget: the SQL-callable functions that
+ * take credentials run their bodies under hiding_statement(), which
+ * re-throws any error with the statement hidden, whatever raised it (an
+ * option check, SPI, OpenSSL, an out-of-memory); and a log hook hides the
+ * statement, the detail and the context of any message logged while the
+ * statement's text names a function or table that carries credentials,
+ * which covers errors raised before such a function runs (a malformed
+ * jsonb literal is parsed before the call, and its error context quotes
+ * the literal) or after it returned.
  *
  *-------------------------------------------------------------------------
  */
@@ -15,12 +24,16 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "tcop/tcopprot.h"
 #include "utils/builtins.h"
+#include "utils/elog.h"
+#include "utils/memutils.h"
 #include "utils/jsonb.h"
 
 #include "job.h"
 #include "jsonutil.h"
 #include "account_limits.h"
+#include "accounts.h"
 #include "secrets.h"
 #include "providers/provider.h"
 #include "withdraw.h"
@@ -206,8 +219,8 @@ find_account(const char *name, const Provider **provider)
 	return DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
 
-Datum
-withdraw_account_create(PG_FUNCTION_ARGS)
+static Datum
+account_create(PG_FUNCTION_ARGS)
 {
 	char	   *name = required_arg(fcinfo, 0, "name");
 	char	   *provider_name = required_arg(fcinfo, 1, "provider");
@@ -273,8 +286,8 @@ withdraw_account_create(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
-Datum
-withdraw_account_update(PG_FUNCTION_ARGS)
+static Datum
+account_update(PG_FUNCTION_ARGS)
 {
 	char	   *name = required_arg(fcinfo, 0, "name");
 	const Provider *provider;
@@ -349,4 +362,109 @@ withdraw_account_drop(PG_FUNCTION_ARGS)
 	run("DELETE FROM withdraw.account WHERE id = $1", 1, types, values, SPI_OK_DELETE);
 	SPI_finish();
 	PG_RETURN_VOID();
+}
+
+
+/*
+ * Runs an account function's body; any error it raises is re-thrown with
+ * the statement hidden from the server log, since the statement holds
+ * credentials.  Only for functions that re-throw: nothing here is undone
+ * but the error state, and the transaction aborts as usual.
+ */
+static Datum
+hiding_statement(PGFunction body, FunctionCallInfo fcinfo)
+{
+	MemoryContext caller_context = CurrentMemoryContext;
+	volatile Datum result = (Datum) 0;
+
+	PG_TRY();
+	{
+		result = body(fcinfo);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(caller_context);
+		edata = CopyErrorData();
+		FlushErrorState();
+		edata->hide_stmt = true;
+		ReThrowError(edata);
+	}
+	PG_END_TRY();
+	return result;
+}
+
+Datum
+withdraw_account_create(PG_FUNCTION_ARGS)
+{
+	return hiding_statement(account_create, fcinfo);
+}
+
+Datum
+withdraw_account_update(PG_FUNCTION_ARGS)
+{
+	return hiding_statement(account_update, fcinfo);
+}
+
+/*
+ * Names whose presence in a statement's text means the statement may carry
+ * credentials: the account functions, the test-vector functions that take
+ * a secret, and the table of secrets itself (matched case-insensitively,
+ * so quoting or a schema prefix does not hide them).
+ */
+static const char *const credential_marks[] = {
+	"withdraw_account_create", "withdraw_account_update", "account_secret",
+	"_credentials", "_zoomex_signature", "_p99_signature", "_ccpayment_signature",
+	"_fiat_gateway_signature", "_envelope_seal", NULL
+};
+
+static emit_log_hook_type prev_emit_log_hook = NULL;
+
+static bool
+names_credentials(const char *text)
+{
+	for (const char *p = text; *p; p++)
+		for (const char *const *m = credential_marks; *m; m++)
+			if (pg_strncasecmp(p, *m, strlen(*m)) == 0)
+				return true;
+	return false;
+}
+
+/*
+ * emit_log_hook: a message logged while the statement names credentials
+ * goes to the server log without the statement, its detail or its context
+ * (jsonb's input errors quote the text they could not read in both).  The
+ * client still gets the detail.  Runs in ErrorContext and must not raise.
+ */
+static void
+hide_credential_statements(ErrorData *edata)
+{
+	if (edata->output_to_server && debug_query_string != NULL &&
+		names_credentials(debug_query_string))
+	{
+		edata->hide_stmt = true;
+		if (edata->detail != NULL || edata->detail_log != NULL)
+		{
+			if (edata->detail_log != NULL)
+				pfree(edata->detail_log);
+			edata->detail_log = MemoryContextStrdup(ErrorContext,
+													"(hidden from the log: the statement carries credentials)");
+		}
+		if (edata->context != NULL)
+		{
+			pfree(edata->context);
+			edata->context = NULL;
+		}
+	}
+	if (prev_emit_log_hook)
+		prev_emit_log_hook(edata);
+}
+
+/* _PG_init: install the log hook in every process. */
+void
+AccountsLogInit(void)
+{
+	prev_emit_log_hook = emit_log_hook;
+	emit_log_hook = hide_credential_statements;
 }
