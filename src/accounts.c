@@ -137,7 +137,9 @@ check_credentials(const Provider *provider, Jsonb *credentials)
 
 			if (!key_in(key, provider->credential_keys))
 				account_error(ERRCODE_INVALID_PARAMETER_VALUE,
-							  errmsg("%s credentials have unknown key \"%s\"", provider->name, key));
+							  errmsg("%s credentials have an unknown key", provider->name),
+							  errdetail("The unknown key is \"%s\".", key),
+							  errdetail_log("The key is not shown in the server log: a secret pasted as a key would be."));
 		}
 	}
 	if (provider->check_credentials)
