@@ -434,16 +434,20 @@ names_credentials(const char *text)
 }
 
 /*
- * emit_log_hook: a message logged while the statement names credentials
- * goes to the server log without the statement, its detail or its context
- * (jsonb's input errors quote the text they could not read in both).  The
- * client still gets the detail.  Runs in ErrorContext and must not raise.
+ * emit_log_hook: a message logged while the statement names credentials —
+ * or whose context or internal query does, as when a PL/pgSQL function's
+ * body holds the call and its text is quoted in the context — goes to the
+ * server log without the statement, its detail or its context (jsonb's
+ * input errors quote the text they could not read in both).  The client
+ * still gets the detail.  Runs in ErrorContext and must not raise.
  */
 static void
 hide_credential_statements(ErrorData *edata)
 {
-	if (edata->output_to_server && debug_query_string != NULL &&
-		names_credentials(debug_query_string))
+	if (edata->output_to_server &&
+		((debug_query_string != NULL && names_credentials(debug_query_string)) ||
+		 (edata->context != NULL && names_credentials(edata->context)) ||
+		 (edata->internalquery != NULL && names_credentials(edata->internalquery))))
 	{
 		edata->hide_stmt = true;
 		if (edata->detail != NULL || edata->detail_log != NULL)
@@ -457,6 +461,12 @@ hide_credential_statements(ErrorData *edata)
 		{
 			pfree(edata->context);
 			edata->context = NULL;
+		}
+		if (edata->internalquery != NULL)
+		{
+			pfree(edata->internalquery);
+			edata->internalquery = NULL;
+			edata->internalpos = 0;
 		}
 	}
 	if (prev_emit_log_hook)

@@ -5,8 +5,9 @@ with its statement) and log_statement = none.  More than fifty account calls
 that fail, of every kind — bad options, bad credentials, a duplicate name, an
 unknown provider, a bad base_url, oversize values, NULLs, malformed jsonb
 literals, errors after the call returned, a lock timeout inside the call,
-prepared statements (whose EXECUTE text names no credential function), bind
-parameters of the extended protocol — each carry a secret of their own.
+prepared statements (whose EXECUTE text names no credential function),
+PL/pgSQL functions holding the call (error contexts quote their statements),
+bind parameters of the extended protocol — each carry a secret of their own.
 Afterwards the server log is searched for every secret: zero hits.  A canary
 statement that names no credential function proves the log does record
 statements with their errors.
@@ -193,6 +194,23 @@ def test_malformed_account_calls_leave_no_secret_in_the_log():
     holder.rollback()
     holder.close()
     cur.execute("RESET lock_timeout")
+    # a function whose body holds the call, secret and all: the failing
+    # statement's text names neither, the error context quotes the body's
+    # statement
+    for n, body in enumerate([
+            "PERFORM withdraw_account_create('dup', 'zoomex', 'http://127.0.0.1:9/x', '%s')" % zx(),
+            "PERFORM withdraw_account_create('zx_new', 'zoomex', 'http://127.0.0.1:9/x', "
+            "'{\"api_key\": %s}')" % secret(),
+            "EXECUTE 'SELECT withdraw_account_update(''dup'', credentials => ''%s'')'; "
+            "PERFORM 1/0" % zx()]):
+        cur.execute("CREATE FUNCTION pg_temp.setup_%d() RETURNS void LANGUAGE plpgsql AS $f$BEGIN %s; END$f$"
+                    % (n, body))
+        try:
+            cur.execute(f"SELECT pg_temp.setup_{n}()")
+        except psycopg2.Error:
+            failed += 1
+        else:
+            raise AssertionError(f"function case {n} did not fail")
     conn.close()
     failed += bind_parameter_calls()
     log = cluster.log_text()
