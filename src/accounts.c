@@ -12,7 +12,8 @@
  * re-throws any error with the statement hidden, whatever raised it (an
  * option check, SPI, OpenSSL, an out-of-memory); and a log hook hides the
  * statement, the detail and the context of any message logged while the
- * statement's text names a function or table that carries credentials,
+ * statement's text (or the prepared statement it executes, or the error's
+ * context) names a function or table that carries credentials,
  * which covers errors raised before such a function runs (a malformed
  * jsonb literal is parsed before the call, and its error context quotes
  * the literal) or after it returned.
@@ -21,7 +22,10 @@
  */
 #include "postgres.h"
 
+#include <ctype.h>
+
 #include "catalog/pg_type.h"
+#include "commands/prepare.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "tcop/tcopprot.h"
@@ -433,6 +437,50 @@ names_credentials(const char *text)
 	return false;
 }
 
+static bool
+identifier_char(char c)
+{
+	return isalnum((unsigned char) c) || c == '_' || IS_HIGHBIT_SET(c);
+}
+
+/*
+ * Does the query EXECUTE a prepared statement whose text names
+ * credentials?  EXECUTE's own text holds the arguments (a malformed jsonb
+ * literal among them) but not the call.  Looks each "EXECUTE name" up
+ * without raising (this runs inside the log hook).
+ */
+static bool
+executes_credentials(const char *query)
+{
+	for (const char *p = query; *p; p++)
+	{
+		char		name[NAMEDATALEN];
+		int			len = 0;
+		const char *q;
+		PreparedStatement *ps;
+
+		if (pg_strncasecmp(p, "execute", 7) != 0 || (p > query && identifier_char(p[-1])) ||
+			!isspace((unsigned char) p[7]))
+			continue;
+		for (q = p + 7; isspace((unsigned char) *q); q++)
+			;
+		if (*q == '"')
+			for (q++; *q && *q != '"' && len < NAMEDATALEN - 1; q++)
+				name[len++] = *q;
+		else
+			for (; identifier_char(*q) && len < NAMEDATALEN - 1; q++)
+				name[len++] = pg_tolower((unsigned char) *q);
+		name[len] = '\0';
+		if (len == 0)
+			continue;
+		ps = FetchPreparedStatement(name, false);
+		if (ps != NULL && ps->plansource->query_string != NULL &&
+			names_credentials(ps->plansource->query_string))
+			return true;
+	}
+	return false;
+}
+
 /*
  * emit_log_hook: a message logged while the statement names credentials —
  * or whose context or internal query does, as when a PL/pgSQL function's
@@ -445,7 +493,8 @@ static void
 hide_credential_statements(ErrorData *edata)
 {
 	if (edata->output_to_server &&
-		((debug_query_string != NULL && names_credentials(debug_query_string)) ||
+		((debug_query_string != NULL &&
+		  (names_credentials(debug_query_string) || executes_credentials(debug_query_string))) ||
 		 (edata->context != NULL && names_credentials(edata->context)) ||
 		 (edata->internalquery != NULL && names_credentials(edata->internalquery))))
 	{

@@ -175,6 +175,18 @@ def test_malformed_account_calls_leave_no_secret_in_the_log():
             failed += 1
         else:
             raise AssertionError(f"EXECUTE case {n} did not fail")
+    # malformed jsonb in EXECUTE's arguments: parsed before the function
+    # runs, quoted in jsonb's error context; EXECUTE's text does not name it
+    for sql in ["EXECUTE mk('zx_new', 'zoomex', '{\"api_key\": %s}', '{}')" % secret(),
+                "  execute   \"mk\" ('zx_new', 'zoomex', '{\"api_key\": \"k\", \"api_secret\": \"%s\",}', '{}')"
+                % secret(),
+                "SELECT 1; EXECUTE mk('zx_new', 'zoomex', '%s', '{\"x\": %s')" % (zx(), secret())]:
+        try:
+            cur.execute(sql)
+        except psycopg2.Error:
+            failed += 1
+        else:
+            raise AssertionError(f"EXECUTE case {sql[:30]!r} did not fail")
     # an error the account code never raises itself: a lock timeout inside
     # the function (another session is changing the account)
     holder = cluster.connect(autocommit=False)
