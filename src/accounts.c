@@ -420,21 +420,43 @@ withdraw_account_update(PG_FUNCTION_ARGS)
  * so quoting or a schema prefix does not hide them).
  */
 static const char *const credential_marks[] = {
-	"withdraw_account_create", "withdraw_account_update", "account_secret",
-	"_credentials", "_zoomex_signature", "_p99_signature", "_ccpayment_signature",
-	"_fiat_gateway_signature", "_envelope_seal", NULL
+	"withdraw_account_create", "withdraw_account_update", "_zoomex_signature",
+	"_p99_signature", "_ccpayment_signature", "_fiat_gateway_signature",
+	"_envelope_seal",
+	/* from here on: statements' text only, not errors' contexts (see below) */
+	"account_secret", "_credentials", NULL
 };
+#define CALL_MARKS 7
 
 static emit_log_hook_type prev_emit_log_hook = NULL;
 
 static bool
-names_credentials(const char *text)
+names_marks(const char *text, int nmarks)
 {
 	for (const char *p = text; *p; p++)
-		for (const char *const *m = credential_marks; *m; m++)
-			if (pg_strncasecmp(p, *m, strlen(*m)) == 0)
+		for (int m = 0; m < nmarks && credential_marks[m]; m++)
+			if (pg_strncasecmp(p, credential_marks[m], strlen(credential_marks[m])) == 0)
 				return true;
 	return false;
+}
+
+static bool
+names_credentials(const char *text)
+{
+	return names_marks(text, lengthof(credential_marks));
+}
+
+/*
+ * An error's context or internal query quotes SQL text: the calls of
+ * functions that take credentials, with their literals, when a PL/pgSQL
+ * body holds them; but also the extension's own queries of
+ * withdraw.account_secret, which hold parameters, not values, and whose
+ * errors keep their context.
+ */
+static bool
+quotes_credential_call(const char *text)
+{
+	return names_marks(text, CALL_MARKS);
 }
 
 static bool
@@ -495,8 +517,8 @@ hide_credential_statements(ErrorData *edata)
 	if (edata->output_to_server &&
 		((debug_query_string != NULL &&
 		  (names_credentials(debug_query_string) || executes_credentials(debug_query_string))) ||
-		 (edata->context != NULL && names_credentials(edata->context)) ||
-		 (edata->internalquery != NULL && names_credentials(edata->internalquery))))
+		 (edata->context != NULL && quotes_credential_call(edata->context)) ||
+		 (edata->internalquery != NULL && quotes_credential_call(edata->internalquery))))
 	{
 		edata->hide_stmt = true;
 		if (edata->detail != NULL || edata->detail_log != NULL)
