@@ -28,7 +28,7 @@ WHERE c.relnamespace = 'withdraw'::regnamespace AND c.relkind = 'r'
 ORDER BY c.relname;
 -- case: the roles the extension grants to
 SELECT rolname, rolcanlogin, rolsuper
-FROM pg_roles WHERE rolname IN ('withdraw_user', 'withdraw_admin', 'withdraw_webhook')
+FROM pg_roles WHERE rolname IN ('withdraw_user', 'withdraw_admin', 'withdraw_webhook', 'withdraw_auditor')
 ORDER BY rolname;
 -- case: the settings (test/regress.conf sets database_name, allow_http, naptime
 -- and secrets_key_file, whose path depends on the checkout)

@@ -92,3 +92,8 @@ SELECT (SELECT count(*) FROM withdraw.attempt) AS attempts_after, (SELECT count(
 -- case: update to 0.4.0 (the second security round)
 ALTER EXTENSION withdraw UPDATE TO '0.4.0';
 SELECT extversion FROM pg_extension WHERE extname = 'withdraw';
+-- case: at 0.4.0 the rows of 0.1.0 keep their creator, which now decides who
+-- sees them (see ownership); the views are security barriers
+SELECT idempotency_key, created_by = current_user AS created_by_kept FROM withdraw.withdrawals WHERE idempotency_key = 'up1';
+SELECT count(*) AS security_barrier_views FROM pg_class
+WHERE relnamespace = 'withdraw'::regnamespace AND relkind = 'v' AND reloptions @> '{security_barrier=true}';

@@ -54,7 +54,10 @@ limits_daily_applies(Jsonb *options, const char *asset)
 	return limits != NULL && json_get_text(limits, "daily") != NULL;
 }
 
-/* account_create/update: "limits" must be {asset: {single?, daily?}} of decimal strings. */
+/*
+ * account_create/update: "limits" must be {asset: {single?, daily?}} of
+ * decimal strings.  The statement carries credentials: errors hide it.
+ */
 void
 limits_check_option(Jsonb *options)
 {
@@ -68,7 +71,7 @@ limits_check_option(Jsonb *options)
 		return;
 	if (v.type != jbvBinary || !JsonContainerIsObject(v.val.binary.data))
 		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE), errhidestmt(true),
 				 errmsg("option \"limits\" must be an object of assets"),
 				 errhint("For example {\"USDT\": {\"single\": \"1000\", \"daily\": \"20000\"}}.")));
 	it = JsonbIteratorInit(v.val.binary.data);
@@ -89,7 +92,7 @@ limits_check_option(Jsonb *options)
 				known |= strcmp(*k, key) == 0;
 			if (!known)
 				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE), errhidestmt(true),
 						 errmsg("option \"limits\": unknown limit \"%s\" for asset \"%s\"", key, asset),
 						 errhint("The limits of an asset are \"single\" and \"daily\".")));
 		}
@@ -97,12 +100,12 @@ limits_check_option(Jsonb *options)
 				 (v.type != jbvString ||
 				  !is_positive_decimal(pnstrdup(v.val.string.val, v.val.string.len))))
 			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE), errhidestmt(true),
 					 errmsg("option \"limits\": the limits of asset \"%s\" must be positive decimal strings",
 							asset)));
 		else if (token == WJB_VALUE && depth == 1)
 			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE), errhidestmt(true),
 					 errmsg("option \"limits\": asset \"%s\" must map to an object", asset)));
 	}
 }

@@ -6,21 +6,38 @@
  *
  * The statements that call these functions carry credentials, so every
  * error raised here hides the statement from the server log
- * (errhidestmt), and no message ever quotes a credential value.
+ * (errhidestmt), and no message ever quotes a credential value.  Two
+ * layers make sure no path can forget: the SQL-callable functions that
+ * take credentials run their bodies under hiding_statement(), which
+ * re-throws any error with the statement hidden, whatever raised it (an
+ * option check, SPI, OpenSSL, an out-of-memory); and a log hook hides the
+ * statement, the detail and the context of any message logged while the
+ * statement's text (or the prepared statement it executes, or the error's
+ * context) names a function or table that carries credentials,
+ * which covers errors raised before such a function runs (a malformed
+ * jsonb literal is parsed before the call, and its error context quotes
+ * the literal) or after it returned.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include <ctype.h>
+
 #include "catalog/pg_type.h"
+#include "commands/prepare.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "tcop/tcopprot.h"
 #include "utils/builtins.h"
+#include "utils/elog.h"
+#include "utils/memutils.h"
 #include "utils/jsonb.h"
 
 #include "job.h"
 #include "jsonutil.h"
 #include "account_limits.h"
+#include "accounts.h"
 #include "secrets.h"
 #include "providers/provider.h"
 #include "withdraw.h"
@@ -124,7 +141,9 @@ check_credentials(const Provider *provider, Jsonb *credentials)
 
 			if (!key_in(key, provider->credential_keys))
 				account_error(ERRCODE_INVALID_PARAMETER_VALUE,
-							  errmsg("%s credentials have unknown key \"%s\"", provider->name, key));
+							  errmsg("%s credentials have an unknown key", provider->name),
+							  errdetail("The unknown key is \"%s\".", key),
+							  errdetail_log("The key is not shown in the server log: a secret pasted as a key would be."));
 		}
 	}
 	if (provider->check_credentials)
@@ -206,8 +225,8 @@ find_account(const char *name, const Provider **provider)
 	return DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
 
-Datum
-withdraw_account_create(PG_FUNCTION_ARGS)
+static Datum
+account_create(PG_FUNCTION_ARGS)
 {
 	char	   *name = required_arg(fcinfo, 0, "name");
 	char	   *provider_name = required_arg(fcinfo, 1, "provider");
@@ -273,8 +292,8 @@ withdraw_account_create(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
-Datum
-withdraw_account_update(PG_FUNCTION_ARGS)
+static Datum
+account_update(PG_FUNCTION_ARGS)
 {
 	char	   *name = required_arg(fcinfo, 0, "name");
 	const Provider *provider;
@@ -349,4 +368,186 @@ withdraw_account_drop(PG_FUNCTION_ARGS)
 	run("DELETE FROM withdraw.account WHERE id = $1", 1, types, values, SPI_OK_DELETE);
 	SPI_finish();
 	PG_RETURN_VOID();
+}
+
+
+/*
+ * Runs an account function's body; any error it raises is re-thrown with
+ * the statement hidden from the server log, since the statement holds
+ * credentials.  Only for functions that re-throw: nothing here is undone
+ * but the error state, and the transaction aborts as usual.
+ */
+static Datum
+hiding_statement(PGFunction body, FunctionCallInfo fcinfo)
+{
+	MemoryContext caller_context = CurrentMemoryContext;
+	volatile Datum result = (Datum) 0;
+
+	PG_TRY();
+	{
+		result = body(fcinfo);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(caller_context);
+		edata = CopyErrorData();
+		FlushErrorState();
+		edata->hide_stmt = true;
+		ReThrowError(edata);
+	}
+	PG_END_TRY();
+	return result;
+}
+
+Datum
+withdraw_account_create(PG_FUNCTION_ARGS)
+{
+	return hiding_statement(account_create, fcinfo);
+}
+
+Datum
+withdraw_account_update(PG_FUNCTION_ARGS)
+{
+	return hiding_statement(account_update, fcinfo);
+}
+
+/*
+ * Names whose presence in a statement's text means the statement may carry
+ * credentials: the account functions, the test-vector functions that take
+ * a secret, and the table of secrets itself (matched case-insensitively,
+ * so quoting or a schema prefix does not hide them).
+ */
+static const char *const credential_marks[] = {
+	"withdraw_account_create", "withdraw_account_update", "_zoomex_signature",
+	"_p99_signature", "_ccpayment_signature", "_fiat_gateway_signature",
+	"_envelope_seal",
+	/* from here on: statements' text only, not errors' contexts (see below) */
+	"account_secret", "_credentials", NULL
+};
+#define CALL_MARKS 7
+
+static emit_log_hook_type prev_emit_log_hook = NULL;
+
+static bool
+names_marks(const char *text, int nmarks)
+{
+	for (const char *p = text; *p; p++)
+		for (int m = 0; m < nmarks && credential_marks[m]; m++)
+			if (pg_strncasecmp(p, credential_marks[m], strlen(credential_marks[m])) == 0)
+				return true;
+	return false;
+}
+
+static bool
+names_credentials(const char *text)
+{
+	return names_marks(text, lengthof(credential_marks));
+}
+
+/*
+ * An error's context or internal query quotes SQL text: the calls of
+ * functions that take credentials, with their literals, when a PL/pgSQL
+ * body holds them; but also the extension's own queries of
+ * withdraw.account_secret, which hold parameters, not values, and whose
+ * errors keep their context.
+ */
+static bool
+quotes_credential_call(const char *text)
+{
+	return names_marks(text, CALL_MARKS);
+}
+
+static bool
+identifier_char(char c)
+{
+	return isalnum((unsigned char) c) || c == '_' || IS_HIGHBIT_SET(c);
+}
+
+/*
+ * Does the query EXECUTE a prepared statement whose text names
+ * credentials?  EXECUTE's own text holds the arguments (a malformed jsonb
+ * literal among them) but not the call.  Looks each "EXECUTE name" up
+ * without raising (this runs inside the log hook).
+ */
+static bool
+executes_credentials(const char *query)
+{
+	for (const char *p = query; *p; p++)
+	{
+		char		name[NAMEDATALEN];
+		int			len = 0;
+		const char *q;
+		PreparedStatement *ps;
+
+		if (pg_strncasecmp(p, "execute", 7) != 0 || (p > query && identifier_char(p[-1])) ||
+			!isspace((unsigned char) p[7]))
+			continue;
+		for (q = p + 7; isspace((unsigned char) *q); q++)
+			;
+		if (*q == '"')
+			for (q++; *q && *q != '"' && len < NAMEDATALEN - 1; q++)
+				name[len++] = *q;
+		else
+			for (; identifier_char(*q) && len < NAMEDATALEN - 1; q++)
+				name[len++] = pg_tolower((unsigned char) *q);
+		name[len] = '\0';
+		if (len == 0)
+			continue;
+		ps = FetchPreparedStatement(name, false);
+		if (ps != NULL && ps->plansource->query_string != NULL &&
+			names_credentials(ps->plansource->query_string))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * emit_log_hook: a message logged while the statement names credentials —
+ * or whose context or internal query does, as when a PL/pgSQL function's
+ * body holds the call and its text is quoted in the context — goes to the
+ * server log without the statement, its detail or its context (jsonb's
+ * input errors quote the text they could not read in both).  The client
+ * still gets the detail.  Runs in ErrorContext and must not raise.
+ */
+static void
+hide_credential_statements(ErrorData *edata)
+{
+	if (edata->output_to_server &&
+		((debug_query_string != NULL &&
+		  (names_credentials(debug_query_string) || executes_credentials(debug_query_string))) ||
+		 (edata->context != NULL && quotes_credential_call(edata->context)) ||
+		 (edata->internalquery != NULL && quotes_credential_call(edata->internalquery))))
+	{
+		edata->hide_stmt = true;
+		if (edata->detail != NULL || edata->detail_log != NULL)
+		{
+			if (edata->detail_log != NULL)
+				pfree(edata->detail_log);
+			edata->detail_log = MemoryContextStrdup(ErrorContext,
+													"(hidden from the log: the statement carries credentials)");
+		}
+		if (edata->context != NULL)
+		{
+			pfree(edata->context);
+			edata->context = NULL;
+		}
+		if (edata->internalquery != NULL)
+		{
+			pfree(edata->internalquery);
+			edata->internalquery = NULL;
+			edata->internalpos = 0;
+		}
+	}
+	if (prev_emit_log_hook)
+		prev_emit_log_hook(edata);
+}
+
+/* _PG_init: install the log hook in every process. */
+void
+AccountsLogInit(void)
+{
+	prev_emit_log_hook = emit_log_hook;
+	emit_log_hook = hide_credential_statements;
 }

@@ -15,6 +15,7 @@
 #include "miscadmin.h"
 #include "utils/guc.h"
 
+#include "accounts.h"
 #include "withdraw.h"
 
 PG_MODULE_MAGIC;
@@ -191,6 +192,7 @@ _PG_init(void)
 		return;
 
 	define_settings();
+	AccountsLogInit();
 	WithdrawShmemInit();
 	WithdrawWorkerRegister();
 }

@@ -83,6 +83,8 @@ $PY test/integration/test_security.py || failed+=(security)
 
 echo "== integration suite: hardening (a database owner's planted objects)"
 $PY test/integration/test_hardening.py || failed+=(hardening)
+echo "== integration suite: secrets in the server log"
+$PY test/integration/test_secret_logs.py || failed+=(secret_logs)
 
 # libFuzzer on the parsers of chainup envelopes and keys: 60 s here,
 # bash test/fuzz/run.sh (600 s per target) for the full run

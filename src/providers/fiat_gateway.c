@@ -84,6 +84,7 @@ pay_codes_are_strings(JsonbContainer *codes)
 	return true;
 }
 
+/* account_create/update: the statement carries credentials, so errors hide it */
 static void
 fiat_check_options(Jsonb *options)
 {
@@ -93,18 +94,18 @@ fiat_check_options(Jsonb *options)
 
 	if (mode != NULL && strcmp(mode, "amp_key") != 0 && strcmp(mode, "concat") != 0)
 		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE), errhidestmt(true),
 				 errmsg("option \"sign_mode\" must be \"amp_key\" or \"concat\", not \"%s\"", mode),
 				 errhint("amp_key signs stringA + \"&key=\" + secret; concat signs stringA + secret.")));
 	if (url != NULL && strncmp(url, "https://", 8) != 0 && strncmp(url, "http://", 7) != 0)
 		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE), errhidestmt(true),
 				 errmsg("option \"notify_url\" must be an http(s) URL")));
 	if (json_get(&options->root, "pay_codes", &codes) &&
 		(codes.type != jbvBinary || !JsonContainerIsObject(codes.val.binary.data) ||
 		 !pay_codes_are_strings(codes.val.binary.data)))
 		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE), errhidestmt(true),
 				 errmsg("option \"pay_codes\" must be an object of pay_code to currency"),
 				 errhint("For example {\"1004\": \"KRW\", \"812\": \"INR\"}.")));
 	(void) account_option_int(options, "rules_ttl_ms", 3600 * 1000, 1000, INT_MAX);
