@@ -97,7 +97,7 @@ static int64
 insert_withdrawal(int32 account_id, ValidatedRequest *v)
 {
 	Datum		args[7];
-	char		nulls[7] = "       ";
+	char		nulls[8] = "       ";	/* seven flags and the NUL */
 	bool		isnull;
 
 	if (insert_plan == NULL)
