@@ -232,8 +232,12 @@ address_class(const struct sockaddr *sa)
 			return ipv4_class(ipv4_at(b + 12));
 		if (b[0] == 0x20 && b[1] == 0x02)	/* 6to4 */
 			return ipv4_class(ipv4_at(b + 2));
+		if (memcmp(b, "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\1", 16) == 0)
+			return "loopback";
+		if (memcmp(b, "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0", 16) == 0)
+			return "unspecified";
 		if (b[0] == 0)
-			return "reserved (::/8: unspecified, loopback, IPv4-compatible, local NAT64)";
+			return "reserved (::/8: IPv4-compatible, local NAT64...)";
 		if (b[0] == 0x01 && b[1] == 0 && memcmp(b + 2, "\0\0\0\0\0\0", 6) == 0)
 			return "discard-only (100::/64)";
 		if (b[0] == 0x20 && b[1] == 0x01 && b[2] == 0 && b[3] == 0)
