@@ -99,9 +99,16 @@ def test_loopback_is_refused_after_resolution_unless_allowed():
     try:
         by_name, key1 = new_account(mock.base_url("zoomex").replace("127.0.0.1", "localhost"))
         by_ip, key2 = new_account()
+        # a listener that counts bare TCP connections: not even one is opened
+        listener = Listener()
+        to_listener, key3 = new_account(f"http://127.0.0.1:{listener.port}")
         w1, w2 = create(by_name, "loopname1"), create(by_ip, "loopip1")
+        w3 = create(to_listener, "looplisten1")
         e1 = assert_refused(w1, key1, "is not public: loopback (withdraw.allow_private_addresses is off)")
         e2 = assert_refused(w2, key2, "address 127.0.0.1 is not public: loopback")
+        assert_refused(w3, key3, "address 127.0.0.1 is not public: loopback")
+        assert listener.connections == 0, listener.connections
+        listener.close()
         # the withdrawal's history says why, and that nothing was sent
         path = cluster.state_path(w2)
         assert path[0] == "queued" and path[-1] == "failed" and "submitted" not in path, path
