@@ -102,7 +102,8 @@ socket_callback(CURL *easy, curl_socket_t fd, int what, void *userp, void *socke
 			WatchedSocket *grown = realloc(sockets, sizeof(WatchedSocket) * room);
 
 			if (grown == NULL)
-				return -1;		/* curl fails the transfers of this socket */
+				return -1;		/* curl marks the multi handle dead; see
+								 * socket_action */
 			sockets = grown;
 			socket_room = room;
 		}
@@ -452,8 +453,10 @@ http_url_refusal(const char *url)
 
 	if (!http_url_origin(url, &scheme, &host, &port))
 		return pstrdup("the URL cannot be parsed");
-	if (strcmp(scheme, "https") != 0 && !(strcmp(scheme, "http") == 0 && withdraw_allow_http))
-		return psprintf("%s:// is not allowed (withdraw.allow_http is off)", scheme);
+	if (strcmp(scheme, "http") == 0 && !withdraw_allow_http)
+		return pstrdup("http:// is not allowed (withdraw.allow_http is off)");
+	if (strcmp(scheme, "https") != 0 && strcmp(scheme, "http") != 0)
+		return psprintf("%s:// is not allowed", scheme);
 	if (!http_host_allowed(host))
 		return psprintf("host \"%s\" is not in withdraw.allowed_hosts", host);
 	return NULL;
@@ -585,14 +588,18 @@ http_start(HttpRequest *request, void *tag, MemoryContext cxt)
 {
 	Transfer   *t;
 	CURLMcode	mc;
+	MemoryContext old = MemoryContextSwitchTo(cxt);	/* the exchange's memory */
 	char	   *refusal = http_url_refusal(request->url);
 
+	MemoryContextSwitchTo(old);
 	if (refusal != NULL)
 	{
 		/* completed at once, nothing sent: the next http_wait returns it */
-		MemoryContext old = MemoryContextSwitchTo(cxt);
-		HttpResponse *res = refused_response(refusal);
+		HttpResponse *res;
 		HttpCompletion *c;
+
+		old = MemoryContextSwitchTo(cxt);
+		res = refused_response(refusal);
 
 		MemoryContextSwitchTo(http_cxt);
 		c = palloc(sizeof(HttpCompletion));
