@@ -13,6 +13,8 @@ listener of the test's own) on 127.0.0.1:
   once they are not;
 - withdraw.allow_http = off stops existing http:// accounts at send time;
 - withdraw.allowed_hosts is checked at send time too;
+- withdraw_sync, which fetches from a backend (blocking), is held to the
+  same rules;
 - proxy variables in the postmaster's environment (http_proxy, ALL_PROXY,
   ...) are ignored: the request reaches the mock directly, the would-be
   proxy gets nothing; withdraw.proxy does route through a proxy;
@@ -171,6 +173,33 @@ def test_allowed_hosts_is_checked_when_a_request_is_sent():
     finally:
         reload(**{"withdraw.allowed_hosts": None})
     return error
+
+
+def test_withdraw_sync_in_a_backend_is_guarded_too():
+    import psycopg2
+    cluster.sql("SELECT withdraw_account_create('ngp99', 'p99', %s, %s, %s)",
+                (mock.base_url("p99"), json.dumps({"api_key": "ngp99key", "api_secret": "p99-" + "q" * 12}),
+                 json.dumps({"sync_interval_ms": 3600000})))
+    errors, leaked = [], []
+    for setting, value in (("withdraw.allow_private_addresses", "off"), ("withdraw.allowed_hosts", "api.p99.example")):
+        reload(**{setting: value})
+        t0 = time.time()
+        try:
+            cluster.sql("SELECT withdraw_sync('ngp99')")
+            raise AssertionError(f"withdraw_sync was not refused with {setting} = {value}")
+        except psycopg2.Error as e:
+            errors.append((e.pgcode, e.diag.message_detail))
+        finally:
+            t1 = time.time()
+            reload(**{setting: "on" if setting.endswith("addresses") else None})
+        # nothing of this account reached the mock meanwhile (the worker's
+        # scheduled sync, retried with backoff, is refused as well)
+        leaked += [r for r in mock.requests("p99") if r.get("api_key") == "ngp99key" and t0 <= r["t"] <= t1]
+    assert [c for c, _ in errors] == ["08006", "08006"], errors
+    assert errors[0][1].startswith("refused before sending: address 127.0.0.1 is not public: loopback"), errors
+    assert errors[1][1] == 'refused before sending: host "127.0.0.1" is not in withdraw.allowed_hosts', errors
+    assert leaked == [], leaked
+    return "; ".join(d for _, d in errors)
 
 
 class Listener:
