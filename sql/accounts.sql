@@ -101,7 +101,9 @@ WHERE account_id = (SELECT id FROM withdraw.account WHERE name = 'acme');
 SELECT withdraw_account_update('acme', credentials => '{"api_key": "k10"}');
 \echo SQLSTATE :LAST_ERROR_SQLSTATE
 -- case: withdraw_account_update changes the base URL, checked like at creation
-SELECT withdraw_account_update('acme', base_url => 'https://api2.example.com');
+-- (another host needs the credentials again: see network_guard.sql)
+SELECT withdraw_account_update('acme', base_url => 'https://api2.example.com',
+                               credentials => '{"api_key": "k9", "api_secret": "n3w-s3cr3t"}');
 SELECT withdraw_account_update('acme', base_url => 'ftp://api2.example.com');
 \echo SQLSTATE :LAST_ERROR_SQLSTATE
 SELECT withdraw_account_update('acme', options => '{"max_attempts": 0}');

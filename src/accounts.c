@@ -38,6 +38,7 @@
 #include "jsonutil.h"
 #include "account_limits.h"
 #include "accounts.h"
+#include "http.h"
 #include "secrets.h"
 #include "providers/provider.h"
 #include "withdraw.h"
@@ -106,6 +107,44 @@ check_base_url(const char *url)
 		!isalnum((unsigned char) url[https ? 8 : 7]))
 		account_error(ERRCODE_INVALID_PARAMETER_VALUE,
 					  errmsg("base_url must be a URL with a host and without spaces, query or fragment"));
+}
+
+/*
+ * Where an account may point (issue 14, network guard): the base_url's host
+ * must be in withdraw.allowed_hosts (when set), and a base_url that moves an
+ * account to another scheme, host or port must come with credentials in the
+ * same call.  Sealed credentials were given for one provider's host: carried
+ * to another, the next request would hand them to whoever runs it.  (A
+ * change of path on the same host keeps them.)  old_url is NULL at
+ * creation.  The same checks on scheme and host run again at every send
+ * (http.c), so a narrowed setting also stops existing accounts.
+ */
+static void
+check_destination(const char *url, const char *old_url, bool credentials_given)
+{
+	char	   *scheme;
+	char	   *host;
+	int			port;
+	char	   *old_scheme = "?";
+	char	   *old_host = "?";
+	int			old_port = 0;
+
+	if (!http_url_origin(url, &scheme, &host, &port))
+		account_error(ERRCODE_INVALID_PARAMETER_VALUE,
+					  errmsg("base_url cannot be parsed as a URL"));
+	if (!http_host_allowed(host))
+		account_error(ERRCODE_INSUFFICIENT_PRIVILEGE,
+					  errmsg("base_url host \"%s\" is not in withdraw.allowed_hosts", host),
+					  errhint("A superuser adds provider hosts to withdraw.allowed_hosts in postgresql.conf and reloads."));
+	if (old_url == NULL || credentials_given)
+		return;
+	if (!http_url_origin(old_url, &old_scheme, &old_host, &old_port) ||
+		strcmp(scheme, old_scheme) != 0 || strcmp(host, old_host) != 0 || port != old_port)
+		account_error(ERRCODE_INSUFFICIENT_PRIVILEGE,
+					  errmsg("base_url moves the account to another host: its credentials must be given again"),
+					  errdetail("The stored credentials were given for %s://%s:%d; they are not sent to %s://%s:%d.",
+								old_scheme, old_host, old_port, scheme, host, port),
+					  errhint("Pass the credentials for the new host in the same call: withdraw_account_update(name, base_url => ..., credentials => ...)."));
 }
 
 /* Every required key present as a non-empty string, and nothing else. */
@@ -251,6 +290,7 @@ account_create(PG_FUNCTION_ARGS)
 					  errmsg("provider \"%s\" does not exist", provider_name),
 					  errhint("Known providers: %s.", provider_names()));
 	check_base_url(base_url);
+	check_destination(base_url, NULL, true);
 	check_credentials(provider, credentials);
 	if (options)
 		check_options(provider, options);
@@ -310,6 +350,9 @@ account_update(PG_FUNCTION_ARGS)
 		char	   *base_url = text_to_cstring(PG_GETARG_TEXT_PP(1));
 
 		check_base_url(base_url);
+		run("SELECT base_url FROM withdraw.account WHERE id = $1", 1, types, values, SPI_OK_SELECT);
+		check_destination(base_url, SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1),
+						  !PG_ARGISNULL(2));
 		values[1] = CStringGetTextDatum(base_url);
 		run("UPDATE withdraw.account SET base_url = $2, updated_at = now() WHERE id = $1",
 			2, types, values, SPI_OK_UPDATE);

@@ -10,9 +10,20 @@
  * One multi handle keeps the connection cache, so requests to the same
  * provider reuse connections (keep-alive).
  *
+ * It is also where requests are held to their destinations (issue 14):
+ * a URL whose scheme or host the settings do not allow is refused before
+ * anything leaves (http_url_refusal), an address a host name resolves to
+ * that is not public is refused before connecting (socket-open hook), and
+ * proxies come only from withdraw.proxy, never from the environment.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
+
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 
 #include <curl/curl.h>
 
@@ -25,7 +36,6 @@
 #include "withdraw.h"
 
 #define HTTP_MAX_RESPONSE (1024 * 1024)
-#define HTTP_MAX_SOCKETS 1024
 
 typedef struct Transfer
 {
@@ -39,6 +49,8 @@ typedef struct Transfer
 	bool		truncated;
 	size_t		body_offset;	/* how much of the body curl has read */
 	int			rewinds;		/* times curl started the body over */
+	bool		via_proxy;		/* withdraw.proxy was set */
+	char		refused[200];	/* why the address was refused, or "" */
 } Transfer;
 
 typedef struct WatchedSocket
@@ -48,8 +60,16 @@ typedef struct WatchedSocket
 } WatchedSocket;
 
 static CURLM *multi = NULL;
-static WatchedSocket sockets[HTTP_MAX_SOCKETS];
+
+/*
+ * The sockets curl asks us to watch.  The table grows with them (malloc,
+ * so that a failure is a -1 to curl, never an ERROR thrown through curl's
+ * frames): withdraw.max_in_flight allows thousands of exchanges.  Each
+ * socket's curl "socketp" is its index + 1, so no lookup walks the table.
+ */
+static WatchedSocket *sockets = NULL;
 static int	nsockets = 0;
+static int	socket_room = 0;
 static long curl_timeout_ms = -1;
 static int	in_flight = 0;
 static List *completed = NIL;
@@ -58,22 +78,38 @@ static MemoryContext http_cxt = NULL;
 static int
 socket_callback(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
 {
-	int			i;
+	int			i = (int) (intptr_t) socketp - 1;
 
-	for (i = 0; i < nsockets; i++)
-		if (sockets[i].fd == fd)
-			break;
+	/* the index curl keeps for us; a search only if it were ever stale */
+	if (i < 0 || i >= nsockets || sockets[i].fd != fd)
+		for (i = 0; i < nsockets; i++)
+			if (sockets[i].fd == fd)
+				break;
 	if (what == CURL_POLL_REMOVE)
 	{
 		if (i < nsockets)
+		{
 			sockets[i] = sockets[--nsockets];
+			if (i < nsockets)
+				curl_multi_assign(multi, sockets[i].fd, (void *) (intptr_t) (i + 1));
+		}
 		return 0;
 	}
 	if (i == nsockets)
 	{
-		if (nsockets == HTTP_MAX_SOCKETS)
-			return -1;
+		if (nsockets == socket_room)
+		{
+			int			room = Max(64, socket_room * 2);
+			WatchedSocket *grown = realloc(sockets, sizeof(WatchedSocket) * room);
+
+			if (grown == NULL)
+				return -1;		/* curl marks the multi handle dead; see
+								 * socket_action */
+			sockets = grown;
+			socket_room = room;
+		}
 		nsockets++;
+		curl_multi_assign(multi, fd, (void *) (intptr_t) (i + 1));
 	}
 	sockets[i].fd = fd;
 	sockets[i].what = what;
@@ -137,9 +173,338 @@ seek_callback(void *userp, curl_off_t offset, int origin)
 	return CURL_SEEKFUNC_OK;
 }
 
+/* ---------------------------------------------------------------------
+ * Network guard (issue 14): where requests may go.
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * Why an address is not public, or NULL when it is.  Requests to these are
+ * refused (unless withdraw.allow_private_addresses) whatever name resolved
+ * to them: an account pointed at an internal host must not turn the worker
+ * into a proxy into the server's network (SSRF) nor receive credentials.
+ */
+static const char *
+ipv4_class(uint32 a)
+{
+	if ((a >> 24) == 0)
+		return "\"this network\" (0.0.0.0/8)";
+	if ((a >> 24) == 10 || (a >> 20) == 0xAC1 || (a >> 16) == 0xC0A8)
+		return "private (RFC 1918)";
+	if ((a >> 22) == (0x64400000 >> 22))
+		return "shared address space (100.64.0.0/10)";
+	if ((a >> 24) == 127)
+		return "loopback";
+	if ((a >> 16) == 0xA9FE)
+		return "link-local";
+	if ((a >> 8) == 0xC00000)
+		return "IETF protocol assignments (192.0.0.0/24)";
+	if ((a >> 8) == 0xC00002 || (a >> 8) == 0xC63364 || (a >> 8) == 0xCB0071)
+		return "documentation";
+	if ((a >> 8) == 0xC05863)
+		return "6to4 relay (192.88.99.0/24)";
+	if ((a >> 17) == (0xC6120000 >> 17))
+		return "benchmarking (198.18.0.0/15)";
+	if ((a >> 28) == 0xE)
+		return "multicast";
+	if ((a >> 28) == 0xF)
+		return "reserved (240.0.0.0/4)";
+	return NULL;
+}
+
+static uint32
+ipv4_at(const unsigned char *b)
+{
+	return ((uint32) b[0] << 24) | ((uint32) b[1] << 16) | ((uint32) b[2] << 8) | b[3];
+}
+
+static const char *
+address_class(const struct sockaddr *sa)
+{
+	if (sa->sa_family == AF_INET)
+		return ipv4_class(ntohl(((const struct sockaddr_in *) sa)->sin_addr.s_addr));
+	if (sa->sa_family == AF_INET6)
+	{
+		const unsigned char *b = ((const struct sockaddr_in6 *) sa)->sin6_addr.s6_addr;
+		static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+		static const unsigned char nat64[12] = {0, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0};
+
+		/* an IPv4 address in IPv6 clothing is judged as IPv4 */
+		if (memcmp(b, mapped, 12) == 0 || memcmp(b, nat64, 12) == 0)
+			return ipv4_class(ipv4_at(b + 12));
+		if (b[0] == 0x20 && b[1] == 0x02)	/* 6to4 */
+			return ipv4_class(ipv4_at(b + 2));
+		if (memcmp(b, "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\1", 16) == 0)
+			return "loopback";
+		if (memcmp(b, "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0", 16) == 0)
+			return "unspecified";
+		if (b[0] == 0)
+			return "reserved (::/8: IPv4-compatible, local NAT64...)";
+		if (b[0] == 0x01 && b[1] == 0 && memcmp(b + 2, "\0\0\0\0\0\0", 6) == 0)
+			return "discard-only (100::/64)";
+		if (b[0] == 0x20 && b[1] == 0x01 && b[2] == 0 && b[3] == 0)
+			return "Teredo (2001::/32)";
+		if (b[0] == 0x20 && b[1] == 0x01 && b[2] == 0x0d && b[3] == 0xb8)
+			return "documentation";
+		if ((b[0] & 0xfe) == 0xfc)
+			return "unique local (fc00::/7)";
+		if (b[0] == 0xfe && (b[1] & 0xc0) == 0x80)
+			return "link-local (fe80::/10)";
+		if (b[0] == 0xfe && (b[1] & 0xc0) == 0xc0)
+			return "site-local (fec0::/10)";
+		if (b[0] == 0xff)
+			return "multicast";
+		return NULL;
+	}
+	return "not an Internet address";
+}
+
+/* Notes in t why the address was refused; curl then fails the transfer. */
+static void
+refuse_address(Transfer *t, const char *address, const char *why)
+{
+	snprintf(t->refused, sizeof(t->refused),
+			 "address %s is not public: %s (withdraw.allow_private_addresses is off)",
+			 address, why);
+}
+
+/*
+ * curl's socket-open hook: the address a host name resolved to, before any
+ * connection is made.  Through a proxy (withdraw.proxy, set by a superuser)
+ * the address is the proxy's, and the proxy does the filtering.
+ */
+static curl_socket_t
+opensocket_callback(void *clientp, curlsocktype purpose, struct curl_sockaddr *address)
+{
+	Transfer   *t = (Transfer *) clientp;
+	const char *why;
+
+	if (!t->via_proxy && !withdraw_allow_private_addresses &&
+		(why = address_class(&address->addr)) != NULL)
+	{
+		char		text[INET6_ADDRSTRLEN] = "?";
+
+		if (address->family == AF_INET)
+			inet_ntop(AF_INET, &((struct sockaddr_in *) &address->addr)->sin_addr, text, sizeof(text));
+		else if (address->family == AF_INET6)
+			inet_ntop(AF_INET6, &((struct sockaddr_in6 *) &address->addr)->sin6_addr, text, sizeof(text));
+		refuse_address(t, text, why);
+		return CURL_SOCKET_BAD;
+	}
+	return socket(address->family, address->socktype, address->protocol);
+}
+
+/*
+ * curl's pre-request hook, on new and reused connections alike: a cached
+ * connection opened while withdraw.allow_private_addresses was on is not
+ * used once it is off.
+ */
+static int
+prereq_callback(void *clientp, char *primary_ip, char *local_ip, int primary_port, int local_port)
+{
+	Transfer   *t = (Transfer *) clientp;
+	struct sockaddr_storage ss;
+	const char *why;
+
+	if (t->via_proxy || withdraw_allow_private_addresses)
+		return CURL_PREREQFUNC_OK;
+	memset(&ss, 0, sizeof(ss));
+	if (inet_pton(AF_INET, primary_ip, &((struct sockaddr_in *) &ss)->sin_addr) == 1)
+		ss.ss_family = AF_INET;
+	else if (inet_pton(AF_INET6, primary_ip, &((struct sockaddr_in6 *) &ss)->sin6_addr) == 1)
+		ss.ss_family = AF_INET6;
+	why = ss.ss_family == 0 ? "an address that cannot be read" : address_class((struct sockaddr *) &ss);
+	if (why == NULL)
+		return CURL_PREREQFUNC_OK;
+	refuse_address(t, primary_ip, why);
+	return CURL_PREREQFUNC_ABORT;
+}
+
+/* The guard's options of one transfer: address hooks and the proxy. */
+static void
+guard_transfer(Transfer *t)
+{
+	t->via_proxy = withdraw_proxy != NULL && withdraw_proxy[0] != '\0';
+	curl_easy_setopt(t->easy, CURLOPT_OPENSOCKETFUNCTION, opensocket_callback);
+	curl_easy_setopt(t->easy, CURLOPT_OPENSOCKETDATA, t);
+	curl_easy_setopt(t->easy, CURLOPT_PREREQFUNCTION, prereq_callback);
+	curl_easy_setopt(t->easy, CURLOPT_PREREQDATA, t);
+	/* "" disables proxies, the environment's (http_proxy, ALL_PROXY...) too */
+	curl_easy_setopt(t->easy, CURLOPT_PROXY, t->via_proxy ? withdraw_proxy : "");
+	/* and with one, NO_PROXY from the environment exempts nothing */
+	if (t->via_proxy)
+		curl_easy_setopt(t->easy, CURLOPT_NOPROXY, "");
+}
+
+/* Lower-cased host without IPv6 brackets or a final dot, for comparing. */
+static char *
+normalized_host(const char *host, int len)
+{
+	char	   *h;
+
+	if (len >= 2 && host[0] == '[' && host[len - 1] == ']')
+	{
+		host++;
+		len -= 2;
+	}
+	if (len > 0 && host[len - 1] == '.')
+		len--;
+	h = pnstrdup(host, len);
+	for (char *c = h; *c; c++)
+		*c = pg_tolower((unsigned char) *c);
+	return h;
+}
+
+/*
+ * The scheme, host and port (the scheme's default when absent) of a URL as
+ * libcurl reads it — the same parser that will use the URL — or false.
+ */
+bool
+http_url_origin(const char *url, char **scheme, char **host, int *port)
+{
+	CURLU	   *u = curl_url();
+	char	   *s = NULL;
+	char	   *h = NULL;
+	char	   *p = NULL;
+	bool		ok;
+
+	if (u == NULL)
+		return false;
+	ok = curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+		curl_url_get(u, CURLUPART_SCHEME, &s, 0) == CURLUE_OK &&
+		curl_url_get(u, CURLUPART_HOST, &h, 0) == CURLUE_OK &&
+		curl_url_get(u, CURLUPART_PORT, &p, CURLU_DEFAULT_PORT) == CURLUE_OK &&
+		h[0] != '\0';
+	if (ok)
+	{
+		*scheme = normalized_host(s, strlen(s));
+		*host = normalized_host(h, strlen(h));
+		*port = atoi(p);
+	}
+	curl_free(s);
+	curl_free(h);
+	curl_free(p);
+	curl_url_cleanup(u);
+	return ok;
+}
+
+/*
+ * Is host (normalized) in withdraw.allowed_hosts?  Empty list: any host.
+ * An entry "*.example.com" allows every host below example.com (not
+ * example.com itself, which needs its own entry).
+ */
+bool
+http_host_allowed(const char *host)
+{
+	const char *p = withdraw_allowed_hosts;
+	int			hlen = strlen(host);
+	bool		empty = true;
+
+	if (p == NULL)
+		return true;
+	while (*p)
+	{
+		const char *start;
+		const char *end;
+		char	   *entry;
+		int			elen;
+		bool		match;
+
+		while (*p == ' ' || *p == '\t' || *p == ',')
+			p++;
+		start = p;
+		while (*p && *p != ',')
+			p++;
+		end = p;
+		while (end > start && (end[-1] == ' ' || end[-1] == '\t'))
+			end--;
+		if (end == start)
+			continue;
+		empty = false;
+		if (end - start > 2 && start[0] == '*' && start[1] == '.')
+		{
+			entry = normalized_host(start + 1, end - start - 1);	/* ".example.com" */
+			elen = strlen(entry);
+			match = hlen > elen && strcmp(host + hlen - elen, entry) == 0;
+		}
+		else
+		{
+			entry = normalized_host(start, end - start);
+			match = strcmp(host, entry) == 0;
+		}
+		pfree(entry);
+		if (match)
+			return true;
+	}
+	return empty;
+}
+
+/*
+ * Why a request to url may not be sent under the current settings, or
+ * NULL: the scheme (https, or http with withdraw.allow_http) and the host
+ * (withdraw.allowed_hosts).  Checked at each send, so that a reload that
+ * narrows the settings stops existing accounts too.
+ */
+char *
+http_url_refusal(const char *url)
+{
+	char	   *scheme;
+	char	   *host;
+	int			port;
+
+	if (!http_url_origin(url, &scheme, &host, &port))
+		return pstrdup("the URL cannot be parsed");
+	if (strcmp(scheme, "http") == 0 && !withdraw_allow_http)
+		return pstrdup("http:// is not allowed (withdraw.allow_http is off)");
+	if (strcmp(scheme, "https") != 0 && strcmp(scheme, "http") != 0)
+		return psprintf("%s:// is not allowed", scheme);
+	if (!http_host_allowed(host))
+		return psprintf("host \"%s\" is not in withdraw.allowed_hosts", host);
+	return NULL;
+}
+
+/* A refused request's completion: no byte left, so safe to send again. */
+static HttpResponse *
+refused_response(const char *why)
+{
+	HttpResponse *res = palloc0(sizeof(HttpResponse));
+
+	initStringInfo(&res->body);
+	res->transport_failed = true;
+	res->maybe_delivered = false;
+	res->error = psprintf("refused before sending: %s", why);
+	return res;
+}
+
+/*
+ * Lets the worker have as many sockets as the hard limit allows (at most
+ * 65536): the usual soft limit of 1024 would fail exchanges beyond it
+ * although withdraw.max_in_flight allows 10,000.
+ */
+static void
+raise_socket_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
+	{
+		rlim_t		want = rl.rlim_max == RLIM_INFINITY ? 65536 : Min(rl.rlim_max, 65536);
+
+		if (rl.rlim_cur < want)
+		{
+			rl.rlim_cur = want;
+			if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+				ereport(LOG,
+						(errmsg("withdraw: could not raise the open-files limit to %lu: %m",
+								(unsigned long) want)));
+		}
+	}
+}
+
 void
 http_init(void)
 {
+	raise_socket_limit();
 	if (curl_global_init(CURL_GLOBAL_ALL) != CURLE_OK)
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
@@ -199,6 +564,7 @@ transfer_create(HttpRequest *request, void *tag, MemoryContext cxt)
 	if (withdraw_ca_file != NULL && withdraw_ca_file[0] != '\0')
 		curl_easy_setopt(t->easy, CURLOPT_CAINFO, withdraw_ca_file);
 	curl_easy_setopt(t->easy, CURLOPT_USERAGENT, "withdraw/0.1.0");
+	guard_transfer(t);
 	if (strcmp(request->method, "POST") == 0)
 	{
 		curl_easy_setopt(t->easy, CURLOPT_POST, 1L);
@@ -221,8 +587,31 @@ transfer_create(HttpRequest *request, void *tag, MemoryContext cxt)
 void
 http_start(HttpRequest *request, void *tag, MemoryContext cxt)
 {
-	Transfer   *t = transfer_create(request, tag, cxt);
-	CURLMcode	mc = curl_multi_add_handle(multi, t->easy);
+	Transfer   *t;
+	CURLMcode	mc;
+	MemoryContext old = MemoryContextSwitchTo(cxt);	/* the exchange's memory */
+	char	   *refusal = http_url_refusal(request->url);
+
+	MemoryContextSwitchTo(old);
+	if (refusal != NULL)
+	{
+		/* completed at once, nothing sent: the next http_wait returns it */
+		HttpResponse *res;
+		HttpCompletion *c;
+
+		old = MemoryContextSwitchTo(cxt);
+		res = refused_response(refusal);
+
+		MemoryContextSwitchTo(http_cxt);
+		c = palloc(sizeof(HttpCompletion));
+		c->tag = tag;
+		c->response = res;
+		completed = lappend(completed, c);
+		MemoryContextSwitchTo(old);
+		return;
+	}
+	t = transfer_create(request, tag, cxt);
+	mc = curl_multi_add_handle(multi, t->easy);
 
 	if (mc != CURLM_OK)
 		ereport(ERROR,
@@ -285,6 +674,12 @@ transfer_finish(Transfer *t, CURLcode code)
 			res->error = psprintf("response larger than %d bytes", HTTP_MAX_RESPONSE);
 		if (t->rewinds > 0)
 			res->error = pstrdup("the connection died after the request was sent: it may have reached the provider");
+		if (t->refused[0] != '\0')
+		{
+			/* refused before connecting or before the request: not sent */
+			res->maybe_delivered = false;
+			res->error = psprintf("refused before sending: %s", t->refused);
+		}
 	}
 	curl_easy_cleanup(t->easy);
 	curl_slist_free_all(t->headers);
@@ -330,7 +725,10 @@ http_perform(HttpRequest *request)
 	static bool initialized = false;
 	Transfer   *t;
 	CURLcode	code;
+	char	   *refusal = http_url_refusal(request->url);
 
+	if (refusal != NULL)
+		return refused_response(refusal);
 	if (!initialized)
 	{
 		if (curl_global_init(CURL_GLOBAL_ALL) != CURLE_OK)
@@ -359,20 +757,51 @@ drain_messages(void)
 			finish_transfer(msg->easy_handle, msg->data.result);
 }
 
+/*
+ * Hands curl the events of one socket (or its timeouts).  An error of the
+ * multi handle leaves the exchanges in flight in an unknown state: the
+ * worker stops with the reason, and on restart its rows in 'sending' are
+ * recovered as unknown and reconciled, as after a crash.  A socket curl no
+ * longer knows (closed while its event waited) is not an error.
+ */
+static void
+socket_action(curl_socket_t fd, int mask)
+{
+	int			running;
+	CURLMcode	mc = curl_multi_socket_action(multi, fd, mask, &running);
+
+	if (mc == CURLM_OK)
+		return;
+	if (mc == CURLM_BAD_SOCKET)
+	{
+		elog(DEBUG1, "withdraw: libcurl no longer knows socket %d", (int) fd);
+		return;
+	}
+	ereport(ERROR,
+			(errcode(ERRCODE_INTERNAL_ERROR),
+			 errmsg("libcurl failed while driving the requests in flight: %s",
+					curl_multi_strerror(mc)),
+			 errdetail("The worker restarts; the withdrawals it had in flight are then reconciled as unknown.")));
+}
+
 bool
 http_wait(long timeout_ms, uint32 wait_event_info)
 {
 	WaitEventSet *set;
-	WaitEvent	events[HTTP_MAX_SOCKETS + 2];
+	WaitEvent  *events;
 	int			nevents;
-	int			running;
+	int			nwatched = nsockets + 2;
 	bool		latch_set = false;
 	bool		socket_ready = false;
 
 	if (in_flight > 0 && curl_timeout_ms >= 0 && curl_timeout_ms < timeout_ms)
 		timeout_ms = curl_timeout_ms;
+	/* requests refused before sending are already complete */
+	if (completed != NIL)
+		timeout_ms = 0;
 
-	set = withdraw_wait_event_set(nsockets + 2);
+	events = palloc(sizeof(WaitEvent) * nwatched);
+	set = withdraw_wait_event_set(nwatched);
 	AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
 	AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
 	for (int i = 0; i < nsockets; i++)
@@ -386,7 +815,7 @@ http_wait(long timeout_ms, uint32 wait_event_info)
 		AddWaitEventToSet(set, ev, sockets[i].fd, NULL, NULL);
 	}
 
-	nevents = WaitEventSetWait(set, timeout_ms, events, lengthof(events), wait_event_info);
+	nevents = WaitEventSetWait(set, timeout_ms, events, nwatched, wait_event_info);
 	FreeWaitEventSet(set);
 
 	for (int i = 0; i < nevents; i++)
@@ -404,13 +833,14 @@ http_wait(long timeout_ms, uint32 wait_event_info)
 				mask |= CURL_CSELECT_IN;
 			if (events[i].events & WL_SOCKET_WRITEABLE)
 				mask |= CURL_CSELECT_OUT;
-			curl_multi_socket_action(multi, events[i].fd, mask, &running);
+			socket_action(events[i].fd, mask);
 			socket_ready = true;
 		}
 	}
+	pfree(events);
 	/* let curl handle its timeouts (and start newly added transfers) */
 	if (!socket_ready || in_flight > 0)
-		curl_multi_socket_action(multi, CURL_SOCKET_TIMEOUT, 0, &running);
+		socket_action(CURL_SOCKET_TIMEOUT, 0);
 	drain_messages();
 	return latch_set;
 }

@@ -56,4 +56,9 @@ extern HttpResponse *http_perform(HttpRequest *request);
 extern bool http_wait(long timeout_ms, uint32 wait_event_info);
 extern List *http_collect(void);
 
+/* Network guard (issue 14): where requests may go. */
+extern bool http_url_origin(const char *url, char **scheme, char **host, int *port);
+extern bool http_host_allowed(const char *host);
+extern char *http_url_refusal(const char *url);
+
 #endif							/* WITHDRAW_HTTP_H */

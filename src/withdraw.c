@@ -9,6 +9,7 @@
  */
 #include "postgres.h"
 
+#include <ctype.h>
 #include <limits.h>
 
 #include "fmgr.h"
@@ -37,7 +38,61 @@ bool		withdraw_allow_http = false;
 int			withdraw_retention_s = 30 * 24 * 3600;
 int			withdraw_retention_batch = 1000;
 
+/* network guard (issue 14): where requests may go */
+char	   *withdraw_allowed_hosts = NULL;
+bool		withdraw_allow_private_addresses = false;
+char	   *withdraw_proxy = NULL;
+
 void		_PG_init(void);
+
+/*
+ * withdraw.allowed_hosts: a comma-separated list of host names or IP
+ * literals, each optionally starting with "*." (any host below that
+ * domain, not the domain itself).  A typo must fail at reload, not turn
+ * into a silent refusal of every request, so the syntax is checked here.
+ */
+static bool
+check_allowed_hosts(char **newval, void **extra, GucSource source)
+{
+	const char *p = *newval;
+
+	if (p == NULL || strspn(p, " \t") == strlen(p))
+		return true;			/* the empty list: no limit */
+	while (*p)
+	{
+		const char *start;
+		const char *end;
+		const char *c;
+
+		while (*p == ' ' || *p == '\t')
+			p++;
+		start = p;
+		while (*p && *p != ',')
+			p++;
+		end = p;
+		while (end > start && (end[-1] == ' ' || end[-1] == '\t'))
+			end--;
+		if (*p == ',')
+			p++;
+		if (end == start)
+		{
+			GUC_check_errdetail("An entry of the list is empty.");
+			return false;
+		}
+		c = start;
+		if (end - c > 2 && c[0] == '*' && c[1] == '.')
+			c += 2;
+		for (; c < end; c++)
+			if (!isalnum((unsigned char) *c) && *c != '.' && *c != '-' && *c != ':' &&
+				*c != '[' && *c != ']' && *c != '_')
+			{
+				GUC_check_errdetail("\"%.*s\" is not a host name: use names, IP addresses or \"*.domain\", separated by commas.",
+									(int) (end - start), start);
+				return false;
+			}
+	}
+	return true;
+}
 
 static void
 define_settings(void)
@@ -175,6 +230,36 @@ define_settings(void)
 							1000, 1, 1000000,
 							PGC_SIGHUP, 0,
 							NULL, NULL, NULL);
+
+	/* network guard (issue 14): where requests may go; see http.c */
+	DefineCustomStringVariable("withdraw.allowed_hosts",
+							   "Provider hosts that accounts may name and requests may go to.",
+							   "Comma-separated host names or IP addresses; \"*.example.com\" allows any host below "
+							   "example.com. Empty means no limit; production should list its providers.",
+							   &withdraw_allowed_hosts,
+							   "",
+							   PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY,
+							   check_allowed_hosts, NULL, NULL);
+
+	DefineCustomBoolVariable("withdraw.allow_private_addresses",
+							 "Allows requests to loopback, private, link-local and other non-public addresses.",
+							 "Checked on the address a host name resolves to, before connecting. "
+							 "Only for tests against local mock providers.",
+							 &withdraw_allow_private_addresses,
+							 false,
+							 PGC_SIGHUP,
+							 GUC_SUPERUSER_ONLY,
+							 NULL, NULL, NULL);
+
+	DefineCustomStringVariable("withdraw.proxy",
+							   "HTTP(S) proxy through which every provider request goes.",
+							   "Empty means none: proxy variables of the server's environment are ignored.",
+							   &withdraw_proxy,
+							   "",
+							   PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("withdraw");
 }

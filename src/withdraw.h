@@ -31,6 +31,11 @@ extern bool withdraw_allow_http;
 extern int	withdraw_retention_s;
 extern int	withdraw_retention_batch;
 
+/* network guard (issue 14) */
+extern char *withdraw_allowed_hosts;
+extern bool withdraw_allow_private_addresses;
+extern char *withdraw_proxy;
+
 /* the extension version (withdraw.control) whose objects this library uses */
 #define WITHDRAW_SCHEMA_VERSION "0.4.0"
 

@@ -85,6 +85,8 @@ echo "== integration suite: hardening (a database owner's planted objects)"
 $PY test/integration/test_hardening.py || failed+=(hardening)
 echo "== integration suite: secrets in the server log"
 $PY test/integration/test_secret_logs.py || failed+=(secret_logs)
+echo "== integration suite: network guard"
+$PY test/integration/test_network_guard.py || failed+=(network-guard)
 
 # libFuzzer on the parsers of chainup envelopes and keys: 60 s here,
 # bash test/fuzz/run.sh (600 s per target) for the full run

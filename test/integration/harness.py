@@ -50,6 +50,8 @@ class Cluster:
         "shared_preload_libraries": "'withdraw'",
         "withdraw.database_name": "'postgres'",
         "withdraw.allow_http": "on",
+        # the mocks listen on 127.0.0.1, which production refuses (README, Security)
+        "withdraw.allow_private_addresses": "on",
         "withdraw.naptime": "100",
         "withdraw.poll_interval": "200",
         "withdraw.retry_base_delay": "200",
@@ -83,12 +85,14 @@ class Cluster:
             for k, v in conf.items():
                 f.write(f"{k} = {v}\n")
 
-    def pg_ctl(self, *args, check=True):
+    def pg_ctl(self, *args, check=True, env=None):
         return subprocess.run([os.path.join(self.bindir, "pg_ctl"), "-D", self.data, "-l", self.log,
-                               "-w", *args], check=check, stdout=subprocess.DEVNULL)
+                               "-w", *args], check=check, stdout=subprocess.DEVNULL, env=env)
 
-    def start(self):
-        self.pg_ctl("start")
+    def start(self, env=None):
+        """Starts the server; env (a dict) is the postmaster's environment,
+        by default this process's."""
+        self.pg_ctl("start", env=env)
         return self
 
     def stop(self, mode="fast"):
