@@ -40,7 +40,9 @@ root_for() {
 	local name=$1 suite=$2 key root apt_opts
 	shift 2
 	local pkgs="$*"
-	key=$(echo "$suite $pkgs" | sha256sum | cut -c1-12)
+	local host_suite
+	host_suite=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
+	key=$(echo "$suite $pkgs $([ "$suite" = "$host_suite" ] && echo host-sources)" | sha256sum | cut -c1-12)
 	root="$cache/$suite-$name-$key"
 	if [ -f "$root/.withdraw-ready" ]; then
 		echo "$root"
@@ -59,6 +61,13 @@ root_for() {
 	chmod 755 "$root.tmp/usr/sbin/policy-rc.d"
 	mkdir -p "$root.tmp/etc/postgresql-common"
 	echo "create_main_cluster = false" >"$root.tmp/etc/postgresql-common/createcluster.conf"
+	# this machine's own release: its updates and security suites too (a
+	# package built here depends on the server version installed here)
+	if [ "$suite" = "$host_suite" ]; then
+		rm -f "$root.tmp/etc/apt/sources.list"
+		cp /etc/apt/sources.list.d/*.sources "$root.tmp/etc/apt/sources.list.d/" 2>/dev/null || true
+		[ -f /etc/apt/sources.list ] && cp /etc/apt/sources.list "$root.tmp/etc/apt/"
+	fi
 	# an unstable suite's Release file may be past its Valid-Until in the archive
 	apt_opts=(-o Acquire::Check-Valid-Until=false -q)
 	# maintainer scripts (postgresql-common's) need /proc
