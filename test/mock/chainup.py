@@ -89,6 +89,8 @@ Config ("chainup" section):
   withdraw_fee      "0"        real_fee        "0.00042"
   confirm_timeout_s 10.0       notify_timeout_s 5.0     retry_delays_s   [0.5, 1, 2]
   sync_page_size    100        notify_dates     "datetime" ("ms")
+  plain_answers     false: true answers every request with the plaintext object
+                    itself, unsealed (an answer the merchant must not believe)
 
 Control (served by the core under /_mock/chainup/):
   GET  /keys            {"wallet_public_key": PEM, "wallet_public_key_b64": base64 DER}
@@ -144,6 +146,7 @@ DEFAULT_CONFIG = {
     "retry_delays_s": [0.5, 1.0, 2.0],
     "sync_page_size": 100,
     "notify_dates": "datetime",
+    "plain_answers": False,
 }
 
 STATS = ("executed", "duplicates_refused", "confirm_failures", "bad_signatures",
@@ -462,6 +465,8 @@ class Provider:
                                 serialization.PublicFormat.SubjectPublicKeyInfo).decode()
 
     def sealed(self, code, msg, data=None):
+        if self.cfg.get("plain_answers"):
+            return {"code": str(code), "msg": msg, "data": data}
         return {"data": seal(self.wallet(), dumps({"code": str(code), "msg": msg, "data": data}))}
 
     # -- plumbing shared with the core
