@@ -995,9 +995,11 @@ chainup_read_callback(WithdrawAccount *account, const char *body, int len, Jsonb
 /*
  * Does the platform's message describe the request we stored?  A second
  * confirmation names from_uid, to_address, amount and symbol; a
- * withdrawal notification names request_id, id, uid, symbol and amount
- * (all required by the docs), which must be the withdrawal's own, so that
- * a document pieced together from two envelopes names one withdrawal.
+ * withdrawal notification names request_id, id, uid, symbol, amount and
+ * address_to (all required by the docs), which must be the withdrawal's
+ * own, so that a document pieced together from two envelopes names one
+ * withdrawal (the platform's field order puts address_to after the 234th
+ * byte when the request_id is long, so a spliced tail shows there).
  */
 static char *
 chainup_confirm_mismatch(Jsonb *request, CallbackNotice *notice)
@@ -1008,7 +1010,7 @@ chainup_confirm_mismatch(Jsonb *request, CallbackNotice *notice)
 	};
 	static const char *const notice_fields[][2] = {
 		{"request_id", "request_id"}, {"uid", "from_uid"}, {"symbol", "symbol"},
-		{"amount", "amount"}
+		{"amount", "amount"}, {"address_to", "to_address"}
 	};
 	bool		is_notice = notice->kind == CALLBACK_WITHDRAWAL;
 	const char *const (*fields)[2] = is_notice ? notice_fields : confirm_fields;
@@ -1031,8 +1033,9 @@ chainup_confirm_mismatch(Jsonb *request, CallbackNotice *notice)
 			same = false;
 		else if (strcmp(fields[i][1], "amount") == 0)
 			same = decimal_equal(ours, theirs);
-		else if (is_notice && strcmp(fields[i][1], "symbol") == 0)
-			same = pg_strcasecmp(ours, theirs) == 0;
+		else if (is_notice && (strcmp(fields[i][1], "symbol") == 0 ||
+							   strcmp(fields[i][1], "to_address") == 0))
+			same = pg_strcasecmp(ours, theirs) == 0;	/* as the platform may spell them */
 		else
 			same = strcmp(ours, theirs) == 0;
 		if (!same)
