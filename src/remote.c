@@ -63,6 +63,7 @@ remote_upsert(int32 account_id, RemoteRecord *r)
 	Datum		v[20];
 	char		n[21] = "                    ";
 	bool		changed;
+	MemoryContext caller_cxt = CurrentMemoryContext;
 
 	if (upsert_plan == NULL)
 	{
@@ -119,8 +120,15 @@ remote_upsert(int32 account_id, RemoteRecord *r)
 	if (SPI_execute_plan(upsert_plan, v, n, false, 0) != SPI_OK_INSERT_RETURNING)
 		elog(ERROR, "storing a remote withdrawal failed");
 	changed = SPI_processed > 0;
-	/* the RETURNING rows would otherwise live until SPI_finish: one per record */
+
+	/*
+	 * The RETURNING rows would otherwise live until SPI_finish, and SPI
+	 * leaves us in its procedure context: back to the caller's, so that a
+	 * caller that resets its own context per page (withdraw_sync) frees
+	 * everything a page needed.
+	 */
 	SPI_freetuptable(SPI_tuptable);
+	MemoryContextSwitchTo(caller_cxt);
 	return changed;
 }
 
