@@ -27,7 +27,7 @@ Config ("zoomex" section):
   time_fields_as_strings  query-record create_time/update_time as strings (the doc's
                     table types them "string"; default false: integers)
   create_retcode    null, or any JSON value: inner-create answers {"retCode": value,
-                    "retMsg": "OK", "result": {}} after authentication and validation,
+                    "retMsg": "OK", "result": {"withdraw_id": "990001"}} after authentication and validation,
                     executing nothing (a malformed code such as "" or "-" must not read
                     as success)
 """
@@ -293,7 +293,7 @@ class Provider:
         """inner-create after authentication: validate, rate-limit, dedupe, execute."""
         self._validate_create(p)
         if self.cfg.get("create_retcode") is not None:
-            return 200, {"retCode": self.cfg["create_retcode"], "retMsg": "OK", "result": {},
+            return 200, {"retCode": self.cfg["create_retcode"], "retMsg": "OK", "result": {"withdraw_id": "990001"},
                          "retExtInfo": None, "time": now_ms()}
         last = self.last_create.get(key)
         if last is not None and abs(req.mono - last) < self.cfg["create_interval_s"]:
