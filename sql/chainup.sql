@@ -123,6 +123,10 @@ SELECT withdraw._envelope_open(pg_temp.b64u(substring(pg_temp.raw(:'env_a') from
   || substring(pg_temp.raw(:'env_b') from 257) || substring(pg_temp.raw(:'env_a') from 257)), :'pri_pub');
 SELECT verdict, idempotency_key, detail FROM withdraw.callbacks WHERE account = 'chainup_splice' ORDER BY id;
 SELECT withdraw_account_drop('chainup_splice');
+-- case: notify_window_ms (the notifications' freshness window) is bounded
+SELECT withdraw_account_update('chainup', options => '{"notify_window_ms": 0}');
+SELECT withdraw_account_update('chainup', options => '{"notify_window_ms": 3600000}');
+SELECT options FROM withdraw.accounts WHERE name = 'chainup';
 -- case: callbacks of a provider that makes none
 SELECT withdraw_callback('zoomex', '{}');
 -- case: callbacks are for the webhook role; withdraw_user cannot call them, nor the vector functions

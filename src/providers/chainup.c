@@ -15,6 +15,15 @@
  * (110088) is never answered with a new one: the withdrawal is settled by
  * looking its request_id up in withdrawList.
  *
+ * The platform signs its envelopes block by block, with nothing over the
+ * whole, and the seed documents no structure that binds the blocks.  What
+ * binds them here: the block shape (envelope.c), one JSON document naming
+ * no key twice (chainup_document), the ids each message must carry (the
+ * request ids asked for, the stored withdrawal's), the notification's own
+ * clock, and, for a failure reported by notification, a status poll whose
+ * sealed answer decides.  An answer that is not sealed is believed only
+ * when it reports an error.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
