@@ -8,7 +8,8 @@
   brings another withdrawal's status cannot fail ours (a failure by
   notification waits for a status poll), and nothing changes.
 - Notifications outside the account's notify_window_ms are refused.
-- An answer that is not sealed is not believed, even when it says success.
+- An answer that is not sealed is not believed, even when it says success;
+  a status answer listing a request id not asked for is refused whole.
 - zoomex: an empty or "-" retCode is not success.
 - withdraw.callback is pruned by withdraw.retention.
 - withdraw_sync streams pages: its memory at page 60 is that of page 10.
@@ -245,6 +246,26 @@ def test_unsealed_answers_are_not_believed():
     cluster.sql("SELECT withdraw_refresh(%s)", (wid,))
     cluster.wait_withdrawal(wid, ["succeeded"], COLS, 20)
     return "unsealed {code: 0, status 5}: not believed; sealed: succeeded"
+
+
+def test_a_status_answer_must_answer_the_question():
+    """withdrawList lists a record that was not asked for: the whole answer is
+    refused (it does not answer this question), nothing is taken from it."""
+    wa, _ = held("si-asked", "hold-asked")
+    wb, _ = held("si-other", "hold-other")
+    mock.call("POST", "/_mock/chainup/status", {"request_id": "si-asked", "status": 5, "app_id": APP_ID})
+    cluster.wait_withdrawal(wa, ["succeeded"], COLS, 20)
+    # si-other's poll is answered with si-asked's record (status 5) alongside
+    mock.configure({"chainup": {"list_extra_ids": ["si-asked"]}})
+    try:
+        mark = last_attempt_id()
+        cluster.sql("SELECT withdraw_refresh(%s)", (wb,))
+        wait_until(lambda: status_polls(wb, mark) >= 1, 10, 0.05, "the poll")
+        r = row(wb)
+    finally:
+        mock.configure({"chainup": {"list_extra_ids": []}})
+    assert r["state"] == "processing" and "not asked for" in (r["last_error"] or ""), r
+    return r["last_error"]
 
 
 def test_zoomex_malformed_retcode_is_not_success():

@@ -91,6 +91,8 @@ Config ("chainup" section):
   sync_page_size    100        notify_dates     "datetime" ("ms")
   plain_answers     false: true answers every request with the plaintext object
                     itself, unsealed (an answer the merchant must not believe)
+  list_extra_ids    []: request_ids withdrawList lists besides those asked for (an
+                    answer that does not answer the question)
 
 Control (served by the core under /_mock/chainup/):
   GET  /keys            {"wallet_public_key": PEM, "wallet_public_key_b64": base64 DER}
@@ -147,6 +149,7 @@ DEFAULT_CONFIG = {
     "sync_page_size": 100,
     "notify_dates": "datetime",
     "plain_answers": False,
+    "list_extra_ids": [],
 }
 
 STATS = ("executed", "duplicates_refused", "confirm_failures", "bad_signatures",
@@ -681,7 +684,7 @@ class Provider:
                           "validation_errors")
         self._advance()
         out, seen = [], set()
-        for rid in wanted:
+        for rid in wanted + [i for i in self.cfg.get("list_extra_ids") or [] if i not in wanted]:
             r = self.by_rid.get((app_id, rid))
             if r is not None and rid not in seen:
                 seen.add(rid)
