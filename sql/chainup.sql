@@ -81,6 +81,52 @@ SELECT kind, verdict, withdrawal_id, content, detail FROM withdraw.callbacks ORD
 SELECT withdraw_callback('chainup', 'app_id=baaceb1e506e1b5d7d1f0a3b1622583b&data=UoJC0VeVSvdOCYbkUIQxnJ2k-MINFmdfhHo1bpgK1kqcCKEZ1MtBFmvMnrZsmpQKVyNbFyBmLHzOk_T5FTxKA0VROneKR4wyK0G6HPQM6pDeSz2BPwwaw-2uiBSiPeQEwOabWl0MLyoJyj1g4VLcBgazCYeD5YPJXFOzjAEgkhfbMEcoS1to_ooISnIMeQvhj8g3I3m5k519eJ9KWOv5R3_EGMaI-yLlCB5CIVd4byjnBxDJxsRMR7yuEhIjfvsy49MgglSTrddCFu3ZHNwGlv_DzTJIMhJHRV7z4x8YQV2atP-BBgY9eozPa0JIkjBctdqigvzJs5nsbl76wL5Gv5-icGv4qtOF0w11t0oPi051Y7fiuPJ20BK6GAPEu_HroTvcWh-3vh2_U03Donv306HMvC-vXrQH18TGVqjtOlVhQW_wg4PF9fjMgNCsk3k57vzVfuRruurLv6-FD6HRvoUe4WfgSAi-jMRpuwXC8mL44r-dLDfo4wUdrjEk8tkjSZea8O066bJeVVUU3rD7qqL32Uf-3Bkcy26jsHLf-QK8oYi2xjddd2PSoHnpSIbRdDYrYLdO_zUFZudg4FBHFzQ6sSLesS_jA63xJZS1xk6EjejaSpID3r-7YXDQtM3y5O1TG3URmF5sVbWL5iekubN2jEjkQ2QdV4hz0sBdmlx8GrPUWSnbtLMV7zcxAhyodzIeWeeZCKeu1AF903YJvKZls8eKMEvd__PYSnnRtXVxNUvFFo-GL3sOtDAAhjKdLLSWCVGqDQsKSrORffejbDeHVGsmtFxPC5kvKHLbJvAW6QDzpG8hqmZLrtjxvTmcVMt1_hn9-VSi-qFW8xPorYmF5Hw1G5nZca7NK5k2Qs6xieNgw34Sps-tj38WxhXacRwlEp1Yt3Jj3BlMlxCD9VWxWO17Yvj3MmJTNgf-d22PvPV_mZrJaqjm6BSfuz9DVYVjsIuZF_eOgMaVTm31FFuFZvPF9G_lhC4CQ0Zb5KfpYx0NMJjGfBPtxZ3MsF8H');
 SELECT kind, verdict, withdrawal_id, content->>'side' AS side, content->>'symbol' AS symbol
 FROM withdraw.callbacks WHERE verdict <> 'rejected' ORDER BY id;
+-- case: a form value that ends in '%' and one hex digit is read no further than the body:
+-- the body is a column of a stored row, so the byte after it is the next column's length
+-- byte, here '1' (23 bytes of text); read as '%41', 'QUF%4' would decode to 'QUFA', 3 bytes
+CREATE TABLE pg_temp.bodies (body text, next_column text);
+INSERT INTO pg_temp.bodies VALUES ('app_id=baaceb1e506e1b5d7d1f0a3b1622583b&data=QUF%4', repeat('x', 23));
+SELECT withdraw_callback('chainup', body) FROM pg_temp.bodies;
+SELECT verdict, detail FROM withdraw.callbacks ORDER BY id DESC LIMIT 1;
+-- case: withdraw_sync bounds are Unix seconds a timestamp can hold (19 digits overflowed)
+SELECT withdraw_sync('chainup', '{"start": 9223372036854775807}');
+SELECT withdraw_sync('chainup', '{"end": -1}');
+-- case: the platform's envelopes are bound to one message.  An account whose platform key
+-- is the demo pair's public half, so that this test can seal as the platform does
+SELECT withdraw_account_create('chainup_splice', 'chainup', 'http://127.0.0.1:9/chainup',
+  jsonb_build_object('app_id', 'app-splice', 'merchant_private_key', :'pri', 'platform_public_key', :'pri_pub'));
+CREATE FUNCTION pg_temp.raw(t text) RETURNS bytea LANGUAGE sql
+  AS $$ SELECT decode(rpad(translate(t, '-_', '+/'), (length(t) + 3) / 4 * 4, '='), 'base64') $$;
+CREATE FUNCTION pg_temp.b64u(b bytea) RETURNS text LANGUAGE sql
+  AS $$ SELECT rtrim(translate(replace(encode(b, 'base64'), E'\n', ''), '+/', '-_'), '=') $$;
+-- two authentic notifications of two blocks each (234 + 158 and 234 + 98 bytes); the block
+-- boundary falls inside "pad" in both, so A's first block and B's second make valid JSON
+SELECT withdraw._envelope_seal('{"side":"withdraw","notify_time":"1","request_id":"splice-a","id":"1","status":"1","pad":"'
+         || repeat('a', 300) || '"}', :'pri') AS env_a,
+       withdraw._envelope_seal('{"pad":"' || repeat('b', 240)
+         || '","side":"withdraw","notify_time":"2","request_id":"splice-b","id":"2","status":"4"}', :'pri') AS env_b \gset
+SELECT withdraw_callback('chainup_splice', 'app_id=app-splice&data=' || :'env_a') AS a_alone,
+       withdraw_callback('chainup_splice', 'app_id=app-splice&data=' || :'env_b') AS b_alone;
+-- A's first block, B's second: every block authentic, but the text names side, notify_time,
+-- request_id, id and status twice (jsonb would keep B's): not one message, refused
+SELECT withdraw_callback('chainup_splice', 'app_id=app-splice&data=' ||
+  pg_temp.b64u(substring(pg_temp.raw(:'env_a') from 1 for 256) || substring(pg_temp.raw(:'env_b') from 257)))
+  AS spliced;
+-- B's last block first: a block shorter than a chunk ends a message, it cannot be followed
+SELECT withdraw._envelope_open(pg_temp.b64u(substring(pg_temp.raw(:'env_b') from 257)
+                                            || substring(pg_temp.raw(:'env_a') from 257)), :'pri_pub');
+SELECT withdraw_callback('chainup_splice', 'app_id=app-splice&data=' ||
+  pg_temp.b64u(substring(pg_temp.raw(:'env_b') from 257) || substring(pg_temp.raw(:'env_a') from 257)))
+  AS short_block_first;
+-- a full first block, then a middle block shorter than it
+SELECT withdraw._envelope_open(pg_temp.b64u(substring(pg_temp.raw(:'env_a') from 1 for 256)
+  || substring(pg_temp.raw(:'env_b') from 257) || substring(pg_temp.raw(:'env_a') from 257)), :'pri_pub');
+SELECT verdict, idempotency_key, detail FROM withdraw.callbacks WHERE account = 'chainup_splice' ORDER BY id;
+SELECT withdraw_account_drop('chainup_splice');
+-- case: notify_window_ms (the notifications' freshness window) is bounded
+SELECT withdraw_account_update('chainup', options => '{"notify_window_ms": 0}');
+SELECT withdraw_account_update('chainup', options => '{"notify_window_ms": 3600000}');
+SELECT options FROM withdraw.accounts WHERE name = 'chainup';
 -- case: callbacks of a provider that makes none
 SELECT withdraw_callback('zoomex', '{}');
 -- case: callbacks are for the webhook role; withdraw_user cannot call them, nor the vector functions

@@ -15,7 +15,15 @@
  * state is applied only where withdraw.state_transition allows it, so
  * repeats and late, out-of-order deliveries change nothing.  A row whose
  * create is still in flight ('sending') keeps its state; the worker's
- * own outcome and status polls settle it.
+ * own outcome and status polls settle it.  A provider may ask for more
+ * (CallbackNotice): a notification older or newer than its window is
+ * refused, and a state it cannot vouch for alone (chainup's failures,
+ * whose envelopes are signed block by block) only makes the withdrawal
+ * due for a status poll, whose authenticated answer decides.
+ *
+ * What a caller that is not authenticated leaves behind is bounded: no
+ * content, a short detail; withdraw.callback is pruned with the rest of
+ * the history (store_prune).
  *
  *-------------------------------------------------------------------------
  */
@@ -24,6 +32,7 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
@@ -33,6 +42,7 @@
 #include "spi_util.h"
 #include "store.h"
 #include "triggers.h"
+#include "withdraw.h"
 
 PG_FUNCTION_INFO_V1(withdraw_callback);
 PG_FUNCTION_INFO_V1(withdraw_confirm);
@@ -50,6 +60,9 @@ typedef struct Target
 
 static const char *const kind_names[] = {"withdrawal", "deposit", "confirm"};
 
+/* bytes of detail kept per callback: an anonymous caller chooses its text */
+#define CALLBACK_DETAIL_MAX 200
+
 /* One row of withdraw.callback. */
 static void
 log_callback(WithdrawAccount *account, const char *kind, const char *verdict,
@@ -65,6 +78,9 @@ log_callback(WithdrawAccount *account, const char *kind, const char *verdict,
 	values[3] = Int64GetDatum(withdrawal_id);
 	nulls[3] = withdrawal_id > 0 ? ' ' : 'n';
 	values[4] = spi_text_or_null(notice ? notice->idempotency_key : NULL, &nulls[4]);
+	if (detail != NULL && strlen(detail) > CALLBACK_DETAIL_MAX)
+		detail = psprintf("%.*s...", pg_mbcliplen(detail, strlen(detail), CALLBACK_DETAIL_MAX),
+						  detail);
 	values[5] = spi_text_or_null(detail, &nulls[5]);
 	values[6] = notice && notice->content ? JsonbPGetDatum(notice->content) : (Datum) 0;
 	nulls[6] = notice && notice->content ? ' ' : 'n';
@@ -112,12 +128,35 @@ find_target(WithdrawAccount *account, CallbackNotice *notice, Target *t)
 }
 
 /*
+ * A notification whose state the provider cannot vouch for alone: nothing
+ * of it is applied; the withdrawal is due for a status poll now (a
+ * reconciliation when its create's outcome is unknown) and the worker is
+ * woken at commit.  The poll's answer decides.
+ */
+static const char *
+poll_to_confirm(WithdrawAccount *account, Target *t, CallbackNotice *notice, char **detail)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(t->id)};
+
+	if (SPI_execute_with_args("UPDATE withdraw.withdrawal SET next_poll_at = now(),"
+							  " needs_reconcile = needs_reconcile OR state = 'unknown'"
+							  " WHERE id = $1 AND state IN ('submitted', 'processing', 'review', 'unknown')",
+							  1, types, values, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "asking for a status poll failed");
+	WithdrawWakeWorkerAtCommit(account->id);
+	*detail = psprintf("%s -> %s not applied on the notification's word: a status poll decides",
+					   t->state, notice->state);
+	return "confirming";
+}
+
+/*
  * Applies a withdrawal notification to its row: details and provider id
  * always, the state where the state machine allows it.  Returns the
  * verdict for withdraw.callback.
  */
 static const char *
-apply_notice(Target *t, CallbackNotice *notice, char **detail)
+apply_notice(WithdrawAccount *account, Target *t, CallbackNotice *notice, char **detail)
 {
 	bool		move = notice->state != NULL && strcmp(notice->state, t->state) != 0 &&
 		strcmp(t->state, "sending") != 0 && transition_allowed(t->state, notice->state);
@@ -125,6 +164,8 @@ apply_notice(Target *t, CallbackNotice *notice, char **detail)
 	Datum		values[6];
 	char		nulls[7] = "      ";
 
+	if (move && notice->confirm_by_poll)
+		return poll_to_confirm(account, t, notice, detail);
 	values[0] = Int64GetDatum(t->id);
 	values[1] = CStringGetTextDatum(move ? notice->state : t->state);
 	values[2] = spi_text_or_null(notice->provider_status, &nulls[2]);
@@ -247,7 +288,19 @@ withdraw_callback(PG_FUNCTION_ARGS)
 					 "no withdrawal of this account has that key");
 		PG_RETURN_DATUM(spi_finish_text(account->provider->callback_ack));
 	}
-	if (notice.amount != NULL && !decimal_equal(notice.amount, t.amount))
+	if (notice.window_ms > 0 &&
+		(notice.sent_at == 0 ||
+		 TimestampDifferenceExceeds(notice.sent_at, GetCurrentTimestamp(), notice.window_ms) ||
+		 TimestampDifferenceExceeds(GetCurrentTimestamp(), notice.sent_at, notice.window_ms)))
+	{
+		verdict = "refused";
+		detail = psprintf("its time is missing or more than %d s away from ours: stale or replayed",
+						  notice.window_ms / 1000);
+	}
+	else if (account->provider->confirm_mismatch != NULL &&
+			 (detail = account->provider->confirm_mismatch(t.request, &notice)) != NULL)
+		verdict = "refused";
+	else if (notice.amount != NULL && !decimal_equal(notice.amount, t.amount))
 	{
 		verdict = "refused";
 		detail = psprintf("the notification's amount %s differs from the withdrawal's %s",
@@ -261,7 +314,7 @@ withdraw_callback(PG_FUNCTION_ARGS)
 						  notice.provider_id, t.provider_id);
 	}
 	else
-		verdict = apply_notice(&t, &notice, &detail);
+		verdict = apply_notice(account, &t, &notice, &detail);
 
 	/*
 	 * News of a withdrawal whose create is still in flight cannot be applied

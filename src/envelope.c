@@ -267,7 +267,19 @@ envelope_seal(EVP_PKEY *private_key, const char *plaintext, size_t len, char **e
  * Opens an envelope with the sender's public key.  Returns the plaintext
  * (palloc'd, NUL-terminated, *len bytes) or NULL with *error set: not
  * base64, not whole blocks, a block that is not this key's type-1
- * padding (a forged or foreign envelope).
+ * padding (a forged or foreign envelope), or blocks not cut as one
+ * message is cut.
+ *
+ * Each block is authenticated on its own (the provider's scheme has no
+ * MAC over the whole), so blocks of two authentic envelopes can be
+ * spliced.  What binds them here is the shape of one message: the sender
+ * cuts the plaintext into chunks of one size (234 bytes in the reference
+ * code and the published vectors, k - 11 in the Go SDK), so every block
+ * but the last carries exactly that many bytes and the last carries at
+ * least one and no more.  A block that ended another message (shorter)
+ * cannot sit in the middle.  The caller binds the rest: the plaintext
+ * must be one well-formed JSON document whose ids are the expected ones
+ * (providers/chainup.c).
  */
 char *
 envelope_open(EVP_PKEY *public_key, const char *data, size_t datalen, size_t *len, char **error)
@@ -278,6 +290,7 @@ envelope_open(EVP_PKEY *public_key, const char *data, size_t datalen, size_t *le
 	StringInfoData plain;
 	EVP_PKEY_CTX *ctx;
 	unsigned char *chunk;
+	size_t		first_len = 0;
 
 	raw = decode_base64_any(data, datalen, &rawlen);
 	if (raw == NULL)
@@ -303,20 +316,32 @@ envelope_open(EVP_PKEY *public_key, const char *data, size_t datalen, size_t *le
 	}
 	initStringInfo(&plain);
 	chunk = palloc(block);
-	for (int i = 0; i < rawlen / block; i++)
+	for (int i = 0, nblocks = rawlen / block; i < nblocks; i++)
 	{
 		size_t		outlen = block;
+		const char *misfit = NULL;
 
 		if (EVP_PKEY_verify_recover(ctx, chunk, &outlen, raw + i * block, block) <= 0)
+			misfit = "does not open with the expected public key";
+		else if (i == 0 && nblocks > 1 && outlen != ENVELOPE_CHUNK &&
+				 outlen != (size_t) block - 11)
+			misfit = "is not a full chunk although more blocks follow";
+		else if (i > 0 && i < nblocks - 1 && outlen != first_len)
+			misfit = "is not as long as the first although more blocks follow";
+		else if (i > 0 && i == nblocks - 1 && (outlen == 0 || outlen > first_len))
+			misfit = "does not end a message cut like the first block";
+		if (misfit != NULL)
 		{
 			ERR_clear_error();
 			EVP_PKEY_CTX_free(ctx);
 			pfree(chunk);
 			pfree(raw);
 			pfree(plain.data);
-			*error = psprintf("block %d of the envelope does not open with the expected public key", i + 1);
+			*error = psprintf("block %d of the envelope %s", i + 1, misfit);
 			return NULL;
 		}
+		if (i == 0)
+			first_len = outlen;
 		appendBinaryStringInfo(&plain, (char *) chunk, outlen);
 	}
 	EVP_PKEY_CTX_free(ctx);

@@ -31,6 +31,8 @@
 #include "withdraw.h"
 
 #define MAX_SYNC_PAGES 100000
+/* 9999-12-31 23:59:59 UTC, the last second a filter may name */
+#define MAX_FILTER_SECONDS 253402300799
 
 PG_FUNCTION_INFO_V1(withdraw_sync);
 PG_FUNCTION_INFO_V1(withdraw_refresh_remote);
@@ -60,6 +62,8 @@ remote_upsert(int32 account_id, RemoteRecord *r)
 {
 	Datum		v[20];
 	char		n[21] = "                    ";
+	bool		changed;
+	MemoryContext caller_cxt = CurrentMemoryContext;
 
 	if (upsert_plan == NULL)
 	{
@@ -115,7 +119,17 @@ remote_upsert(int32 account_id, RemoteRecord *r)
 	v[19] = spi_text_or_null(r->real_fee_asset, &n[19]);
 	if (SPI_execute_plan(upsert_plan, v, n, false, 0) != SPI_OK_INSERT_RETURNING)
 		elog(ERROR, "storing a remote withdrawal failed");
-	return SPI_processed > 0;
+	changed = SPI_processed > 0;
+
+	/*
+	 * The RETURNING rows would otherwise live until SPI_finish, and SPI
+	 * leaves us in its procedure context: back to the caller's, so that a
+	 * caller that resets its own context per page (withdraw_sync) frees
+	 * everything a page needed.
+	 */
+	SPI_freetuptable(SPI_tuptable);
+	MemoryContextSwitchTo(caller_cxt);
+	return changed;
 }
 
 /*
@@ -205,6 +219,16 @@ fetch_failed(WithdrawAccount *account, SyncResult *out)
 			 errdetail("%s", out->error)));
 }
 
+/* Unix seconds from 1970 to the end of year 9999; ERROR naming the filter otherwise. */
+static TimestampTz
+filter_time(const char *field, int64 seconds)
+{
+	if (seconds < 0 || seconds > MAX_FILTER_SECONDS)
+		request_field_error("withdraw_sync", field,
+							"must be Unix seconds from 0 to " CppAsString2(MAX_FILTER_SECONDS), NULL);
+	return timestamp_from_unix(seconds);
+}
+
 /* Filters for withdraw_sync: status, token (strings), start, end (Unix seconds). */
 static void
 read_filters(Jsonb *filters, SyncCursor *cursor)
@@ -216,9 +240,9 @@ read_filters(Jsonb *filters, SyncCursor *cursor)
 	cursor->status = request_string(filters, "withdraw_sync", "status", false, 32);
 	cursor->token = request_string(filters, "withdraw_sync", "token", false, 32);
 	if (request_int(filters, "withdraw_sync", "start", false, &seconds))
-		cursor->since = timestamp_from_unix(seconds);
+		cursor->since = filter_time("start", seconds);
 	if (request_int(filters, "withdraw_sync", "end", false, &seconds))
-		cursor->until = timestamp_from_unix(seconds);
+		cursor->until = filter_time("end", seconds);
 }
 
 /*
@@ -226,6 +250,12 @@ read_filters(Jsonb *filters, SyncCursor *cursor)
  * now, in the caller's transaction; returns the records added or changed.
  * Without filters this is the incremental sync the worker also runs, and
  * it counts as one (the schedule restarts from now).
+ *
+ * Pages are streamed: each page's records are stored before the next page
+ * is fetched, and everything a page needed (request, answer, parsed
+ * records) lives in a context reset before the next one, so memory stays
+ * that of one page however long the list.  Only the cursor's position is
+ * carried over.
  */
 Datum
 withdraw_sync(PG_FUNCTION_ARGS)
@@ -238,8 +268,13 @@ withdraw_sync(PG_FUNCTION_ARGS)
 	TimestampTz high_water = 0;
 	int64		changed = 0;
 	AccountPolicy policy;
+	MemoryContext outer;
+	MemoryContext page_cxt;
+	char	   *position;
 
 	SPI_connect();
+	outer = CurrentMemoryContext;
+	page_cxt = AllocSetContextCreate(outer, "withdraw_sync page", ALLOCSET_DEFAULT_SIZES);
 	account = store_account_by_name(name);
 	if (account->provider->build_sync == NULL)
 		ereport(ERROR,
@@ -254,6 +289,7 @@ withdraw_sync(PG_FUNCTION_ARGS)
 	else
 		cursor.since = remote_sync_since(account->id);
 
+	position = cursor.position;
 	for (;;)
 	{
 		HttpRequest req;
@@ -262,6 +298,7 @@ withdraw_sync(PG_FUNCTION_ARGS)
 		ListCell   *lc;
 
 		CHECK_FOR_INTERRUPTS();
+		MemoryContextSwitchTo(page_cxt);
 		account->provider->build_sync(account, &cursor, &req);
 		req.timeout_ms = policy.request_timeout_ms;
 		res = http_perform(&req);
@@ -276,6 +313,15 @@ withdraw_sync(PG_FUNCTION_ARGS)
 			changed += remote_upsert(account->id, r) ? 1 : 0;
 			high_water = Max(high_water, r->requested_at);
 		}
+		MemoryContextSwitchTo(outer);
+		if (cursor.position != position)
+		{
+			/* the provider moved it: keep it, in the outer context */
+			if (position != NULL)
+				pfree(position);
+			position = cursor.position = cursor.position ? pstrdup(cursor.position) : NULL;
+		}
+		MemoryContextReset(page_cxt);
 		if (!out.more || ++cursor.pages >= MAX_SYNC_PAGES)
 			break;
 	}

@@ -71,6 +71,7 @@ $PY test/integration/test_p99.py || failed+=(p99)
 
 echo "== integration suite: chainup"
 $PY test/integration/test_chainup.py || failed+=(chainup)
+$PY test/integration/test_chainup_security.py || failed+=(chainup-security)
 
 echo "== integration suite: ccpayment"
 $PY test/integration/test_ccpayment.py || failed+=(ccpayment)

@@ -15,10 +15,20 @@
  * (110088) is never answered with a new one: the withdrawal is settled by
  * looking its request_id up in withdrawList.
  *
+ * The platform signs its envelopes block by block, with nothing over the
+ * whole, and the seed documents no structure that binds the blocks.  What
+ * binds them here: the block shape (envelope.c), one JSON document naming
+ * no key twice (chainup_document), the ids each message must carry (the
+ * request ids asked for, the stored withdrawal's), the notification's own
+ * clock, and, for a failure reported by notification, a status poll whose
+ * sealed answer decides.  An answer that is not sealed is believed only
+ * when it reports an error.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "common/jsonapi.h"
 #include "fmgr.h"
 #include "mb/pg_wchar.h"
 #include "utils/builtins.h"
@@ -36,11 +46,13 @@
 #define CHAINUP_BATCH_MAX 100	/* request ids per withdrawList call */
 #define CHAINUP_SYNC_PAGE 100	/* records per syncWithdrawList answer */
 #define CHAINUP_DEFAULT_CONFIRM_WINDOW_MS (10 * 60 * 1000)
+/* the documented notification retries span 170 minutes (1 s ... 128 min) */
+#define CHAINUP_DEFAULT_NOTIFY_WINDOW_MS (3 * 3600 * 1000)
 
 static const char *const chainup_credential_keys[] = {
 	"app_id", "merchant_private_key", "platform_public_key", NULL
 };
-static const char *const chainup_option_keys[] = {"confirm_window_ms", NULL};
+static const char *const chainup_option_keys[] = {"confirm_window_ms", "notify_window_ms", NULL};
 static const char *const chainup_fields[] = {
 	"request_id", "from_uid", "to_address", "memo", "amount", "symbol", NULL
 };
@@ -256,6 +268,8 @@ chainup_check_options(Jsonb *options)
 {
 	(void) account_option_int(options, "confirm_window_ms", CHAINUP_DEFAULT_CONFIRM_WINDOW_MS,
 							  1000, 24 * 3600 * 1000);
+	(void) account_option_int(options, "notify_window_ms", CHAINUP_DEFAULT_NOTIFY_WINDOW_MS,
+							  1000, 7 * 24 * 3600 * 1000);
 }
 
 static void
@@ -371,6 +385,101 @@ chainup_open(WithdrawAccount *account, const char *data, size_t len, char **erro
 	return plain;
 }
 
+/* Keys of the objects being read, innermost last, for duplicate_keys(). */
+typedef struct KeyScan
+{
+	List	   *open;			/* one List of key names per open object */
+	bool		duplicate;
+} KeyScan;
+
+static void
+keyscan_object_start(void *state)
+{
+	KeyScan    *scan = state;
+
+	scan->open = lappend(scan->open, NIL);
+}
+
+static void
+keyscan_field(void *state, char *fname, bool isnull)
+{
+	KeyScan    *scan = state;
+	ListCell   *top = list_last_cell(scan->open);
+
+	lfirst(top) = lappend((List *) lfirst(top), fname);
+}
+
+static int
+keyscan_cmp(const ListCell *a, const ListCell *b)
+{
+	return strcmp(lfirst(a), lfirst(b));
+}
+
+static void
+keyscan_object_end(void *state)
+{
+	KeyScan    *scan = state;
+	List	   *keys = llast(scan->open);
+
+	scan->open = list_delete_last(scan->open);
+	list_sort(keys, keyscan_cmp);
+	for (int i = 1; i < list_length(keys); i++)
+		if (strcmp(list_nth(keys, i - 1), list_nth(keys, i)) == 0)
+			scan->duplicate = true;
+	list_free(keys);
+}
+
+/*
+ * Does this JSON (already known to be valid) name a key twice in one
+ * object?  jsonb keeps the last silently; in a spliced envelope the
+ * second copy is the one an attacker brought.
+ */
+static bool
+duplicate_keys(const char *text, size_t len)
+{
+	KeyScan		scan = {NIL, false};
+	JsonSemAction sem;
+	char	   *copy = pnstrdup(text, len);
+	JsonLexContext *lex = makeJsonLexContextCstringLen(copy, len, PG_UTF8, true);
+
+	memset(&sem, 0, sizeof(sem));
+	sem.semstate = &scan;
+	sem.object_start = keyscan_object_start;
+	sem.object_end = keyscan_object_end;
+	sem.object_field_start = keyscan_field;
+	if (pg_parse_json(lex, &sem) != JSON_SUCCESS)
+		return true;			/* cannot happen: the text parsed before */
+	return scan.duplicate;
+}
+
+/*
+ * The opened plaintext of an envelope as one JSON object, or NULL with
+ * *error: it must be one well-formed document, an object, naming no key
+ * twice in any object.  With the block shape envelope_open checks and the
+ * ids each caller matches, this is what binds the separately signed
+ * blocks into one message.
+ */
+static Jsonb *
+chainup_document(const char *plain, char **error)
+{
+	size_t		len = strlen(plain);
+	Jsonb	   *doc = json_parse_untrusted(plain, len, error);
+
+	if (doc == NULL)
+		return NULL;
+	if (!JB_ROOT_IS_OBJECT(doc) || JB_ROOT_IS_SCALAR(doc))
+	{
+		*error = pstrdup("the opened data is not a JSON object");
+		return NULL;
+	}
+	if (duplicate_keys(plain, len))
+	{
+		*error = pstrdup("the opened data names a key twice: not one message");
+		return NULL;
+	}
+	return doc;
+}
+
 /*
  * A POST of app_id and the sealed plaintext; the audit copy keeps the
  * plaintext (it holds no secret) instead of the envelope.
@@ -417,8 +526,9 @@ chainup_answer(WithdrawAccount *account, HttpResponse *res, char **code, char **
 		/* a plain error object: the platform could not read our request */
 		*code = json_get_text(&outer->root, "code");
 		*msg = json_get_text(&outer->root, "msg");
-		if (*code == NULL)
+		if (*code == NULL || strcmp(*code, "0") == 0)
 		{
+			/* only a sealed answer can say that something succeeded */
 			*why = psprintf("HTTP %ld, answer does not open with platform_public_key: %s",
 							res->status, data ? error : "no data field");
 			return NULL;
@@ -426,11 +536,10 @@ chainup_answer(WithdrawAccount *account, HttpResponse *res, char **code, char **
 		return &outer->root;
 	}
 	res->audit = plain;
-	inner = json_parse_untrusted(plain, strlen(plain), &error);
-	if (inner == NULL || !JB_ROOT_IS_OBJECT(inner) || JB_ROOT_IS_SCALAR(inner))
+	inner = chainup_document(plain, &error);
+	if (inner == NULL)
 	{
-		*why = psprintf("opened answer is not a JSON object%s%s", inner ? "" : ": ",
-						inner ? "" : error);
+		*why = psprintf("opened answer refused: %s", error);
 		return NULL;
 	}
 	*code = json_get_text(&inner->root, "code");
@@ -585,6 +694,39 @@ record_outcome(JsonbContainer *record, Outcome *out)
 	out->kind = OUTCOME_STATE;
 }
 
+/*
+ * Why a withdrawList answer does not answer what was asked: a record whose
+ * request_id was not in the question, or one listed twice.  NULL when
+ * every record is one of ours, once.
+ */
+static char *
+foreign_record(JsonbContainer *records, WithdrawalJob **jobs, int n)
+{
+	int			count = JsonContainerSize(records);
+	List	   *seen = NIL;
+	ListCell   *lc;
+
+	for (int i = 0; i < count; i++)
+	{
+		JsonbValue *elem = getIthJsonbValueFromContainer(records, i);
+		char	   *rid = (elem != NULL && elem->type == jbvBinary) ?
+			json_get_text(elem->val.binary.data, "request_id") : NULL;
+		bool		asked = false;
+
+		if (rid == NULL)
+			return pstrdup("status answer with a record without a request_id");
+		for (int j = 0; j < n && !asked; j++)
+			asked = strcmp(rid, jobs[j]->idempotency_key) == 0;
+		if (!asked)
+			return psprintf("status answer lists request_id \"%s\", which was not asked for", rid);
+		foreach(lc, seen)
+			if (strcmp(lfirst(lc), rid) == 0)
+				return psprintf("status answer lists request_id \"%s\" twice", rid);
+		seen = lappend(seen, rid);
+	}
+	return NULL;
+}
+
 static void
 chainup_parse_status_batch(WithdrawalJob **jobs, int n, HttpResponse *res, Outcome *outs)
 {
@@ -604,6 +746,8 @@ chainup_parse_status_batch(WithdrawalJob **jobs, int n, HttpResponse *res, Outco
 		if (records == NULL || !JsonContainerIsArray(records))
 			why = pstrdup("status answer without a list of records");
 	}
+	if (why == NULL)
+		why = foreign_record(records, jobs, n);
 	if (why != NULL)
 	{
 		for (int i = 0; i < n; i++)
@@ -756,7 +900,7 @@ form_value(const char *body, int len, const char *key)
 
 				if (c == '+')
 					c = ' ';
-				else if (c == '%' && j + 2 < end + 1 && isxdigit((unsigned char) body[j + 1]) &&
+				else if (c == '%' && j + 2 < end && isxdigit((unsigned char) body[j + 1]) &&
 						 isxdigit((unsigned char) body[j + 2]))
 				{
 					char		hex[3] = {body[j + 1], body[j + 2], '\0'};
@@ -779,6 +923,15 @@ form_value(const char *body, int len, const char *key)
  * The platform's callbacks: a form app_id=...&data=... whose envelope
  * must open with the platform's public key; nothing in it is believed
  * before that.  A check_sum makes it a second-confirmation request.
+ *
+ * A withdrawal notification carries its own clock (notify_time, ms) and
+ * is checked against the account's notify_window_ms by withdraw_callback;
+ * its ids are matched against the stored withdrawal (chainup_mismatch).
+ * A final state other than success (failed, rejected, cancelled) is not
+ * applied on the notification's word: blocks of authentic envelopes can
+ * be spliced, and a forged "failed" would make the application pay
+ * again.  It only makes the withdrawal due for a status poll, whose
+ * sealed withdrawList answer decides.
  */
 static bool
 chainup_read_callback(WithdrawAccount *account, const char *body, int len, Jsonb *headers,
@@ -800,13 +953,9 @@ chainup_read_callback(WithdrawAccount *account, const char *body, int len, Jsonb
 	plain = chainup_open(account, data, strlen(data), error);
 	if (plain == NULL)
 		return false;
-	content = json_parse_untrusted(plain, strlen(plain), error);
-	if (content == NULL || !JB_ROOT_IS_OBJECT(content) || JB_ROOT_IS_SCALAR(content))
-	{
-		if (content != NULL)
-			*error = pstrdup("the opened data is not a JSON object");
+	content = chainup_document(plain, error);
+	if (content == NULL)
 		return false;
-	}
 	/* the envelope is authentic; an app_id beside it must still be ours */
 	if (app_id != NULL && strcmp(app_id, account_credential(account, "app_id")) != 0)
 	{
@@ -836,6 +985,12 @@ chainup_read_callback(WithdrawAccount *account, const char *body, int len, Jsonb
 		out->provider_status = psprintf("status %s", status ? status : "(none)");
 		out->state = chainup_state_of(status);
 		out->details = record_details(c);
+		out->window_ms = account_option_int(account->options, "notify_window_ms",
+											CHAINUP_DEFAULT_NOTIFY_WINDOW_MS, 1000,
+											7 * 24 * 3600 * 1000);
+		out->confirm_by_poll = out->state != NULL &&
+			(strcmp(out->state, "failed") == 0 || strcmp(out->state, "rejected") == 0 ||
+			 strcmp(out->state, "cancelled") == 0);
 	}
 	else
 	{
@@ -846,25 +1001,55 @@ chainup_read_callback(WithdrawAccount *account, const char *body, int len, Jsonb
 	return true;
 }
 
-/* Does the platform's confirmation describe the request we stored? */
+/*
+ * Does the platform's message describe the request we stored?  A second
+ * confirmation names from_uid, to_address, amount and symbol; a
+ * withdrawal notification names request_id, id, uid, symbol, amount and
+ * address_to (all required by the docs), which must be the withdrawal's
+ * own, so that a document pieced together from two envelopes names one
+ * withdrawal (the platform's field order puts address_to after the 234th
+ * byte when the request_id is long, so a spliced tail shows there).
+ */
 static char *
 chainup_confirm_mismatch(Jsonb *request, CallbackNotice *notice)
 {
-	static const char *const fields[] = {"from_uid", "to_address", "amount", "symbol"};
+	static const char *const confirm_fields[][2] = {
+		{"from_uid", "from_uid"}, {"to_address", "to_address"}, {"amount", "amount"},
+		{"symbol", "symbol"}
+	};
+	static const char *const notice_fields[][2] = {
+		{"request_id", "request_id"}, {"uid", "from_uid"}, {"symbol", "symbol"},
+		{"amount", "amount"}, {"address_to", "to_address"}
+	};
+	bool		is_notice = notice->kind == CALLBACK_WITHDRAWAL;
+	const char *const (*fields)[2] = is_notice ? notice_fields : confirm_fields;
+	int			nfields = is_notice ? lengthof(notice_fields) : lengthof(confirm_fields);
+	const char *what = is_notice ? "notification" : "confirmation";
 
-	for (int i = 0; i < lengthof(fields); i++)
+	if (is_notice && (notice->provider_id == NULL || notice->provider_id[0] == '\0'))
+		return pstrdup("the notification has no id");
+	if (is_notice && json_get_text(&notice->content->root, "status") == NULL)
+		return pstrdup("the notification has no status");
+	for (int i = 0; i < nfields; i++)
 	{
-		char	   *ours = json_get_text(&request->root, fields[i]);
-		char	   *theirs = json_get_text(&notice->content->root, fields[i]);
+		char	   *ours = json_get_text(&request->root, fields[i][1]);
+		char	   *theirs = json_get_text(&notice->content->root, fields[i][0]);
 		bool		same;
 
 		if (theirs == NULL)
-			return psprintf("the confirmation has no %s", fields[i]);
-		same = strcmp(fields[i], "amount") == 0 ? decimal_equal(ours, theirs)
-			: strcmp(ours, theirs) == 0;
+			return psprintf("the %s has no %s", what, fields[i][0]);
+		if (ours == NULL)
+			same = false;
+		else if (strcmp(fields[i][1], "amount") == 0)
+			same = decimal_equal(ours, theirs);
+		else if (is_notice && (strcmp(fields[i][1], "symbol") == 0 ||
+							   strcmp(fields[i][1], "to_address") == 0))
+			same = pg_strcasecmp(ours, theirs) == 0;	/* as the platform may spell them */
+		else
+			same = strcmp(ours, theirs) == 0;
 		if (!same)
-			return psprintf("%s differs: the confirmation says \"%s\", the withdrawal \"%s\"",
-							fields[i], theirs, ours);
+			return psprintf("%s differs: the %s says \"%s\", the withdrawal \"%s\"",
+							fields[i][0], what, theirs, ours ? ours : "");
 	}
 	return NULL;
 }

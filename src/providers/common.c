@@ -130,11 +130,24 @@ is_decimal(const char *s)
 						  s[strlen(s) - 1] != '.' && strchr(s, '.') == strrchr(s, '.')));
 }
 
+/*
+ * Unix seconds as a timestamp; 0 when the time is outside what a
+ * timestamptz can hold (the arithmetic is checked: a 19-digit bound given
+ * to withdraw_sync overflowed int64 here).  Callers that take a time from
+ * a person say so when they get 0 for a value other than 946684800.
+ */
 TimestampTz
 timestamp_from_unix(int64 seconds)
 {
-	return (TimestampTz) (seconds - (int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY) *
-		USECS_PER_SEC;
+	int64		shifted;
+	int64		usecs;
+
+	if (pg_sub_s64_overflow(seconds, (int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY,
+							&shifted) ||
+		pg_mul_s64_overflow(shifted, USECS_PER_SEC, &usecs) ||
+		!IS_VALID_TIMESTAMP(usecs))
+		return 0;
+	return (TimestampTz) usecs;
 }
 
 /* numeric equality of two decimal strings ("1.50" equals "1.5") */

@@ -157,6 +157,10 @@ typedef struct CallbackNotice
 	const char *state;			/* one of DESIGN.md's states, NULL = none */
 	char	   *details;		/* JSON object: txid, confirmations, fees */
 	TimestampTz sent_at;		/* the provider's clock, 0 = not given */
+	int			window_ms;		/* > 0: CALLBACK_WITHDRAWAL refused unless
+								 * sent_at is within this of our clock */
+	bool		confirm_by_poll;	/* state is applied only once a status
+									 * poll confirms it (the row is polled) */
 } CallbackNotice;
 
 typedef struct Provider
@@ -232,8 +236,8 @@ typedef struct Provider
 	 * authentic (NULL: raise an error instead) */
 	const char *callback_ack;
 	const char *callback_refusal;
-	/* CALLBACK_CONFIRM: why the confirmation does not describe the stored
-	 * request, or NULL when it does */
+	/* CALLBACK_CONFIRM and CALLBACK_WITHDRAWAL: why the message does not
+	 * describe the stored request, or NULL when it does */
 	char	   *(*confirm_mismatch) (Jsonb *request, CallbackNotice *notice);
 	/* the reply confirming (accept) or refusing it */
 	char	   *(*confirm_reply) (WithdrawAccount *account, CallbackNotice *notice, bool accept);

@@ -282,6 +282,23 @@ zoomex_code_lookup(int code)
 }
 
 /*
+ * A return code is an integer: an optional '-' and 1 to 9 digits.  Empty,
+ * "-" or "1-2" would read as 0 (success) through atoi.
+ */
+static bool
+well_formed_code(const char *text)
+{
+	const char *digits = text;
+
+	if (text == NULL)
+		return false;
+	if (*digits == '-')
+		digits++;
+	return digits[0] != '\0' && strlen(digits) <= 9 &&
+		strspn(digits, "0123456789") == strlen(digits);
+}
+
+/*
  * Reads either envelope (retCode/retMsg or the legacy ret_code/ret_msg);
  * returns the parsed body or NULL with out set to an unknown outcome.
  */
@@ -306,8 +323,7 @@ zoomex_envelope(HttpResponse *res, Outcome *out, int *code, char **message)
 		*message = json_get_text(&body->root, "ret_msg");
 	if (*message == NULL)
 		*message = "";
-	if (code_text == NULL || strspn(code_text, "0123456789-") != strlen(code_text) ||
-		strlen(code_text) > 9)
+	if (!well_formed_code(code_text))
 	{
 		out->kind = OUTCOME_UNKNOWN;
 		out->message = psprintf("HTTP %ld, answer without a return code", res->status);

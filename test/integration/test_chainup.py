@@ -193,7 +193,8 @@ def test_forged_and_stale_notifications_change_nothing():
     before = row(wid)
     note = {"charset": "utf-8", "version": "v2", "side": "withdraw", "notify_time": str(int(time.time() * 1000)),
             "request_id": "e2e-note", "id": before["provider_id"], "uid": "3529218", "symbol": "usdt",
-            "amount": "1.25", "txid": "0xforged", "confirmations": "99", "status": "5"}
+            "amount": "1.25", "address_to": "hold-0x1", "txid": "0xforged", "confirmations": "99",
+            "status": "5"}
     # sealed with a foreign key: FAILURE, nothing stored but a rejected row
     status, body = post("callback", "cu1", f"app_id={APP_ID}&data={seal_foreign(json.dumps(note))}")
     assert (status, body) == (200, "FAILURE"), (status, body)

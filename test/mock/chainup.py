@@ -89,6 +89,10 @@ Config ("chainup" section):
   withdraw_fee      "0"        real_fee        "0.00042"
   confirm_timeout_s 10.0       notify_timeout_s 5.0     retry_delays_s   [0.5, 1, 2]
   sync_page_size    100        notify_dates     "datetime" ("ms")
+  plain_answers     false: true answers every request with the plaintext object
+                    itself, unsealed (an answer the merchant must not believe)
+  list_extra_ids    []: request_ids withdrawList lists besides those asked for (an
+                    answer that does not answer the question)
 
 Control (served by the core under /_mock/chainup/):
   GET  /keys            {"wallet_public_key": PEM, "wallet_public_key_b64": base64 DER}
@@ -144,6 +148,8 @@ DEFAULT_CONFIG = {
     "retry_delays_s": [0.5, 1.0, 2.0],
     "sync_page_size": 100,
     "notify_dates": "datetime",
+    "plain_answers": False,
+    "list_extra_ids": [],
 }
 
 STATS = ("executed", "duplicates_refused", "confirm_failures", "bad_signatures",
@@ -462,6 +468,8 @@ class Provider:
                                 serialization.PublicFormat.SubjectPublicKeyInfo).decode()
 
     def sealed(self, code, msg, data=None):
+        if self.cfg.get("plain_answers"):
+            return {"code": str(code), "msg": msg, "data": data}
         return {"data": seal(self.wallet(), dumps({"code": str(code), "msg": msg, "data": data}))}
 
     # -- plumbing shared with the core
@@ -676,7 +684,7 @@ class Provider:
                           "validation_errors")
         self._advance()
         out, seen = [], set()
-        for rid in wanted:
+        for rid in wanted + [i for i in self.cfg.get("list_extra_ids") or [] if i not in wanted]:
             r = self.by_rid.get((app_id, rid))
             if r is not None and rid not in seen:
                 seen.add(rid)

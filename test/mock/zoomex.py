@@ -26,6 +26,10 @@ Config ("zoomex" section):
   query_limit_per_min  query-record requests per key per 60 s (300)
   time_fields_as_strings  query-record create_time/update_time as strings (the doc's
                     table types them "string"; default false: integers)
+  create_retcode    null, or any JSON value: inner-create answers {"retCode": value,
+                    "retMsg": "OK", "result": {"withdraw_id": "990001"}} after authentication and validation,
+                    executing nothing (a malformed code such as "" or "-" must not read
+                    as success)
 """
 
 import hashlib
@@ -46,6 +50,7 @@ DEFAULT_CONFIG = {
     "create_interval_s": 1.0,
     "query_limit_per_min": 300,
     "time_fields_as_strings": False,
+    "create_retcode": None,
 }
 
 STATS = ("executed", "duplicates_refused", "rate_limit_violations", "bad_signatures",
@@ -287,6 +292,9 @@ class Provider:
     def _create(self, req, p, key, info):
         """inner-create after authentication: validate, rate-limit, dedupe, execute."""
         self._validate_create(p)
+        if self.cfg.get("create_retcode") is not None:
+            return 200, {"retCode": self.cfg["create_retcode"], "retMsg": "OK", "result": {"withdraw_id": "990001"},
+                         "retExtInfo": None, "time": now_ms()}
         last = self.last_create.get(key)
         if last is not None and abs(req.mono - last) < self.cfg["create_interval_s"]:
             raise Refusal(10006, "Too many visits!", "rate_limit_violations")
