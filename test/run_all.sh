@@ -41,6 +41,9 @@ if ! make -s PG_CONFIG="$PG_CONFIG" installcheck; then
 	[ -f regression.diffs ] && head -200 regression.diffs
 fi
 
+echo "== META.json (PGXN Meta Spec)"
+$PY test/check_meta.py || failed+=(meta)
+
 echo "== mock provider self-test"
 $PY test/mock/test_mock.py >/tmp/withdraw-mock-selftest.log 2>&1 || {
 	failed+=(mock)
