@@ -24,6 +24,8 @@ if [ "$(id -u)" -eq 0 ]; then
 	runuser -u postgres -- env PG_CONFIG="$PG_CONFIG" PATH="$PATH" bash "$work/test/run_all.sh" || status=$?
 	rm -rf "$work"
 	if [ "${WITHDRAW_MATRIX_MEMBER:-0}" != 1 ] && [ "${WITHDRAW_MATRIX:-1}" != 0 ]; then
+		echo "== the Debian package, installed into a clean root (test/package.sh)"
+		bash test/package.sh || status=1
 		echo "== the other PostgreSQL majors (test/matrix.sh)"
 		bash test/matrix.sh || status=1
 	fi
