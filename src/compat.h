@@ -11,6 +11,7 @@
 
 #include "postgres.h"
 
+#include "common/jsonapi.h"
 #include "storage/proc.h"
 
 /* this backend's PGPROC number: a global since 17, a PGPROC field before */
@@ -34,6 +35,15 @@
 #else
 #define withdraw_json_lexer(str, len, need_escapes) \
 	makeJsonLexContextCstringLen((str), (len), PG_UTF8, (need_escapes))
+#endif
+
+/* a JSON semantic action returns a parse result since 16 */
+#if PG_VERSION_NUM >= 160000
+#define WITHDRAW_JSON_ACTION JsonParseErrorType
+#define WITHDRAW_JSON_ACTION_DONE return JSON_SUCCESS
+#else
+#define WITHDRAW_JSON_ACTION void
+#define WITHDRAW_JSON_ACTION_DONE return
 #endif
 
 /*

@@ -392,21 +392,23 @@ typedef struct KeyScan
 	bool		duplicate;
 } KeyScan;
 
-static void
+static WITHDRAW_JSON_ACTION
 keyscan_object_start(void *state)
 {
 	KeyScan    *scan = state;
 
 	scan->open = lappend(scan->open, NIL);
+	WITHDRAW_JSON_ACTION_DONE;
 }
 
-static void
+static WITHDRAW_JSON_ACTION
 keyscan_field(void *state, char *fname, bool isnull)
 {
 	KeyScan    *scan = state;
 	ListCell   *top = list_last_cell(scan->open);
 
 	lfirst(top) = lappend((List *) lfirst(top), fname);
+	WITHDRAW_JSON_ACTION_DONE;
 }
 
 static int
@@ -415,7 +417,7 @@ keyscan_cmp(const ListCell *a, const ListCell *b)
 	return strcmp(lfirst(a), lfirst(b));
 }
 
-static void
+static WITHDRAW_JSON_ACTION
 keyscan_object_end(void *state)
 {
 	KeyScan    *scan = state;
@@ -427,6 +429,7 @@ keyscan_object_end(void *state)
 		if (strcmp(list_nth(keys, i - 1), list_nth(keys, i)) == 0)
 			scan->duplicate = true;
 	list_free(keys);
+	WITHDRAW_JSON_ACTION_DONE;
 }
 
 /*
@@ -440,7 +443,7 @@ duplicate_keys(const char *text, size_t len)
 	KeyScan		scan = {NIL, false};
 	JsonSemAction sem;
 	char	   *copy = pnstrdup(text, len);
-	JsonLexContext *lex = makeJsonLexContextCstringLen(copy, len, PG_UTF8, true);
+	JsonLexContext *lex = withdraw_json_lexer(copy, len, true);
 
 	memset(&sem, 0, sizeof(sem));
 	sem.semstate = &scan;
