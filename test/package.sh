@@ -78,7 +78,7 @@ for deb in "$out"/postgresql-*-withdraw_*.deb; do
 		runuser -u postgres -- bash -c "umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d \" \n\" > /pkgtest/secrets.key"
 		runuser -u postgres -- /usr/lib/postgresql/'"$major"'/lib/pgxs/src/test/regress/pg_regress \
 			--bindir=/usr/lib/postgresql/'"$major"'/bin --inputdir=/pkgtest --outputdir=/pkgtest \
-			--temp-instance=/pkgtest/tmp_check --temp-config=/pkgtest/regress.conf '"$tests"'
+			--temp-instance=/pkgtest/tmp_check --temp-config=/pkgtest/regress.conf --dbname=contrib_regression '"$tests"'
 	' || {
 		status=1
 		[ -f "$root/pkgtest/regression.diffs" ] && head -100 "$root/pkgtest/regression.diffs"
