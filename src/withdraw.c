@@ -35,6 +35,7 @@ char	   *withdraw_secrets_previous_key_file = NULL;
 bool		withdraw_allow_http = false;
 int			withdraw_retention_s = 30 * 24 * 3600;
 int			withdraw_retention_batch = 1000;
+int			withdraw_quarantine_after = 3;
 
 void		_PG_init(void);
 
@@ -172,6 +173,17 @@ define_settings(void)
 							"Small batches keep pruning from competing with sending.",
 							&withdraw_retention_batch,
 							1000, 1, 1000000,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+
+	/* poison answers: what keeps failing is set aside for a person */
+	DefineCustomIntVariable("withdraw.quarantine_after",
+							"Failed handlings of one withdrawal's answer before it goes to review.",
+							"A handling fails when reading the answer raises an error or the worker "
+							"stops while reading it; the count restarts at every answer read normally. "
+							"At least 2: the first stop of a worker counts against every withdrawal in flight.",
+							&withdraw_quarantine_after,
+							3, 2, 100,
 							PGC_SIGHUP, 0,
 							NULL, NULL, NULL);
 
