@@ -633,6 +633,9 @@ unreadable_outcomes(Job *job, HttpResponse *res, const char *why, Job **jobs,
 	MemoryContext old = MemoryContextSwitchTo(job->cxt);
 
 	members = members_of(job, &n);
+	/* the attempt rows say why too */
+	if (res->error == NULL)
+		res->error = psprintf("could not read the answer: %s", why);
 	for (int i = 0; i < n; i++)
 	{
 		Outcome		out;

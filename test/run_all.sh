@@ -71,6 +71,9 @@ $PY test/integration/test_fiat_gateway.py || failed+=(fiat_gateway)
 echo "== integration suite: security"
 $PY test/integration/test_security.py || failed+=(security)
 
+echo "== integration suite: poison answers, quarantine, unopenable credentials"
+$PY test/integration/test_poison.py || failed+=(poison)
+
 # libFuzzer on the parsers of chainup envelopes and keys: 60 s here,
 # bash test/fuzz/run.sh (600 s per target) for the full run
 echo "== fuzz (short)"

@@ -49,6 +49,7 @@ Control API (JSON in and out, no auth):
                                            `path`, or for every one during duration_s;
                                            no provider = any provider, no path = any path
     GET  /_mock/faults                     faults still pending
+    DELETE /_mock/faults                   drop every pending fault
     GET  /_mock/ledger?provider=P          executed withdrawals
     GET  /_mock/requests?provider=P        every request, in arrival order (no secrets)
     GET  /_mock/stats?provider=P           counters
@@ -508,6 +509,10 @@ class Handler(BaseHTTPRequestHandler):
                 return self.send_json(200, {"ok": True})
             if method == "POST" and path == "/faults":
                 CORE.add_fault(obj)
+                return self.send_json(200, {"ok": True})
+            if method == "DELETE" and path == "/faults":
+                with CORE.lock:
+                    CORE.faults.clear()
                 return self.send_json(200, {"ok": True})
             if method == "GET" and path == "/faults":
                 return self.send_json(200, {"faults": CORE.list_faults()})
