@@ -294,9 +294,7 @@ def test_a_worker_stopped_while_reading_an_answer_is_quarantined():
     for i in range(3):
         pid = wait_until(worker_waits_on_a_lock, 20, 0.05, f"the worker to handle the answer ({i + 1})")
         strikes = cluster.value("SELECT strikes FROM withdraw.withdrawal WHERE id = %s", (wid,))
-        activity = cluster.value("SELECT query FROM pg_stat_activity WHERE pid = %s", (pid,))
         kills.append(strikes)
-        print("kill", i + 1, "strikes", strikes, "activity", activity, "state", row(wid, "state"), flush=True)
         os.kill(pid, signal.SIGKILL)
         try:
             lock.close()
