@@ -273,9 +273,9 @@ def lock_attempts():
 
 
 def worker_waits_on_a_lock():
-    pid = cluster.worker_pid()
-    return pid if cluster.value("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", (pid,)) == "Lock" \
-        else None
+    """The pid of a withdraw worker waiting for a lock, if one is."""
+    return cluster.value("SELECT pid FROM pg_stat_activity WHERE backend_type = 'withdraw worker'"
+                         " AND wait_event_type = 'Lock' LIMIT 1")
 
 
 def test_a_worker_stopped_while_reading_an_answer_is_quarantined():
