@@ -282,14 +282,25 @@ def test_a_worker_stopped_while_reading_an_answer_is_quarantined():
     """The worker is killed -9 while it handles a withdrawal's answer (its recording held
     by a lock), three times: the first stop gives every withdrawal in flight a strike,
     the next answers are stamped before they are read, and at the third the recovery
-    moves it to review instead of sending it again.  It was paid once."""
+    moves it to review instead of sending it again.  It was paid once.  A bystander,
+    in flight at each of the three stops but never being read, keeps one strike, is
+    not quarantined, and succeeds."""
     zoomex_account("zk")
+    cluster.sql("SELECT withdraw_account_create('ccb', 'ccpayment', %s, %s, %s)",
+                (mock.base_url("ccpayment"), json.dumps({"app_id": CCP_APP, "app_secret": CCP_SECRET}),
+                 json.dumps({"api_version": 1, "poll_interval_ms": 300, "request_timeout_ms": 30000})))
     kills = []
     wait_until(nothing_in_flight, 30, 0.1, "the other withdrawals to settle")
     lock = lock_attempts()
     # each send, and each resend after a restart, is held 3 s at the provider: time to lock again
     mock.fault(provider="zoomex", path="inner-create", kind="slow", count=3, delay_s=3)
+    # the bystander's sends are held 10 s: in flight at every stop, read after the last
+    mock.fault(provider="ccpayment", path="v1/withdraw", kind="slow", count=4, delay_s=10)
     wid = zoomex("zk", address="500500")
+    bystander = cluster.value("SELECT withdraw_create('ccb', %s)",
+                              (json.dumps({"merchant_order_id": "bystander-1", "token_id": POLYGON_USDT,
+                                           "address": "0xabc0000000000000000000000000000000000001",
+                                           "value": "1.5"}),))
     key = key_of(wid)
     for i in range(3):
         pid = wait_until(worker_waits_on_a_lock, 20, 0.05, f"the worker to handle the answer ({i + 1})")
@@ -309,12 +320,19 @@ def test_a_worker_stopped_while_reading_an_answer_is_quarantined():
     assert "quarantined" in r["last_error"] and "stopped 3 times" in r["last_error"], r
     assert kills == [0, 2, 3] and strikes == 3, (kills, strikes)
     assert executions(key) == 1, executions(key)
+    b = cluster.sql("SELECT state, strikes FROM withdraw.withdrawal WHERE id = %s", (bystander,))[0]
+    assert b in [("sending", 1), ("unknown", 1)], b
+    cluster.wait_withdrawal(bystander, "succeeded", timeout=40)
+    b = cluster.sql("SELECT state, strikes FROM withdraw.withdrawal WHERE id = %s", (bystander,))[0]
+    assert b == ("succeeded", 0), b
+    assert mock.ledger("ccpayment")["executions"].get(f"{CCP_APP}/bystander-1") == 1
     # the rest keep flowing
     other = zoomex("zx", address="500501")
     cluster.wait_withdrawal(other, SENT, timeout=20)
     time.sleep(1)
     assert row(wid, "state")["state"] == "review"
-    return f"strikes when killed: {kills}; review: {r['last_error'][:80]}…; paid once"
+    return (f"strikes when killed: {kills}; review: {r['last_error'][:80]}…; paid once;"
+            " the bystander kept 1 strike and succeeded")
 
 
 # -- finding 5: an account whose credentials cannot be opened --------------------------
