@@ -19,7 +19,7 @@ FROM pg_roles WHERE rolname = 'withdraw_worker';
 SELECT count(*) AS memberships FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.member
 WHERE r.rolname = 'withdraw_worker';
 -- case: it may read and write the extension's tables, call the one function
--- its queries use, and nothing else of ours
+-- its queries use (opening credentials), and nothing else of ours
 SELECT c.relname,
        has_table_privilege('withdraw_worker', c.oid, 'SELECT') AS sel,
        has_table_privilege('withdraw_worker', c.oid, 'INSERT') AS ins,

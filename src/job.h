@@ -40,6 +40,9 @@ typedef struct Job
 	/* JOB_RULES only: which rules */
 	char	   *rule_key;
 	char	   *rule_currency;
+	/* quarantine (worker.c): failed handlings of this row's answers so far */
+	int			strikes;
+	bool		stamped;		/* strikes was raised before its answer was read */
 } Job;
 
 /* A change to apply to a withdrawal's row. */
@@ -56,6 +59,8 @@ typedef struct Change
 	int64		retry_in_ms;	/* next create attempt, -1 keeps it */
 	int64		poll_in_ms;		/* next status poll, -1 for none */
 	const char *outcome;		/* short word for withdraw.attempts */
+	int			strikes;		/* the row's strikes after this: 0 once an
+								 * answer was read normally */
 } Change;
 
 /* Per-account settings read from options, with provider defaults. */

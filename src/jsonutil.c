@@ -4,8 +4,11 @@
  *	  jsonb access helpers shared by the SQL functions and the providers.
  *
  * Provider responses are untrusted bytes: json_parse_untrusted checks the
- * encoding and the grammar with the non-throwing parser before building a
- * jsonb, so garbage from the network is an ordinary result, not an ERROR.
+ * encoding, the nesting depth and the grammar with the non-throwing parser
+ * before building a jsonb, so garbage from the network is an ordinary
+ * result, not an ERROR.  The depth is checked first because PostgreSQL's
+ * JSON parser recurses once per level and raises "stack depth limit
+ * exceeded" (an ERROR, not a return code) on a body of ~30 KB of '['.
  *
  *-------------------------------------------------------------------------
  */
@@ -19,6 +22,46 @@
 
 #include "compat.h"
 #include "jsonutil.h"
+
+/*
+ * The deepest nesting accepted from the network.  No provider answers with
+ * more than a handful of levels; at this depth the recursive parsers use a
+ * few tens of KB of stack, far below max_stack_depth.
+ */
+#define JSON_MAX_DEPTH 512
+
+/*
+ * The nesting depth of text, counting brackets outside strings, stopping
+ * as soon as it passes limit.  Malformed text is not judged here: the
+ * parser does that; this only bounds its recursion.
+ */
+static int
+json_depth(const char *text, int len, int limit)
+{
+	int			depth = 0;
+	int			max = 0;
+	bool		in_string = false;
+
+	for (int i = 0; i < len && max <= limit; i++)
+	{
+		char		ch = text[i];
+
+		if (in_string)
+		{
+			if (ch == '\\')
+				i++;
+			else if (ch == '"')
+				in_string = false;
+		}
+		else if (ch == '"')
+			in_string = true;
+		else if (ch == '[' || ch == '{')
+			max = Max(max, ++depth);
+		else if ((ch == ']' || ch == '}') && depth > 0)
+			depth--;
+	}
+	return max;
+}
 
 Jsonb *
 json_parse_untrusted(const char *text, int len, char **error)
@@ -38,6 +81,12 @@ json_parse_untrusted(const char *text, int len, char **error)
 	if (!pg_verifymbstr(text, len, true) || memchr(text, '\0', len) != NULL)
 	{
 		*error = pstrdup("body is not valid UTF-8 text");
+		return NULL;
+	}
+
+	if (json_depth(text, len, JSON_MAX_DEPTH) > JSON_MAX_DEPTH)
+	{
+		*error = psprintf("body is nested deeper than %d levels", JSON_MAX_DEPTH);
 		return NULL;
 	}
 

@@ -50,6 +50,7 @@
 #define SECRETS_TAG_BYTES 16
 
 PG_FUNCTION_INFO_V1(withdraw_open_credentials);
+PG_FUNCTION_INFO_V1(withdraw_credentials_problem);
 PG_FUNCTION_INFO_V1(withdraw_rotate_secrets);
 
 typedef struct SecretsKey
@@ -395,6 +396,59 @@ secrets_open(int32 account_id, bytea *sealed, const char *key_id)
 	credentials = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(plain)));
 	explicit_bzero(plain, len);
 	return credentials;
+}
+
+/*
+ * Why an account's sealed credentials cannot be opened, or NULL when they
+ * can.  Never raises: the worker asks before it claims, so that one account
+ * sealed under a key no longer configured (or altered) stops only itself.
+ * The errors caught come from reading key files (closed before any error)
+ * and from pure functions, so no subtransaction is needed.  The opened
+ * credentials are wiped at once.
+ */
+char *
+secrets_problem(int32 account_id, bytea *sealed, const char *key_id)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	char	   *volatile why = NULL;
+
+	PG_TRY();
+	{
+		Jsonb	   *credentials = secrets_open(account_id, sealed, key_id);
+
+		explicit_bzero(credentials, VARSIZE(credentials));
+		pfree(credentials);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		why = edata->message;
+	}
+	PG_END_TRY();
+	return why;
+}
+
+/*
+ * SQL: withdraw._credentials_problem(account_id, sealed, key_id) — the
+ * reason the account's credentials cannot be opened, or NULL; for the view
+ * withdraw.accounts and the workers' claims.
+ */
+Datum
+withdraw_credentials_problem(PG_FUNCTION_ARGS)
+{
+	char	   *why;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2))
+		PG_RETURN_NULL();
+	why = secrets_problem(PG_GETARG_INT32(0), PG_GETARG_BYTEA_PP(1),
+						  text_to_cstring(PG_GETARG_TEXT_PP(2)));
+	if (why == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(cstring_to_text(why));
 }
 
 /*

@@ -13,6 +13,7 @@
 extern bool secrets_key_usable(char **why);
 extern bytea *secrets_seal(int32 account_id, Jsonb *credentials, char **key_id);
 extern Jsonb *secrets_open(int32 account_id, bytea *sealed, const char *key_id);
+extern char *secrets_problem(int32 account_id, bytea *sealed, const char *key_id);
 
 /*
  * The SQL expression that yields an account's credentials from

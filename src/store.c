@@ -103,7 +103,8 @@ withdraw_claim_query(PG_FUNCTION_ARGS)
 	" WHERE w.id = ANY ($1) AND a.id = w.account_id" \
 	" RETURNING w.id, a.id, a.name, a.provider, a.base_url, a.options, " SECRETS_CREDENTIALS("s") "," \
 	"  w.idempotency_key, w.request, w.amount::text, w.provider_id, w.created_at," \
-	"  w.first_sent_at, w.attempts, w.maybe_delivered, w.state, w.reconcile_cursor, w.destination"
+	"  w.first_sent_at, w.attempts, w.maybe_delivered, w.state, w.reconcile_cursor, w.destination," \
+	"  w.strikes"
 
 /* claimed_by: after a worker stops, its own rows are the ones to recover */
 static const char *const take_sql[2] = {
@@ -117,7 +118,7 @@ static const char *const take_sql[2] = {
 	 * longer than the longest request timeout (10 minutes)
 	 */
 	"UPDATE withdraw.withdrawal w"
-	" SET next_poll_at = now() + interval '15 minutes', claimed_by = $2"
+	" SET next_poll_at = now() + interval '15 minutes', claimed_by = $2, polling = true"
 	TAKE_RETURNING
 };
 
@@ -148,19 +149,44 @@ int_array(List *list, bool is_int8)
  * due now.  Rows claimed by a worker number that no longer exists (fewer
  * withdraw.workers since a restart) or by a release that did not record
  * the claimer count as everyone's; the other workers' rows are theirs,
- * in flight right now.  Returns the number of rows found in 'sending'.
+ * in flight right now.
+ *
+ * Quarantine: a row whose answer was being read when the worker stopped
+ * has been stamped with a strike beforehand (worker.c), so one that has
+ * reached withdraw.quarantine_after strikes goes to review instead of
+ * being sent or polled again, which would stop the worker once more.
+ * Every other row left in flight gets at least one strike: it was in
+ * flight when the worker stopped, so its answer will be read alone, after
+ * a stamp, and a poison answer among them is then told from the rest.
+ * Returns the number of rows found in flight; *quarantined is the number
+ * moved to review.
  */
 int
-store_recover(int worker)
+store_recover(int worker, int *quarantined)
 {
-	Oid			types[2] = {INT2OID, INT2OID};
-	Datum		args[2] = {Int16GetDatum(worker), Int16GetDatum(withdraw_workers)};
+	Oid			types[3] = {INT2OID, INT2OID, INT4OID};
+	Datum		args[3] = {Int16GetDatum(worker), Int16GetDatum(withdraw_workers),
+	Int32GetDatum(withdraw_quarantine_after)};
 	int			rc;
 	int			sending;
 
 #define MINE " (claimed_by = $1 OR claimed_by IS NULL OR claimed_by >= $2)"
 	rc = SPI_execute_with_args("UPDATE withdraw.withdrawal"
-							   " SET state = 'unknown', maybe_delivered = true,"
+							   " SET state = 'review', polling = false, needs_reconcile = false,"
+							   "     maybe_delivered = maybe_delivered OR state = 'sending',"
+							   "     next_poll_at = NULL, updated_at = now(),"
+							   "     last_error = format('quarantined: the worker stopped %s times in a row while"
+							   " reading this withdrawal''s answers (a poison answer?); it is no longer sent"
+							   " or polled: check it at the provider and settle it by hand', strikes)"
+							   " WHERE (state = 'sending' OR polling) AND strikes >= $3 AND" MINE,
+							   3, types, args, NULL, false, 0);
+	if (rc != SPI_OK_UPDATE)
+		elog(ERROR, "quarantine of withdrawals failed: %s", SPI_result_code_string(rc));
+	*quarantined = (int) SPI_processed;
+
+	rc = SPI_execute_with_args("UPDATE withdraw.withdrawal"
+							   " SET state = 'unknown', maybe_delivered = true, polling = false,"
+							   "     strikes = greatest(strikes, 1),"
 							   "     next_attempt_at = now(), updated_at = now(),"
 							   "     last_error = 'the worker stopped while this request was in flight'"
 							   " WHERE state = 'sending' AND" MINE,
@@ -168,6 +194,14 @@ store_recover(int worker)
 	if (rc != SPI_OK_UPDATE)
 		elog(ERROR, "recovery of sending withdrawals failed: %s", SPI_result_code_string(rc));
 	sending = (int) SPI_processed;
+
+	rc = SPI_execute_with_args("UPDATE withdraw.withdrawal"
+							   " SET polling = false, strikes = greatest(strikes, 1), next_poll_at = now()"
+							   " WHERE polling AND" MINE,
+							   2, types, args, NULL, false, 0);
+	if (rc != SPI_OK_UPDATE)
+		elog(ERROR, "recovery of status polls in flight failed: %s", SPI_result_code_string(rc));
+	sending += (int) SPI_processed;
 
 	rc = SPI_execute_with_args("UPDATE withdraw.withdrawal SET next_poll_at = now()"
 							   " WHERE state IN ('submitted', 'processing', 'review', 'unknown')"
@@ -186,6 +220,63 @@ store_recover(int worker)
 			elog(ERROR, "recovery of syncs failed: %s", SPI_result_code_string(rc));
 	}
 	return sending;
+}
+
+/*
+ * Raises the strikes of rows whose answers are read next, alone, in a
+ * transaction of their own: committed before the reading, the strike
+ * stays if the worker stops while reading (store_recover counts it), and
+ * the answer's outcome sets it again.
+ */
+void
+store_stamp(List *ids)
+{
+	static SPIPlanPtr plan = NULL;
+	Datum		args[1];
+
+	if (plan == NULL)
+	{
+		Oid			types[1] = {INT8ARRAYOID};
+
+		plan = spi_prepare_kept("UPDATE withdraw.withdrawal SET strikes = strikes + 1"
+								" WHERE id = ANY ($1)", 1, types);
+	}
+	args[0] = int_array(ids, true);
+	if (SPI_execute_plan(plan, args, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "stamping withdrawals failed");
+}
+
+/*
+ * The accounts whose sealed credentials cannot be opened, as a List of
+ * int account ids, each with its reason in *reasons (a parallel List of
+ * char *, "account \"name\": why"); such an account's work is not claimed.
+ */
+List *
+store_unopenable_accounts(List **reasons)
+{
+	static SPIPlanPtr plan = NULL;
+	List	   *ids = NIL;
+
+	*reasons = NIL;
+	if (plan == NULL)
+		plan = spi_prepare_kept("SELECT s.account_id, a.name, p.why FROM withdraw.account_secret s"
+								" JOIN withdraw.account a ON a.id = s.account_id,"
+								" LATERAL (SELECT withdraw._credentials_problem(s.account_id, s.sealed, s.key_id)"
+								"  AS why) p"
+								" WHERE s.credentials IS NULL AND p.why IS NOT NULL", 0, NULL);
+	if (SPI_execute_plan(plan, NULL, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "checking the accounts' credentials failed");
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tuple = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+
+		ids = lappend_int(ids, DatumGetInt32(SPI_getbinval(tuple, desc, 1, &isnull)));
+		*reasons = lappend(*reasons, psprintf("account \"%s\": %s", SPI_getvalue(tuple, desc, 2),
+											  SPI_getvalue(tuple, desc, 3)));
+	}
+	return ids;
 }
 
 /* Locks up to limit due rows of kind, none of the excluded accounts. */
@@ -328,6 +419,7 @@ store_take(JobKind kind, List *ids, int worker, MemoryContext parent)
 		job->state = SPI_getvalue(tuple, desc, 16);
 		job->w.reconcile_cursor = SPI_getvalue(tuple, desc, 17);
 		job->w.destination = SPI_getvalue(tuple, desc, 18);
+		job->strikes = DatumGetInt16(SPI_getbinval(tuple, desc, 19, &isnull));
 		MemoryContextSwitchTo(old);
 		jobs = lappend(jobs, job);
 	}
@@ -556,12 +648,12 @@ keepable_body(HttpResponse *res)
 
 
 #define ATTEMPT_COLS 11
-#define CHANGE_COLS 12
+#define CHANGE_COLS 13
 
 static const Oid attempt_types[ATTEMPT_COLS] = {INT8OID, TEXTOID, TIMESTAMPTZOID, FLOAT8OID, TEXTOID,
 TEXTOID, TEXTOID, INT4OID, TEXTOID, TEXTOID, TEXTOID};
 static const Oid change_types[CHANGE_COLS] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, BOOLOID,
-BOOLOID, FLOAT8OID, FLOAT8OID, TEXTOID, TEXTOID, TEXTOID};
+BOOLOID, FLOAT8OID, FLOAT8OID, TEXTOID, TEXTOID, TEXTOID, INT2OID};
 
 #define ATTEMPT_INSERT \
 	"INSERT INTO withdraw.attempt (withdrawal_id, kind, started_at, latency_ms, method," \
@@ -594,10 +686,11 @@ BOOLOID, FLOAT8OID, FLOAT8OID, TEXTOID, TEXTOID, TEXTOID};
 	"                WHEN u.poll_in >= 0 THEN now() + u.poll_in * interval '1 millisecond' END," \
 	" submitted_at = CASE WHEN w.submitted_at IS NULL AND coalesce(w.provider_id, u.provider_id) IS NOT NULL" \
 	"                THEN now() ELSE w.submitted_at END," \
+	" strikes = u.strikes, polling = false," \
 	" updated_at = now()"
 #define CHANGE_COLUMNS \
 	"u(id, state, provider_status, provider_id, last_error, maybe_delivered, needs_reconcile, retry_in," \
-	" poll_in, reconcile_cursor, details, from_state)"
+	" poll_in, reconcile_cursor, details, from_state, strikes)"
 
 /* The values of the attempt row and of the change, as SPI arguments. */
 static void
@@ -649,6 +742,7 @@ record_values(Job *job, HttpResponse *res, Change *change,
 	c[10] = spi_text_or_null(change->details, &flag);
 	cn[10] = (flag == 'n');
 	c[11] = CStringGetTextDatum(job->state);
+	c[12] = Int16GetDatum((int16) Min(change->strikes, PG_INT16_MAX));
 }
 
 static char *
@@ -677,7 +771,7 @@ store_record(Job *job, HttpResponse *res, Change *change)
 										" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
 										ATTEMPT_COLS, (Oid *) attempt_types);
 		change_plan = spi_prepare_kept("UPDATE withdraw.withdrawal w" CHANGE_SET
-									   " FROM (VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)) AS " CHANGE_COLUMNS
+									   " FROM (VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)) AS " CHANGE_COLUMNS
 									   " WHERE w.id = u.id", CHANGE_COLS, (Oid *) change_types);
 	}
 	record_values(job, res, change, a, an, c, cn);
@@ -729,7 +823,7 @@ store_record_batch(int n, Job **jobs, HttpResponse **responses, Change *changes)
 											  " SELECT * FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
 											  ATTEMPT_COLS, atypes);
 		batch_change_plan = spi_prepare_kept("UPDATE withdraw.withdrawal w" CHANGE_SET
-											 " FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) AS " CHANGE_COLUMNS
+											 " FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) AS " CHANGE_COLUMNS
 											 " WHERE w.id = u.id AND w.id = ANY ($1)", CHANGE_COLS, ctypes);
 	}
 	for (int i = 0; i < ATTEMPT_COLS; i++)

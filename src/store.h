@@ -23,7 +23,9 @@ typedef struct Candidate
 	TimestampTz created_at;
 } Candidate;
 
-extern int	store_recover(int worker);
+extern int	store_recover(int worker, int *quarantined);
+extern void store_stamp(List *ids);
+extern List *store_unopenable_accounts(List **reasons);
 extern List *store_candidates(JobKind kind, List *excluded_accounts, int limit,
 							  MemoryContext cxt);
 extern List *store_take(JobKind kind, List *ids, int worker, MemoryContext parent);

@@ -37,6 +37,7 @@ char	   *withdraw_secrets_previous_key_file = NULL;
 bool		withdraw_allow_http = false;
 int			withdraw_retention_s = 30 * 24 * 3600;
 int			withdraw_retention_batch = 1000;
+int			withdraw_quarantine_after = 3;
 
 /* network guard (issue 14): where requests may go */
 char	   *withdraw_allowed_hosts = NULL;
@@ -260,6 +261,16 @@ define_settings(void)
 							   PGC_SIGHUP,
 							   GUC_SUPERUSER_ONLY,
 							   NULL, NULL, NULL);
+	/* poison answers: what keeps failing is set aside for a person */
+	DefineCustomIntVariable("withdraw.quarantine_after",
+							"Failed handlings of one withdrawal's answer before it goes to review.",
+							"A handling fails when reading the answer raises an error or the worker "
+							"stops while reading it; the count restarts at every answer read normally. "
+							"At least 2: the first stop of a worker counts against every withdrawal in flight.",
+							&withdraw_quarantine_after,
+							3, 2, 100,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("withdraw");
 }

@@ -30,6 +30,7 @@ extern char *withdraw_secrets_previous_key_file;
 extern bool withdraw_allow_http;
 extern int	withdraw_retention_s;
 extern int	withdraw_retention_batch;
+extern int	withdraw_quarantine_after;
 
 /* network guard (issue 14) */
 extern char *withdraw_allowed_hosts;

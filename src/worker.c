@@ -74,7 +74,9 @@ typedef struct AccountState
 	int			in_flight;		/* exchanges of either kind, this worker's */
 	int			cap;			/* this worker's share of policy.max_in_flight */
 	bool		serves[2];		/* this worker claims [JOB_CREATE], [JOB_STATUS] */
-	int			creates_in_flight;
+	int			creates_in_flight;	/* every create in flight, whatever the
+									 * interval: counted by track_job, released
+									 * by release_job */
 	TimestampTz next_create_at;
 	bool		deferred;		/* has due creates held back by the limit */
 	int			picked;			/* chosen in the current claim */
@@ -460,6 +462,8 @@ track_job(Job *job)
 		account_state(job->w.account->id, NULL, NULL)->in_flight++;
 		exchanges_in_flight++;
 	}
+	if (job->kind == JOB_CREATE)
+		account_state(job->w.account->id, NULL, NULL)->creates_in_flight++;
 	MemoryContextSwitchTo(old);
 }
 
@@ -498,15 +502,15 @@ record_sync_page(Job *job, HttpResponse *res)
 	volatile bool more = false;
 
 	memset(&out, 0, sizeof(out));
-	job->w.account->provider->parse_sync(job->w.account, &job->cursor, res, &out);
-	if (job->cursor.position)
-		job->cursor.position = MemoryContextStrdup(job->cxt, job->cursor.position);
-
+	/* the page is read inside too: an ERROR from its bytes fails this sync only */
 	BeginInternalSubTransaction(NULL);
 	PG_TRY();
 	{
 		ListCell   *lc;
 
+		job->w.account->provider->parse_sync(job->w.account, &job->cursor, res, &out);
+		if (job->cursor.position)
+			job->cursor.position = MemoryContextStrdup(job->cxt, job->cursor.position);
 		if (out.error == NULL)
 		{
 			foreach(lc, out.records)
@@ -531,7 +535,7 @@ record_sync_page(Job *job, HttpResponse *res)
 		edata = CopyErrorData();
 		FlushErrorState();
 		RollbackAndReleaseCurrentSubTransaction();
-		out.error = psprintf("could not store the list: %s", edata->message);
+		out.error = psprintf("could not read or store the list: %s", edata->message);
 		more = false;
 	}
 	PG_END_TRY();
@@ -585,6 +589,182 @@ record_batch_outcomes(Job *job, HttpResponse *res, Job **jobs, HttpResponse **re
 	return n;
 }
 
+/* The withdrawals an exchange answers for: the job, then its riders. */
+static Job **
+members_of(Job *job, int *n)
+{
+	Job		  **members = palloc(sizeof(Job *) * (1 + list_length(job->riders)));
+	ListCell   *lc;
+
+	*n = 0;
+	members[(*n)++] = job;
+	foreach(lc, job->riders)
+		members[(*n)++] = lfirst(lc);
+	return members;
+}
+
+/*
+ * A failed handling of job's answer: one more strike (none if it was
+ * stamped before the reading: the stamp was this strike), and review once
+ * the strikes reach withdraw.quarantine_after.
+ */
+static void
+strike(Job *job, Change *change, const char *why)
+{
+	change->strikes = job->stamped ? job->strikes : job->strikes + 1;
+	if (change->strikes < withdraw_quarantine_after)
+		return;
+	change->state = "review";
+	change->outcome = "quarantined";
+	change->needs_reconcile = false;
+	change->retry_in_ms = -1;
+	change->poll_in_ms = -1;
+	change->maybe_delivered = change->maybe_delivered || job->kind == JOB_CREATE;
+	change->last_error = psprintf("quarantined: its answers could not be read %d times in a row (last: %s);"
+								  " it is no longer sent or polled: check it at the provider and settle it by hand",
+								  change->strikes, why);
+}
+
+/*
+ * The outcome of an answer that could not be read (its reading raised an
+ * ERROR): for a create, an unknown outcome, since the provider may have
+ * executed it; for a poll, no change.  Then the strike.
+ */
+static int
+unreadable_outcomes(Job *job, HttpResponse *res, const char *why, Job **jobs,
+					HttpResponse **responses, Change *changes)
+{
+	Job		  **members;
+	int			n;
+	MemoryContext old = MemoryContextSwitchTo(job->cxt);
+
+	members = members_of(job, &n);
+	/* the attempt rows say why too */
+	if (res->error == NULL)
+		res->error = psprintf("could not read the answer: %s", why);
+	for (int i = 0; i < n; i++)
+	{
+		Outcome		out;
+
+		memset(&out, 0, sizeof(out));
+		out.kind = job->kind == JOB_CREATE ? OUTCOME_UNKNOWN : OUTCOME_NO_CHANGE;
+		out.message = psprintf("could not read the answer: %s", why);
+		members[i]->request = job->request;
+		members[i]->started_at = job->started_at;
+		change_of(members[i], &out, &changes[i]);
+		strike(members[i], &changes[i], why);
+		jobs[i] = members[i];
+		responses[i] = res;
+	}
+	MemoryContextSwitchTo(old);
+	return n;
+}
+
+/* Reads one create or status answer into outcomes; returns how many. */
+static int
+read_answer(HttpCompletion *c, Job **jobs, HttpResponse **responses, Change *changes)
+{
+	Job		   *job = c->tag;
+	Outcome		out;
+	MemoryContext old;
+
+	if (job->riders != NIL)
+		return record_batch_outcomes(job, c->response, jobs, responses, changes);
+	old = MemoryContextSwitchTo(job->cxt);
+	memset(&out, 0, sizeof(out));
+	if (c->response->transport_failed)
+		outcome_of_transport_failure(job, c->response, &out);
+	else if (job->kind == JOB_CREATE)
+		job->w.account->provider->parse_create(&job->w, c->response, &out);
+	else
+		job->w.account->provider->parse_status(&job->w, c->response, &out);
+	change_of(job, &out, changes);
+	MemoryContextSwitchTo(old);
+	jobs[0] = job;
+	responses[0] = c->response;
+	return 1;
+}
+
+/*
+ * Reads the create and status answers of list into jobs/responses/changes
+ * and returns how many there are.  Bytes from the network must never stop
+ * the worker, so the reading runs in a subtransaction: all answers in one
+ * (the common case costs one), and if any raises an ERROR, again one by
+ * one, each in its own, the failing ones becoming unreadable outcomes.
+ * The providers' readers are pure functions of the bytes, so reading an
+ * answer twice gives the same outcome.
+ */
+static int
+read_answers(List *list, Job **jobs, HttpResponse **responses, Change *changes)
+{
+	MemoryContext old = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	volatile int n = 0;
+	volatile bool done = false;
+	ListCell   *lc;
+
+	BeginInternalSubTransaction(NULL);
+	PG_TRY();
+	{
+		foreach(lc, list)
+			n += read_answer(lfirst(lc), jobs + n, responses + n, changes + n);
+		ReleaseCurrentSubTransaction();
+		done = true;
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(old);
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(old);
+	CurrentResourceOwner = owner;
+	if (done)
+		return n;
+
+	n = 0;
+	foreach(lc, list)
+	{
+		HttpCompletion *c = lfirst(lc);
+		volatile int k = 0;
+
+		BeginInternalSubTransaction(NULL);
+		PG_TRY();
+		{
+			k = read_answer(c, jobs + n, responses + n, changes + n);
+			ReleaseCurrentSubTransaction();
+		}
+		PG_CATCH();
+		{
+			ErrorData  *edata;
+			Job		   *job = c->tag;
+
+			MemoryContextSwitchTo(old);
+			edata = CopyErrorData();
+			FlushErrorState();
+			RollbackAndReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(old);
+			CurrentResourceOwner = owner;
+			ereport(WARNING,
+					(errmsg("could not read the answer about withdrawal " INT64_FORMAT ": %s",
+							job->w.id, edata->message),
+					 errdetail("The answer is recorded as unreadable; after %d such failures in a row the withdrawal goes to review.",
+							   withdraw_quarantine_after)));
+			WithdrawShmemReportError(psprintf("could not read the answer about withdrawal " INT64_FORMAT ": %s",
+											  job->w.id, edata->message));
+			k = unreadable_outcomes(job, c->response, edata->message, jobs + n, responses + n,
+									changes + n);
+			FreeErrorData(edata);
+		}
+		PG_END_TRY();
+		MemoryContextSwitchTo(old);
+		CurrentResourceOwner = owner;
+		n += k;
+	}
+	return n;
+}
+
 /* Tracks a job and the polls that ride on it. */
 static void
 track_batch(Job *job)
@@ -607,12 +787,63 @@ release_batch(Job *job, TimestampTz now)
 	release_job(job, now);
 }
 
-/* Records every completed exchange in one transaction. */
-static void
-record_completions(List *completions)
+/* Was any withdrawal this exchange answers for in flight when a worker stopped? */
+static bool
+is_suspect(Job *job)
 {
 	ListCell   *lc;
-	TimestampTz now = GetCurrentTimestamp();
+
+	if (job->kind != JOB_CREATE && job->kind != JOB_STATUS)
+		return false;
+	if (job->strikes > 0)
+		return true;
+	foreach(lc, job->riders)
+		if (((Job *) lfirst(lc))->strikes > 0)
+			return true;
+	return false;
+}
+
+/* Stores fetched form rules; an ERROR reading them fails this fetch only. */
+static void
+record_rules(Job *job, HttpResponse *res)
+{
+	MemoryContext old = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+
+	BeginInternalSubTransaction(NULL);
+	PG_TRY();
+	{
+		rules_record(job, res);
+		ReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(old);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(old);
+		CurrentResourceOwner = owner;
+		rules_store(job->w.account, job->rule_key, job->rule_currency, NULL,
+					psprintf("could not read the rules: %s", edata->message));
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(old);
+	CurrentResourceOwner = owner;
+}
+
+/*
+ * Records completed exchanges in one transaction; returns the sync jobs
+ * whose next page must be fetched (in jobs_cxt).
+ */
+static List *
+record_some(List *completions, const char *activity)
+{
+	ListCell   *lc;
+	List	   *answers = NIL;
 	List	   *next_pages = NIL;
 	int			n = 0;
 	int			total = 0;
@@ -626,51 +857,87 @@ record_completions(List *completions)
 	responses = palloc(sizeof(HttpResponse *) * total);
 	changes = palloc(sizeof(Change) * total);
 
-	begin_work("withdraw: recording outcomes");
+	begin_work(activity);
 	foreach(lc, completions)
 	{
 		HttpCompletion *c = lfirst(lc);
 		Job		   *job = c->tag;
-		Outcome		out;
-		MemoryContext old;
 
 		figures.responses++;
 		if (job->kind == JOB_SYNC)
 		{
 			if (record_sync_page(job, c->response))
 			{
-				old = MemoryContextSwitchTo(jobs_cxt);
+				MemoryContext old = MemoryContextSwitchTo(jobs_cxt);
+
 				next_pages = lappend(next_pages, job);
 				MemoryContextSwitchTo(old);
 			}
-			continue;
 		}
-		if (job->kind == JOB_RULES)
-		{
-			rules_record(job, c->response);
-			continue;
-		}
-		if (job->riders != NIL)
-		{
-			n += record_batch_outcomes(job, c->response, jobs + n, responses + n, changes + n);
-			continue;
-		}
-		old = MemoryContextSwitchTo(job->cxt);
-		memset(&out, 0, sizeof(out));
-		if (c->response->transport_failed)
-			outcome_of_transport_failure(job, c->response, &out);
-		else if (job->kind == JOB_CREATE)
-			job->w.account->provider->parse_create(&job->w, c->response, &out);
+		else if (job->kind == JOB_RULES)
+			record_rules(job, c->response);
 		else
-			job->w.account->provider->parse_status(&job->w, c->response, &out);
-		change_of(job, &out, &changes[n]);
-		MemoryContextSwitchTo(old);
-		jobs[n] = job;
-		responses[n] = c->response;
-		n++;
+			answers = lappend(answers, c);
 	}
+	if (answers != NIL)
+		n = read_answers(answers, jobs, responses, changes);
 	record_changes(n, jobs, responses, changes);
 	end_work();
+	return next_pages;
+}
+
+/*
+ * Records every completed exchange: in one transaction, except the
+ * answers about withdrawals that were in flight when a worker stopped
+ * (strikes > 0).  Each of those is read alone, after the others are
+ * safely recorded, and after a committed stamp (store_stamp): if reading
+ * it stops the worker again, the stamp is the strike that eventually
+ * quarantines it, and no other withdrawal is blamed.
+ */
+static void
+record_completions(List *completions)
+{
+	ListCell   *lc;
+	TimestampTz now = GetCurrentTimestamp();
+	MemoryContext cxt = CurrentMemoryContext;
+	List	   *next_pages;
+	List	   *normal = NIL;
+	List	   *suspects = NIL;
+
+	foreach(lc, completions)
+	{
+		HttpCompletion *c = lfirst(lc);
+
+		if (is_suspect(c->tag))
+			suspects = lappend(suspects, c);
+		else
+			normal = lappend(normal, c);
+	}
+	next_pages = normal != NIL ? record_some(normal, "withdraw: recording outcomes") : NIL;
+	MemoryContextSwitchTo(cxt);
+	foreach(lc, suspects)
+	{
+		HttpCompletion *c = lfirst(lc);
+		List	   *ids = NIL;
+		int			n;
+		Job		  **members = members_of(c->tag, &n);
+		char	   *activity;
+
+		for (int i = 0; i < n; i++)
+		{
+			ids = lappend(ids, &members[i]->w.id);
+			members[i]->strikes++;
+			members[i]->stamped = true;
+		}
+		activity = psprintf("withdraw: reading the answer about withdrawal " INT64_FORMAT,
+							((Job *) c->tag)->w.id);
+		begin_work("withdraw: stamping an answer before reading it");
+		store_stamp(ids);
+		end_work();
+		MemoryContextSwitchTo(cxt);
+		(void) record_some(list_make1(c), activity);
+		MemoryContextSwitchTo(cxt);
+	}
 
 	foreach(lc, completions)
 	{
@@ -757,14 +1024,12 @@ choose(JobKind kind, List *candidates, TimestampTz now, int capacity, List **rec
 			continue;
 		if (capacity <= 0 || state->in_flight + state->picked >= state->cap)
 			continue;
-		if (kind == JOB_CREATE && state->policy.create_interval_ms > 0)
+		/* one create at a time: none in flight, none picked in this claim */
+		if (kind == JOB_CREATE && state->policy.create_interval_ms > 0 &&
+			(state->creates_in_flight > 0 || state->picked > 0 || now < state->next_create_at))
 		{
-			if (state->creates_in_flight > 0 || now < state->next_create_at)
-			{
-				state->deferred = true;
-				continue;
-			}
-			state->creates_in_flight++;		/* reserved; the job takes it over */
+			state->deferred = true;
+			continue;
 		}
 		if (kind == JOB_STATUS && state->policy.polls_per_second > 0)
 		{
@@ -905,6 +1170,137 @@ schema_ready(TimestampTz now)
 }
 
 /*
+ * Accounts whose sealed credentials cannot be opened (their key is not
+ * configured, or they do not authenticate): their work is not claimed, so
+ * that one of them stops only itself, and each is reported (in
+ * withdraw.workers at once, in the log once a minute; withdraw.accounts
+ * shows the reason too).  Looked at once per withdraw.naptime, or at once
+ * when force is set (a take failed).  The list lives in jobs_cxt.
+ */
+static List *unopenable_accounts = NIL;
+
+static void
+check_credentials(TimestampTz now, bool force)
+{
+	static TimestampTz checked_at = 0;
+	static TimestampTz logged_at = 0;
+	List	   *reasons;
+	List	   *ids;
+	MemoryContext old;
+	ListCell   *lc;
+
+	if (!force && !TimestampDifferenceExceeds(checked_at, now, withdraw_naptime_ms))
+		return;
+	checked_at = now;
+	ids = store_unopenable_accounts(&reasons);
+	old = MemoryContextSwitchTo(jobs_cxt);
+	list_free(unopenable_accounts);
+	unopenable_accounts = list_copy(ids);
+	MemoryContextSwitchTo(old);
+	if (reasons != NIL)
+	{
+		StringInfoData all;
+
+		initStringInfo(&all);
+		foreach(lc, reasons)
+			appendStringInfo(&all, "%s%s", all.len > 0 ? "; " : "", (char *) lfirst(lc));
+		report_not_sending(all.data,
+						   "The other accounts are sent for. Configure the key that sealed the credentials (withdraw.secrets_key_file, or withdraw.secrets_previous_key_file during a rotation), or give the account its credentials again with withdraw_account_update.",
+						   now, &logged_at);
+	}
+}
+
+/*
+ * Takes the chosen withdrawals inside a subtransaction: the take opens
+ * each account's credentials, and one that cannot be opened (its key was
+ * unset since the last check_credentials) must not stop the worker.  On
+ * an ERROR nothing of this kind is taken in this claim; the credentials
+ * are looked at again at once, so the next claim leaves that account out.
+ */
+static List *
+take(JobKind kind, List *ids)
+{
+	MemoryContext old = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	List	   *volatile jobs = NIL;
+	volatile bool failed = false;
+
+	if (ids == NIL)
+		return NIL;
+	BeginInternalSubTransaction(NULL);
+	PG_TRY();
+	{
+		jobs = store_take(kind, ids, my_worker, jobs_cxt);
+		ReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(old);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(old);
+		CurrentResourceOwner = owner;
+		WithdrawShmemReportError(psprintf("could not take withdrawals: %s", edata->message));
+		FreeErrorData(edata);
+		jobs = NIL;
+		failed = true;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(old);
+	CurrentResourceOwner = owner;
+	if (failed)
+		check_credentials(GetCurrentTimestamp(), true);
+	return jobs;
+}
+
+/*
+ * Takes due syncs (kind JOB_SYNC, none of the excluded accounts) or form
+ * rule fetches (JOB_RULES), inside a subtransaction like take().
+ */
+static List *
+take_account_jobs(JobKind kind, List *excluded, int limit)
+{
+	MemoryContext old = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	List	   *volatile jobs = NIL;
+	volatile bool failed = false;
+
+	BeginInternalSubTransaction(NULL);
+	PG_TRY();
+	{
+		jobs = kind == JOB_SYNC ? store_take_syncs(excluded, limit, jobs_cxt) :
+			rules_take_due(limit, jobs_cxt);
+		ReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(old);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(old);
+		CurrentResourceOwner = owner;
+		WithdrawShmemReportError(psprintf("could not take %s: %s",
+										  kind == JOB_SYNC ? "syncs" : "form rule fetches",
+										  edata->message));
+		FreeErrorData(edata);
+		jobs = NIL;
+		failed = true;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(old);
+	CurrentResourceOwner = owner;
+	if (failed)
+		check_credentials(GetCurrentTimestamp(), true);
+	return jobs;
+}
+
+/*
  * One claim transaction for both kinds of work; the requests are built
  * (signed) before the commit and started after it.  Returns true when the
  * claim was cut short by the batch size, i.e. more work is waiting.
@@ -933,15 +1329,22 @@ claim_and_send(void)
 	}
 	if (!recovered)
 	{
-		int			n = store_recover(my_worker);
+		int			quarantined = 0;
+		int			n = store_recover(my_worker, &quarantined);
 
 		if (n > 0)
 			ereport(LOG,
 					(errmsg("withdraw worker %d found %d withdrawals in flight at its last stop; they are now unknown and will be reconciled",
 							my_worker, n)));
+		if (quarantined > 0)
+			ereport(WARNING,
+					(errmsg("withdraw worker %d quarantined %d withdrawals: it stopped %d times in a row while reading their answers",
+							my_worker, quarantined, withdraw_quarantine_after),
+					 errhint("They are in state review with the reason in last_error; settle them by hand.")));
 		recovered = true;
 	}
 	refresh_accounts(now);
+	check_credentials(now, false);
 
 	for (JobKind kind = JOB_CREATE; kind <= JOB_STATUS && capacity > 0; kind++)
 	{
@@ -953,11 +1356,12 @@ claim_and_send(void)
 		int			limit = (kind == JOB_STATUS && batching_accounts) ?
 			Min(capacity * STATUS_BATCH_CANDIDATES, 5000) : capacity;
 
-		candidates = store_candidates(kind, blocked_accounts(kind, now), limit, CurrentMemoryContext);
+		candidates = store_candidates(kind, list_concat(blocked_accounts(kind, now),
+														unopenable_accounts),
+									  limit, CurrentMemoryContext);
 		if (list_length(candidates) == limit)
 			more = true;
-		jobs = store_take(kind, choose(kind, candidates, now, capacity, &reconcile, &unsent),
-						  my_worker, jobs_cxt);
+		jobs = take(kind, choose(kind, candidates, now, capacity, &reconcile, &unsent));
 		store_mark_reconcile(reconcile);
 		store_fail_unsent(unsent);
 		if (kind == JOB_STATUS)
@@ -1001,7 +1405,8 @@ claim_and_send(void)
 		foreach(lc, in_flight_jobs)
 			if (((Job *) lfirst(lc))->kind == JOB_SYNC)
 				syncing = lappend_int(syncing, ((Job *) lfirst(lc))->w.account->id);
-		foreach(lc, store_take_syncs(syncing, capacity, jobs_cxt))
+		syncing = list_concat(syncing, unopenable_accounts);
+		foreach(lc, take_account_jobs(JOB_SYNC, syncing, capacity))
 		{
 			Job		   *job = lfirst(lc);
 			Outcome		failure;
@@ -1030,7 +1435,7 @@ claim_and_send(void)
 	if (capacity > 0 && my_worker == 0)
 	{
 		/* form rules due for refresh: a few at a time, they are rarely many */
-		foreach(lc, rules_take_due(Min(capacity, 4), jobs_cxt))
+		foreach(lc, take_account_jobs(JOB_RULES, NIL, Min(capacity, 4)))
 		{
 			Job		   *job = lfirst(lc);
 			Outcome		failure;

@@ -93,6 +93,8 @@ echo "== integration suite: secrets in the server log"
 $PY test/integration/test_secret_logs.py || failed+=(secret_logs)
 echo "== integration suite: network guard"
 $PY test/integration/test_network_guard.py || failed+=(network-guard)
+echo "== integration suite: poison answers, quarantine, unopenable credentials"
+$PY test/integration/test_poison.py || failed+=(poison)
 
 # libFuzzer on the parsers of chainup envelopes and keys: 60 s here,
 # bash test/fuzz/run.sh (600 s per target) for the full run

@@ -49,6 +49,7 @@ Control API (JSON in and out, no auth):
                                            `path`, or for every one during duration_s;
                                            no provider = any provider, no path = any path
     GET  /_mock/faults                     faults still pending
+    DELETE /_mock/faults                   drop every pending fault
     GET  /_mock/ledger?provider=P          executed withdrawals
     GET  /_mock/requests?provider=P        every request, in arrival order (no secrets)
     GET  /_mock/stats?provider=P           counters
@@ -56,6 +57,17 @@ Control API (JSON in and out, no auth):
 Fault kinds: http_500 http_502 http_503 http_403 garbage retcode (answer without
 executing), timeout_before (hold delay_s, default 30, then close), reset (RST),
 down (RST for duration_s), and timeout_after reset_after garbage_after (execute first).
+Poison answers (answer without executing; HTTP 200, application/json):
+    deep_brackets   30 KB of '['
+    deep_nesting    an object nested 200 levels deep
+    huge            a 20 MB JSON document
+    bad_utf8        JSON whose strings hold bytes that are not UTF-8
+    nul_json        JSON with raw NUL bytes in a string
+    nul_escape      JSON with an escaped backslash-u0000 in a string
+    drip            headers, then the body one byte a second (for delay_s at most)
+    raw             the string "body" of the fault as the answer, with HTTP "status"
+                    (default 200)
+and slow: hold delay_s, then serve the request normally (it executes).
 
 Usage: mock_provider.py --port PORT [--port-file FILE] [--config FILE.json] [--quiet]
 --port 0 picks a free port; the port is written to --port-file once the socket is
@@ -100,9 +112,18 @@ MAX_BODY = 1 << 20
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
 # Fault kinds.  "before" kinds answer without executing, "after" kinds execute first.
+# poison answers, made when served (the huge one is 20 MB)
+POISON = {
+    "deep_brackets": lambda: b"[" * 30000,
+    "deep_nesting": lambda: b'{"a":' * 200 + b"1" + b"}" * 200,
+    "huge": lambda: b'{"retCode":0,"pad":"' + b"x" * (20 << 20) + b'"}',
+    "bad_utf8": lambda: b'{"retCode":0,"retMsg":"\xff\xfe\xc3\x28","result":{}}',
+    "nul_json": lambda: b'{"retCode":0,"retMsg":"a\x00b","result":{"id":"\x00"}}',
+    "nul_escape": lambda: b'{"retCode":0,"retMsg":"a\\u0000b","result":{}}',
+}
 FAULTS_BEFORE = {"http_500", "http_502", "http_503", "http_403", "timeout_before",
-                 "reset", "garbage", "retcode", "down"}
-FAULTS_AFTER = {"timeout_after", "reset_after", "garbage_after"}
+                 "reset", "garbage", "retcode", "down", "drip", "raw"} | set(POISON)
+FAULTS_AFTER = {"timeout_after", "reset_after", "garbage_after", "slow"}
 FAULT_KINDS = FAULTS_BEFORE | FAULTS_AFTER
 
 GARBAGE_BODY = b'{"retCode":0,"retMsg":"succ\x00<html>502 upstream garbage'
@@ -216,7 +237,14 @@ class Core:
         code = spec.get("code", 10016)
         if not isinstance(code, int) or isinstance(code, bool):
             raise ValueError("code must be an integer")
+        body = spec.get("body", "")
+        status = spec.get("status", 200)
+        if not isinstance(body, str):
+            raise ValueError("body must be a string")
+        if not isinstance(status, int) or isinstance(status, bool) or not 100 <= status <= 599:
+            raise ValueError("status must be an HTTP status")
         fault = {"provider": provider, "path": str(spec.get("path", "")), "kind": kind,
+                 "body": body, "status": status,
                  "count": None if duration is not None else count, "code": code,
                  "delay_s": float(delay), "duration_s": duration,
                  "until": None if duration is None else time.monotonic() + duration}
@@ -268,6 +296,12 @@ class Core:
                     reply = Reply(*provider.error_reply(req, fault["code"], "injected"))
                     entry["ret_code"] = fault["code"]
             else:
+                if kind == "slow":
+                    self.lock.release()             # others are served meanwhile
+                    try:
+                        self.stopping.wait(fault["delay_s"])
+                    finally:
+                        self.lock.acquire()
                 try:
                     result = provider.handle(req)
                     while hasattr(result, "outside_lock"):
@@ -294,8 +328,14 @@ def fault_action(fault, reply):
     provider produced (None when the fault kept the provider out):
     ("reply", Reply), ("hold", seconds) or ("rst", None)."""
     kind = fault["kind"] if fault else None
-    if kind is None or kind == "retcode":
+    if kind is None or kind in ("retcode", "slow"):
         return ("reply", reply)
+    if kind in POISON:
+        return ("reply", Reply(200, POISON[kind](), "application/json"))
+    if kind == "raw":
+        return ("reply", Reply(fault["status"], fault["body"], "application/json"))
+    if kind == "drip":
+        return ("drip", fault["delay_s"])
     if kind.startswith("http_"):
         return ("reply", html_reply(int(kind[5:])))
     if kind in ("garbage", "garbage_after"):
@@ -402,13 +442,36 @@ class Handler(BaseHTTPRequestHandler):
         req.client_port = self.client_address[1]
         action, arg = CORE.serve(first, req)
         if action == "reply":
-            self.send_bytes(arg.status, arg.body, arg.content_type)
+            try:
+                self.send_bytes(arg.status, arg.body, arg.content_type)
+            except OSError:         # the client gave up on a huge answer
+                self.close_connection = True
+        elif action == "drip":
+            self.drip(arg)
         elif action == "hold":
             CORE.stopping.wait(arg)
             self.close_connection = True
         else:
             self.rst = True
             self.close_connection = True
+
+    def drip(self, seconds):
+        """Headers, then a JSON body one byte a second, for seconds at most."""
+        body = b'{"retCode":0,"retMsg":"' + b"." * 4096 + b'"}'
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.flush()
+            for i in range(min(len(body), int(seconds))):
+                self.wfile.write(body[i:i + 1])
+                self.wfile.flush()
+                if CORE.stopping.wait(1.0):
+                    break
+        except OSError:
+            pass
+        self.close_connection = True
 
     def finish(self):
         """Close with RST (SO_LINGER 0) when a reset fault asked for it."""
@@ -446,6 +509,10 @@ class Handler(BaseHTTPRequestHandler):
                 return self.send_json(200, {"ok": True})
             if method == "POST" and path == "/faults":
                 CORE.add_fault(obj)
+                return self.send_json(200, {"ok": True})
+            if method == "DELETE" and path == "/faults":
+                with CORE.lock:
+                    CORE.faults.clear()
                 return self.send_json(200, {"ok": True})
             if method == "GET" and path == "/faults":
                 return self.send_json(200, {"faults": CORE.list_faults()})
