@@ -18,7 +18,7 @@ ALTER FUNCTION withdraw._refresh_remote(text, text) SET search_path = pg_catalog
 -- security-restricted context (src/session.c): a function or operator
 -- planted where their SQL could find it would run without superuser
 -- rights.  NOLOGIN: nobody connects as it.  It gets the extension's tables
--- and the one function its queries call, nothing else.
+-- and the functions its queries call to open credentials, nothing else.
 DO $roles$
 BEGIN
 	IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'withdraw_worker') THEN

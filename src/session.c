@@ -11,7 +11,7 @@
  * superuser rights.  So each worker pins the settings its SQL depends on
  * at PGC_S_OVERRIDE, above any of those, and runs every transaction's SQL
  * as the non-superuser role withdraw_worker (granted exactly the
- * extension's tables and the one function it calls), in a
+ * extension's tables and the functions that open credentials), in a
  * security-restricted context, as VACUUM and CREATE INDEX run user code
  * as a table's owner.  The switch is per transaction because a worker
  * starts before CREATE EXTENSION has created that role, and because an
