@@ -4,8 +4,9 @@
  *	  jsonb access helpers shared by the SQL functions and the providers.
  *
  * Provider responses are untrusted bytes: json_parse_untrusted checks the
- * encoding and the grammar with the non-throwing parser before building a
- * jsonb, so garbage from the network is an ordinary result, not an ERROR.
+ * encoding, the nesting depth and the grammar with the non-throwing parser
+ * before building a jsonb, so garbage from the network is an ordinary
+ * result, not an ERROR.
  *
  *-------------------------------------------------------------------------
  */
@@ -18,6 +19,44 @@
 #include "utils/numeric.h"
 
 #include "jsonutil.h"
+
+/*
+ * Deeper than any provider's answer nests.  pg_parse_json recurses once per
+ * level and raises "stack depth limit exceeded" (an ERROR, not a result)
+ * on a few tens of thousands of '[': such bodies are refused before it.
+ */
+#define JSON_UNTRUSTED_MAX_DEPTH 64
+
+/* Whether the text opens more than JSON_UNTRUSTED_MAX_DEPTH levels (strings skipped). */
+static bool
+json_too_deep(const char *text, int len)
+{
+	int			depth = 0;
+	bool		in_string = false;
+
+	for (int i = 0; i < len; i++)
+	{
+		char		c = text[i];
+
+		if (in_string)
+		{
+			if (c == '\\')
+				i++;
+			else if (c == '"')
+				in_string = false;
+		}
+		else if (c == '"')
+			in_string = true;
+		else if (c == '[' || c == '{')
+		{
+			if (++depth > JSON_UNTRUSTED_MAX_DEPTH)
+				return true;
+		}
+		else if (c == ']' || c == '}')
+			depth--;
+	}
+	return false;
+}
 
 Jsonb *
 json_parse_untrusted(const char *text, int len, char **error)
@@ -37,6 +76,11 @@ json_parse_untrusted(const char *text, int len, char **error)
 	if (!pg_verifymbstr(text, len, true) || memchr(text, '\0', len) != NULL)
 	{
 		*error = pstrdup("body is not valid UTF-8 text");
+		return NULL;
+	}
+	if (json_too_deep(text, len))
+	{
+		*error = psprintf("body nests deeper than %d levels", JSON_UNTRUSTED_MAX_DEPTH);
 		return NULL;
 	}
 
