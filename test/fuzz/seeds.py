@@ -90,11 +90,14 @@ fiat_request = {"orderid": "fz-1", "currency": "INR", "amount": "100.00", "useri
                 "pay_code": "fz-pay", "bank_no": "12345678", "bank_id": "B1", "ifsc": "A", "user_name": "x"}
 
 
-# Depth bombs (well-formed and not) and bodies near the 1 MiB the worker
-# reads, for every parser; deep enough that pg_parse_json's recursion runs
-# past max_stack_depth (2 MB) unless something refuses them first.
+# Depth bombs (well-formed and not) and long bodies, for every parser; deep
+# enough that pg_parse_json's recursion runs past max_stack_depth (2 MB)
+# unless something refuses them first.  chainup's authentic inputs are
+# sealed with one RSA operation per 245 bytes, and only up to 16 KB
+# (fuzz_server.c): theirs stay under that.
 DEPTH = 100000
-LONG = 1000 * 1000
+LONG = 64 * 1024
+HUGE = 1000 * 1000  # near the 1 MiB the worker reads (http.c)
 
 
 def bombs(provider):
@@ -102,12 +105,14 @@ def bombs(provider):
     out = []
     parsers = {ZOOMEX: (CREATE, STATUS), P99: (SYNC, LOOKUP), CHAINUP: (CREATE, STATUS, BATCH, SYNC, CALLBACK),
                CCPAYMENT: (CREATE, STATUS, BATCH, CALLBACK), FIAT: (CREATE, CALLBACK)}[provider]
-    # chainup's authentic inputs are sealed block by block with RSA: keep them shorter
-    long = LONG // 10 if provider == CHAINUP else LONG
+    depth, long = (5000, 12 * 1024) if provider == CHAINUP else (DEPTH, LONG)
     for parser in parsers:
-        out.append((parser, AUTH, b"[" * DEPTH))
-        out.append((parser, AUTH, b'{"code":0,"data":' + b'{"a":[' * (DEPTH // 6) + b"]}" * (DEPTH // 6) + b"}"))
+        out.append((parser, AUTH, b"[" * depth))
+        out.append((parser, AUTH, b'{"code":0,"data":' + b'{"a":[' * (depth // 6) + b"]}" * (depth // 6) + b"}"))
         out.append((parser, AUTH | KNOWN, b'{"code":"0","msg":"' + b"x" * long + b'","data":[]}'))
+    # unsealed, to every provider's first parser: the outer layer, the whole size, the whole depth
+    out.append((parsers[0], KNOWN, b'{"code":"0","msg":"' + b"x" * HUGE + b'","data":[]}'))
+    out.append((parsers[0], 0, b"[" * DEPTH))
     return out
 
 
