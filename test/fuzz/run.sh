@@ -50,6 +50,9 @@ run_envelope() {
 	# a corpus from the provider's published envelopes (providers.md, seed 001)
 	mkdir -p "$out/corpus-envelope"
 	cp "$here"/corpus/* "$out/corpus-envelope/"
+	# and a long one: that notification 256 times over (768 authentic blocks)
+	python3 -c 'import sys; d = open(sys.argv[1]).read().strip(); open(sys.argv[2], "w").write(d * 256)' \
+		"$here/corpus/notification_envelope" "$out/corpus-envelope/notification_envelope_x256"
 	local rc=0
 	"$out/fuzz_envelope" -max_total_time="$seconds" -max_len="$max_len" -timeout=20 -rss_limit_mb=4096 \
 		-print_final_stats=1 -artifact_prefix="$crashes/envelope-" \
