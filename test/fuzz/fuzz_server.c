@@ -1,8 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * fuzz_server.c
- *	  libFuzzer targets for the parsers that need the server: the JSON of
- *	  providers' answers, their callbacks and fiat_gateway's form rules.
+ *	  libFuzzer targets for the parsers that need the server: one per
+ *	  provider (its answers and its callbacks) and fiat_gateway's form rules.
  *
  * Those parsers read jsonb, numeric and regex, which exist only inside a
  * backend, so libFuzzer runs inside one: this test-only module is loaded
@@ -14,7 +14,9 @@
  * The property every target checks: bytes from the network never raise an
  * ERROR out of a parser.  The worker calls parse_create/parse_status
  * outside any PG_TRY, so an ERROR there would stop it; a crash, a sanitizer
- * report or such an ERROR aborts, and libFuzzer keeps the input.  Form-rule
+ * report or such an ERROR aborts, and libFuzzer keeps the input (with
+ * WITHDRAW_FUZZ_ERRORS=count the ERRORs are counted instead, to measure a
+ * long run; see note_error).  Form-rule
  * validation is the one place where an ERROR is the answer (a request that
  * breaks a rule); there only an internal error (XX000) is a finding.
  *
@@ -34,6 +36,7 @@
 
 #include "catalog/pg_type.h"
 #include "fmgr.h"
+#include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
@@ -60,15 +63,44 @@ typedef struct FuzzInput
 #define FLAG_KNOWN_ID	0x02	/* the job already has a provider id */
 #define FLAG_ALT		0x04	/* the provider's other account variant */
 
+/*
+ * chainup seals with one RSA private-key operation per 245 bytes: longer
+ * inputs go unsealed (they still reach the outer parsers; the opening of
+ * long envelopes is fuzz_envelope's), else they would take seconds each.
+ */
+#define SEAL_MAX		16384
+
 /* the providers, in the order of fuzz_providers[] (a selector byte picks one) */
 enum
 {
 	ZOOMEX, P99, CHAINUP, CCPAYMENT, FIAT_GATEWAY, NPROVIDERS
 };
 
+/* a provider's parsers, in the order a selector byte picks them (seeds.py) */
+enum
+{
+	PARSE_CREATE, PARSE_STATUS, PARSE_BATCH, PARSE_SYNC, PARSE_LOOKUP, PARSE_CALLBACK, NPARSERS
+};
+
+static const char *const provider_targets[NPROVIDERS] = {
+	"zoomex", "p99", "chainup", "ccpayment", "fiat_gateway",
+};
+
 static MemoryContext fuzz_cxt;
 static void (*fuzz_target) (FuzzInput *in);
 static const char *fuzz_target_name;
+static int	fuzz_provider;		/* a provider's target: which */
+
+/*
+ * What an ERROR out of a parser does: abort (the default, a finding that
+ * fails the run) or, with WITHDRAW_FUZZ_ERRORS=count, a line on stderr and
+ * the first input of each distinct message kept beside the crashes, and
+ * the run goes on (to count them in a long run).
+ */
+static bool count_errors;
+static const char *artifact_prefix = "./";
+static List *error_messages;	/* distinct ones seen, in TopMemoryContext */
+static int	errors_seen;
 
 /* the accounts, two variants per provider (ccpayment v1/v2, fiat modes) */
 static WithdrawAccount *accounts[NPROVIDERS][2];
@@ -194,7 +226,7 @@ authentic_answer(int provider, FuzzInput *in, int *len)
 	*len = in->len;
 	if (!(in->flags & FLAG_AUTHENTIC))
 		return copy_bytes(in->body, in->len);
-	if (provider == CHAINUP)
+	if (provider == CHAINUP && in->len <= SEAL_MAX)
 	{
 		char	   *sealed = envelope_seal(wallet_key, in->body, in->len, &error);
 		char	   *body = psprintf("{\"code\": \"0\", \"data\": \"%s\"}", sealed ? sealed : "");
@@ -243,16 +275,17 @@ make_job(WithdrawAccount *account, int n, uint8 flags)
 }
 
 /*
- * "responses": the selector picks a provider and one of its parsers
- * (create, status, batched status, sync page, lookup); the body is the
- * HTTP answer, with a status from the flags.
+ * A provider's target ("zoomex", "p99", "chainup", "ccpayment",
+ * "fiat_gateway"): the selector picks one of its parsers, the body is what
+ * the network gave it.
+ *
+ * Answers (create, status, batched status, list page, lookup): the body is
+ * the HTTP answer, with a status from the flags.
  */
 static void
-target_responses(FuzzInput *in)
+parse_answer(int provider, int parser, FuzzInput *in)
 {
 	static const long statuses[] = {200, 200, 200, 401, 400, 404, 429, 500};
-	int			provider = in->selector % NPROVIDERS;
-	int			parser = (in->selector / NPROVIDERS) % 5;
 	WithdrawAccount *account = account_of(provider, in->flags);
 	const Provider *p = account->provider;
 	HttpResponse res;
@@ -271,11 +304,11 @@ target_responses(FuzzInput *in)
 	memset(&cursor, 0, sizeof(cursor));
 	memset(&sync, 0, sizeof(sync));
 
-	if (parser == 0 && p->parse_create)
+	if (parser == PARSE_CREATE)
 		p->parse_create(make_job(account, 0, in->flags & ~FLAG_KNOWN_ID), &res, &out);
-	else if (parser == 1 && p->parse_status)
+	else if (parser == PARSE_STATUS)
 		p->parse_status(make_job(account, 0, in->flags), &res, &out);
-	else if (parser == 2 && p->parse_status_batch)
+	else if (parser == PARSE_BATCH)
 	{
 		int			n = 1 + ((in->flags >> 3) & 3);
 		WithdrawalJob **jobs = palloc(sizeof(WithdrawalJob *) * n);
@@ -285,23 +318,21 @@ target_responses(FuzzInput *in)
 			jobs[i] = make_job(account, i, in->flags);
 		p->parse_status_batch(jobs, n, &res, outs);
 	}
-	else if (parser == 3 && p->parse_sync)
+	else if (parser == PARSE_SYNC)
 		p->parse_sync(account, &cursor, &res, &sync);
-	else if (parser == 4 && p->parse_lookup)
+	else if (parser == PARSE_LOOKUP)
 		p->parse_lookup(account, &res, &sync);
 }
 
 /*
- * "callbacks": the selector picks chainup, ccpayment or fiat_gateway; an
- * authentic input is sealed or signed, with a current timestamp.  What an
- * authentic confirmation asks is then checked against a stored request
- * and answered, as withdraw_confirm does.
+ * Callbacks (chainup, ccpayment, fiat_gateway): an authentic input is
+ * sealed or signed, with a current timestamp.  What an authentic
+ * confirmation asks is then checked against a stored request and
+ * answered, as withdraw_confirm does.
  */
 static void
-target_callbacks(FuzzInput *in)
+read_callback(int provider, FuzzInput *in)
 {
-	static const int callers[] = {CHAINUP, CCPAYMENT, FIAT_GATEWAY};
-	int			provider = callers[in->selector % lengthof(callers)];
 	WithdrawAccount *account = account_of(provider, in->flags);
 	const Provider *p = account->provider;
 	char	   *now = psprintf(INT64_FORMAT, (int64) time(NULL));
@@ -311,7 +342,7 @@ target_callbacks(FuzzInput *in)
 	CallbackNotice notice;
 	char	   *error = NULL;
 
-	if (provider == CHAINUP && (in->flags & FLAG_AUTHENTIC))
+	if (provider == CHAINUP && (in->flags & FLAG_AUTHENTIC) && in->len <= SEAL_MAX)
 	{
 		char	   *sealed = envelope_seal(wallet_key, in->body, in->len, &error);
 
@@ -344,6 +375,41 @@ target_callbacks(FuzzInput *in)
 
 		(void) p->confirm_reply(account, &notice, mismatch == NULL);
 	}
+}
+
+/* Whether the provider has that parser (a selector naming none is skipped). */
+static bool
+has_parser(const Provider *p, int parser)
+{
+	switch (parser)
+	{
+		case PARSE_CREATE:
+			return p->parse_create != NULL;
+		case PARSE_STATUS:
+			return p->parse_status != NULL;
+		case PARSE_BATCH:
+			return p->parse_status_batch != NULL;
+		case PARSE_SYNC:
+			return p->parse_sync != NULL;
+		case PARSE_LOOKUP:
+			return p->parse_lookup != NULL;
+		case PARSE_CALLBACK:
+			return p->read_callback != NULL;
+	}
+	return false;
+}
+
+static void
+target_provider(FuzzInput *in)
+{
+	int			parser = in->selector % NPARSERS;
+
+	if (!has_parser(fuzz_providers[fuzz_provider], parser))
+		return;
+	if (parser == PARSE_CALLBACK)
+		read_callback(fuzz_provider, in);
+	else
+		parse_answer(fuzz_provider, parser, in);
 }
 
 /*
@@ -397,6 +463,48 @@ target_form_rules(FuzzInput *in)
 	PG_END_TRY();
 }
 
+/*
+ * Counting mode: one more input that raised an ERROR.  The first input of
+ * each distinct message (up to 50) is kept as <artifact_prefix>error-<n>.
+ */
+static void
+note_error(ErrorData *edata, const uint8_t *data, size_t size)
+{
+	ListCell   *lc;
+	MemoryContext old;
+	char	   *path;
+	FILE	   *f;
+
+	errors_seen++;
+	foreach(lc, error_messages)
+	{
+		if (strcmp((char *) lfirst(lc), edata->message) == 0)
+			return;
+	}
+	if (list_length(error_messages) >= 50)
+		return;
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	error_messages = lappend(error_messages, pstrdup(edata->message));
+	MemoryContextSwitchTo(old);
+	path = psprintf("%serror-%d", artifact_prefix, list_length(error_messages));
+	f = fopen(path, "wb");
+	if (f != NULL)
+	{
+		fwrite(data, 1, size, f);
+		fclose(f);
+	}
+	fprintf(stderr, "withdraw_fuzz %s: new ERROR %s (%d inputs so far): %s; input kept in %s\n",
+			fuzz_target_name, unpack_sql_state(edata->sqlerrcode), errors_seen, edata->message, path);
+}
+
+/* Counting mode, at exit (libFuzzer exits when done): the totals. */
+static void
+print_error_count(void)
+{
+	fprintf(stderr, "withdraw_fuzz %s: %d inputs raised a parser ERROR, %d distinct messages\n",
+			fuzz_target_name, errors_seen, list_length(error_messages));
+}
+
 /* One input: a fresh memory context, and any ERROR is a finding. */
 static int
 run_one(const uint8_t *data, size_t size)
@@ -421,9 +529,14 @@ run_one(const uint8_t *data, size_t size)
 
 		MemoryContextSwitchTo(fuzz_cxt);
 		edata = CopyErrorData();
-		fprintf(stderr, "withdraw_fuzz %s: a parser raised ERROR %s: %s\n", fuzz_target_name,
-				unpack_sql_state(edata->sqlerrcode), edata->message);
-		abort();
+		if (!count_errors)
+		{
+			fprintf(stderr, "withdraw_fuzz %s: a parser raised ERROR %s: %s\n", fuzz_target_name,
+					unpack_sql_state(edata->sqlerrcode), edata->message);
+			abort();
+		}
+		FlushErrorState();
+		note_error(edata, data, size);
 	}
 	PG_END_TRY();
 	MemoryContextSwitchTo(old);
@@ -446,17 +559,25 @@ withdraw_fuzz(PG_FUNCTION_ARGS)
 	char	  **argv;
 
 	fuzz_target_name = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	if (strcmp(fuzz_target_name, "responses") == 0)
-		fuzz_target = target_responses;
-	else if (strcmp(fuzz_target_name, "callbacks") == 0)
-		fuzz_target = target_callbacks;
-	else if (strcmp(fuzz_target_name, "form_rules") == 0)
+	if (strcmp(fuzz_target_name, "form_rules") == 0)
 		fuzz_target = target_form_rules;
-	else
+	for (int i = 0; i < NPROVIDERS; i++)
+	{
+		if (strcmp(fuzz_target_name, provider_targets[i]) == 0)
+		{
+			fuzz_target = target_provider;
+			fuzz_provider = i;
+		}
+	}
+	if (fuzz_target == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("unknown fuzz target \"%s\"", fuzz_target_name),
-				 errhint("The targets are responses, callbacks and form_rules.")));
+				 errhint("The targets are zoomex, p99, chainup, ccpayment, fiat_gateway and form_rules.")));
+	count_errors = getenv("WITHDRAW_FUZZ_ERRORS") != NULL &&
+		strcmp(getenv("WITHDRAW_FUZZ_ERRORS"), "count") == 0;
+	if (count_errors)
+		atexit(print_error_count);
 
 	deconstruct_array(PG_GETARG_ARRAYTYPE_P(1), TEXTOID, -1, false, TYPALIGN_INT,
 					  &items, NULL, &nitems);
@@ -464,7 +585,18 @@ withdraw_fuzz(PG_FUNCTION_ARGS)
 	argv = MemoryContextAllocZero(TopMemoryContext, sizeof(char *) * (argc + 1));
 	argv[0] = "withdraw_fuzz";
 	for (int i = 0; i < nitems; i++)
+	{
 		argv[i + 1] = MemoryContextStrdup(TopMemoryContext, TextDatumGetCString(items[i]));
+		if (strncmp(argv[i + 1], "-artifact_prefix=", 17) == 0)
+			artifact_prefix = argv[i + 1] + 17;
+	}
+
+	/*
+	 * A single-user backend never sets the reference point of
+	 * check_stack_depth() (a deep recursion there is a SIGSEGV, where a
+	 * worker gets "stack depth limit exceeded"): set it here, as a worker has.
+	 */
+	(void) set_stack_base();
 
 	MemoryContextSwitchTo(TopMemoryContext);
 	make_accounts();

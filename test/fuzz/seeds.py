@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
 """
-seeds.py - writes the starting corpus of the in-server fuzz targets (fuzz_server.c).
+seeds.py - writes the starting corpus of the in-server fuzz targets (fuzz_server.c):
+one directory per target (zoomex, p99, chainup, ccpayment, fiat_gateway, form_rules).
 
     python3 test/fuzz/seeds.py DIRECTORY
 
-Each input is a selector byte, a flag byte, then the body; the bodies are the
+Each input is a selector byte (a provider's target: which parser, 0 create,
+1 status, 2 batched status, 3 list page, 4 lookup, 5 callback), a flag byte,
+then the body; the bodies are the
 shapes providers.md and the mocks document, so the fuzzer starts past the
 outer layers.  Flags: 0x01 sign/seal as the provider would, 0x02 the job has a
 provider id, 0x04 the other account variant (ccpayment v2, fiat "concat"),
@@ -15,7 +18,7 @@ import os
 import sys
 
 ZOOMEX, P99, CHAINUP, CCPAYMENT, FIAT = range(5)
-CREATE, STATUS, BATCH, SYNC, LOOKUP = range(5)
+CREATE, STATUS, BATCH, SYNC, LOOKUP, CALLBACK = range(6)
 AUTH, KNOWN, ALT = 0x01, 0x02, 0x04
 
 
@@ -63,16 +66,16 @@ responses = [
 ]
 
 callbacks = [
-    (0, AUTH, {"side": "withdraw", "request_id": "fz-1", "id": "1000", "amount": "1.50", "status": "2",
+    (CHAINUP, AUTH, {"side": "withdraw", "request_id": "fz-1", "id": "1000", "amount": "1.50", "status": "2",
                "txid": "0xab", "confirmations": "3", "notify_time": "1700000000000"}),
-    (0, AUTH, {"time": "1700000000000", "charset": "utf-8", "version": "v2", "request_id": "fz-1",
+    (CHAINUP, AUTH, {"time": "1700000000000", "charset": "utf-8", "version": "v2", "request_id": "fz-1",
                "from_uid": "7", "to_address": "fz-address", "amount": "1.50", "symbol": "usdt", "check_sum": "abc"}),
-    (0, AUTH, {"side": "deposit", "id": "7", "amount": "3", "symbol": "usdt"}),
-    (1, AUTH, {"pay_status": "success", "order_id": "1000", "merchant_order_id": "fz-1", "withdraw_amount": "1.50",
+    (CHAINUP, AUTH, {"side": "deposit", "id": "7", "amount": "3", "symbol": "usdt"}),
+    (CCPAYMENT, AUTH, {"pay_status": "success", "order_id": "1000", "merchant_order_id": "fz-1", "withdraw_amount": "1.50",
                "txid": "0xab", "network_fee": "0.1"}),
-    (1, AUTH | ALT, {"pay_status": "failed", "recordId": "1000", "orderId": "fz-1", "withdraw_amount": "1.50"}),
-    (2, AUTH, {"uid": "fz-uid", "orderid": "fz-1", "amount": "1.50", "status": "success", "transactionid": "9"}),
-    (2, AUTH | ALT, {"uid": "fz-uid", "orderid": "fz-1", "amount": "1.50", "status": "failed"}),
+    (CCPAYMENT, AUTH | ALT, {"pay_status": "failed", "recordId": "1000", "orderId": "fz-1", "withdraw_amount": "1.50"}),
+    (FIAT, AUTH, {"uid": "fz-uid", "orderid": "fz-1", "amount": "1.50", "status": "success", "transactionid": "9"}),
+    (FIAT, AUTH | ALT, {"uid": "fz-uid", "orderid": "fz-1", "amount": "1.50", "status": "failed"}),
 ]
 
 form_fields = [
@@ -87,6 +90,32 @@ fiat_request = {"orderid": "fz-1", "currency": "INR", "amount": "100.00", "useri
                 "pay_code": "fz-pay", "bank_no": "12345678", "bank_id": "B1", "ifsc": "A", "user_name": "x"}
 
 
+# Depth bombs (well-formed and not) and long bodies, for every parser; deep
+# enough that pg_parse_json's recursion runs past max_stack_depth (2 MB)
+# unless something refuses them first.  chainup's authentic inputs are
+# sealed with one RSA operation per 245 bytes, and only up to 16 KB
+# (fuzz_server.c): theirs stay under that.
+DEPTH = 100000
+LONG = 64 * 1024
+HUGE = 1000 * 1000  # near the 1 MiB the worker reads (http.c)
+
+
+def bombs(provider):
+    """(parser, flags, body) of the hostile shapes each parser must survive."""
+    out = []
+    parsers = {ZOOMEX: (CREATE, STATUS), P99: (SYNC, LOOKUP), CHAINUP: (CREATE, STATUS, BATCH, SYNC, CALLBACK),
+               CCPAYMENT: (CREATE, STATUS, BATCH, CALLBACK), FIAT: (CREATE, CALLBACK)}[provider]
+    depth, long = (5000, 12 * 1024) if provider == CHAINUP else (DEPTH, LONG)
+    for parser in parsers:
+        out.append((parser, AUTH, b"[" * depth))
+        out.append((parser, AUTH, b'{"code":0,"data":' + b'{"a":[' * (depth // 6) + b"]}" * (depth // 6) + b"}"))
+        out.append((parser, AUTH | KNOWN, b'{"code":"0","msg":"' + b"x" * long + b'","data":[]}'))
+    # unsealed, to every provider's first parser: the outer layer, the whole size, the whole depth
+    out.append((parsers[0], KNOWN, b'{"code":"0","msg":"' + b"x" * HUGE + b'","data":[]}'))
+    out.append((parsers[0], 0, b"[" * DEPTH))
+    return out
+
+
 def write(directory, name, selector, flags, body):
     with open(os.path.join(directory, name), "wb") as f:
         f.write(bytes([selector, flags]) + body)
@@ -94,15 +123,22 @@ def write(directory, name, selector, flags, body):
 
 def main():
     top = sys.argv[1]
-    for target in ("responses", "callbacks", "form_rules"):
+    names = {ZOOMEX: "zoomex", P99: "p99", CHAINUP: "chainup", CCPAYMENT: "ccpayment", FIAT: "fiat_gateway"}
+    for target in list(names.values()) + ["form_rules"]:
         os.makedirs(os.path.join(top, target), exist_ok=True)
     for i, (provider, parser, flags, doc) in enumerate(responses):
-        write(os.path.join(top, "responses"), f"seed{i}", provider + 5 * parser, flags, dumps(doc).encode())
-    for i, (caller, flags, doc) in enumerate(callbacks):
-        write(os.path.join(top, "callbacks"), f"seed{i}", caller, flags, dumps(doc).encode())
+        write(os.path.join(top, names[provider]), f"answer{i}", parser, flags, dumps(doc).encode())
+    for i, (provider, flags, doc) in enumerate(callbacks):
+        write(os.path.join(top, names[provider]), f"callback{i}", CALLBACK, flags, dumps(doc).encode())
+    for provider, name in names.items():
+        for i, (parser, flags, body) in enumerate(bombs(provider)):
+            write(os.path.join(top, name), f"bomb{i}", parser, flags, body)
     for i, flags in enumerate((AUTH, AUTH | ALT)):
         write(os.path.join(top, "form_rules"), f"seed{i}", 0, flags,
               dumps(rules_answer).encode() + b"\0" + dumps(fiat_request).encode())
+    write(os.path.join(top, "form_rules"), "bomb0", 0, AUTH, b"[" * DEPTH)
+    write(os.path.join(top, "form_rules"), "bomb1", 0, AUTH,
+          dumps(rules_answer).encode() + b"\0" + b'{"a":' * (DEPTH // 5) + b"1" + b"}" * (DEPTH // 5))
 
 
 if __name__ == "__main__":
