@@ -328,15 +328,29 @@ store_candidates(JobKind kind, List *excluded_accounts, int limit, MemoryContext
 	return result;
 }
 
+/* Wipes a copy of opened credentials when its memory context goes. */
+static void
+wipe_credentials(void *arg)
+{
+	Jsonb	   *credentials = arg;
+
+	explicit_bzero(VARDATA(credentials), VARSIZE(credentials) - VARHDRSZ);
+}
+
 /*
  * An account with its secrets from the columns id, name, provider,
  * base_url, options, credentials starting at column first; copied into
- * the current memory context.
+ * the current memory context.  The opened credentials are wiped in the
+ * result tuple once copied, and the copy when the context that holds it
+ * is reset or deleted (a job's, when its exchange ends): a worker's memory
+ * holds them only while a request of that account is in flight.
  */
 WithdrawAccount *
 store_account_from_tuple(HeapTuple tuple, TupleDesc desc, int first)
 {
 	WithdrawAccount *account = palloc0(sizeof(WithdrawAccount));
+	MemoryContextCallback *wipe = palloc(sizeof(MemoryContextCallback));
+	Datum		opened;
 	bool		isnull;
 
 	account->id = DatumGetInt32(SPI_getbinval(tuple, desc, first, &isnull));
@@ -344,7 +358,19 @@ store_account_from_tuple(HeapTuple tuple, TupleDesc desc, int first)
 	account->provider = provider_lookup(SPI_getvalue(tuple, desc, first + 2));
 	account->base_url = SPI_getvalue(tuple, desc, first + 3);
 	account->options = DatumGetJsonbPCopy(SPI_getbinval(tuple, desc, first + 4, &isnull));
-	account->credentials = DatumGetJsonbPCopy(SPI_getbinval(tuple, desc, first + 5, &isnull));
+	opened = SPI_getbinval(tuple, desc, first + 5, &isnull);
+	if (isnull)
+		return account;
+	account->credentials = DatumGetJsonbPCopy(opened);
+	/* the tuple's own bytes (a compressed or external value has none) */
+	if (VARATT_IS_SHORT(DatumGetPointer(opened)))
+		explicit_bzero(VARDATA_SHORT(DatumGetPointer(opened)),
+					   VARSIZE_SHORT(DatumGetPointer(opened)) - VARHDRSZ_SHORT);
+	else if (!VARATT_IS_EXTENDED(DatumGetPointer(opened)))
+		explicit_bzero(VARDATA(DatumGetPointer(opened)), VARSIZE(DatumGetPointer(opened)) - VARHDRSZ);
+	wipe->func = wipe_credentials;
+	wipe->arg = account->credentials;
+	MemoryContextRegisterResetCallback(CurrentMemoryContext, wipe);
 	return account;
 }
 

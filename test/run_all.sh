@@ -76,6 +76,8 @@ $PY test/integration/test_p99.py || failed+=(p99)
 
 echo "== integration suite: chainup"
 $PY test/integration/test_chainup.py || failed+=(chainup)
+
+echo "== integration suite: chainup security (spliced envelopes, stale notifications)"
 $PY test/integration/test_chainup_security.py || failed+=(chainup-security)
 
 echo "== integration suite: ccpayment"
