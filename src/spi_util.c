@@ -1,14 +1,17 @@
 /*-------------------------------------------------------------------------
  *
  * spi_util.c
- *	  SPI helpers shared by api.c, store.c, remote.c and triggers.c.
+ *	  SPI helpers shared by the files that run SQL: kept plans, index-walking
+ *	  executions, nullable text arguments, work in a subtransaction.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/resowner.h"
 
 #include "spi_util.h"
 
@@ -63,4 +66,38 @@ spi_finish_text(const char *s)
 	memcpy(VARDATA(result), s, len);
 	SPI_finish();
 	return PointerGetDatum(result);
+}
+
+/*
+ * Runs fn(arg) in a subtransaction of the current transaction: the worker
+ * reads provider bytes and records each outcome this way, so that an
+ * ERROR spoils that piece of work only.  Returns NULL when fn returned;
+ * otherwise the ERROR it raised, copied into the caller's memory context,
+ * with everything fn did rolled back.  The caller's memory context and
+ * resource owner are current again either way.
+ */
+ErrorData *
+spi_subtransaction(void (*fn) (void *arg), void *arg)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	ErrorData  *volatile edata = NULL;
+
+	BeginInternalSubTransaction(NULL);
+	PG_TRY();
+	{
+		fn(arg);
+		ReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(cxt);
+	CurrentResourceOwner = owner;
+	return edata;
 }

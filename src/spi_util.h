@@ -2,7 +2,8 @@
  *
  * spi_util.h
  *	  Small SPI helpers shared by every file that queries the extension's
- *	  tables: plans prepared once and kept, nullable text arguments.
+ *	  tables: plans prepared once and kept, nullable text arguments, work
+ *	  in a subtransaction.
  *
  *-------------------------------------------------------------------------
  */
@@ -31,5 +32,11 @@ extern Datum spi_text_or_null(const char *s, char *null_flag);
  * SPI_finish, so a reply built there must be copied out first.
  */
 extern Datum spi_finish_text(const char *s);
+
+/*
+ * Runs fn(arg) in a subtransaction; NULL when it returned, else the ERROR
+ * it raised (in the caller's memory context), its work rolled back.
+ */
+extern ErrorData *spi_subtransaction(void (*fn) (void *arg), void *arg);
 
 #endif							/* WITHDRAW_SPI_UTIL_H */

@@ -359,11 +359,27 @@ change_of(Job *job, Outcome *out, Change *change)
  * else.  A provider id already linked to another withdrawal is refused
  * here (the batch path relies on the unique index and falls back to this).
  */
+/* one job's answer (and the change it makes), as a subtransaction's work */
+typedef struct RecordOne
+{
+	Job		   *job;
+	HttpResponse *res;
+	Change	   *change;
+} RecordOne;
+
+static void
+record_one(void *arg)
+{
+	RecordOne  *r = arg;
+
+	store_record(r->job, r->res, r->change);
+}
+
 static void
 apply_change(Job *job, HttpResponse *res, Change *change)
 {
-	MemoryContext old = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
+	RecordOne	one = {job, res, change};
+	ErrorData  *edata;
 
 	current_withdrawal = job->w.id;
 	if (change->provider_id != NULL && job->w.provider_id == NULL &&
@@ -375,22 +391,9 @@ apply_change(Job *job, HttpResponse *res, Change *change)
 		change->provider_id = NULL;
 	}
 
-	BeginInternalSubTransaction(NULL);
-	PG_TRY();
+	edata = spi_subtransaction(record_one, &one);
+	if (edata != NULL)
 	{
-		store_record(job, res, change);
-		ReleaseCurrentSubTransaction();
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(old);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(old);
-		CurrentResourceOwner = owner;
 		ereport(WARNING,
 				(errmsg("could not record the outcome of withdrawal " INT64_FORMAT ": %s",
 						job->w.id, edata->message),
@@ -398,9 +401,6 @@ apply_change(Job *job, HttpResponse *res, Change *change)
 		WithdrawShmemReportError(edata->message);
 		FreeErrorData(edata);
 	}
-	PG_END_TRY();
-	MemoryContextSwitchTo(old);
-	CurrentResourceOwner = owner;
 	current_withdrawal = 0;
 }
 
@@ -417,33 +417,37 @@ apply_outcome(Job *job, HttpResponse *res, Outcome *out)
  * Records n exchanges: all at once with two statements, or, if that fails
  * (a refused transition, a provider id seen twice), one by one.
  */
+typedef struct RecordBatch
+{
+	int			n;
+	Job		  **jobs;
+	HttpResponse **responses;
+	Change	   *changes;
+} RecordBatch;
+
+static void
+record_batch(void *arg)
+{
+	RecordBatch *b = arg;
+
+	store_record_batch(b->n, b->jobs, b->responses, b->changes);
+}
+
 static void
 record_changes(int n, Job **jobs, HttpResponse **responses, Change *changes)
 {
-	MemoryContext old = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-	volatile bool done = false;
+	RecordBatch batch = {n, jobs, responses, changes};
+	bool		done = false;
 
 	if (n == 0)
 		return;
 	if (n > 1)
 	{
-		BeginInternalSubTransaction(NULL);
-		PG_TRY();
-		{
-			store_record_batch(n, jobs, responses, changes);
-			ReleaseCurrentSubTransaction();
-			done = true;
-		}
-		PG_CATCH();
-		{
-			MemoryContextSwitchTo(old);
-			FlushErrorState();
-			RollbackAndReleaseCurrentSubTransaction();
-		}
-		PG_END_TRY();
-		MemoryContextSwitchTo(old);
-		CurrentResourceOwner = owner;
+		ErrorData  *edata = spi_subtransaction(record_batch, &batch);
+
+		done = edata == NULL;
+		if (edata != NULL)
+			FreeErrorData(edata);
 	}
 	if (!done)
 		for (int i = 0; i < n; i++)
@@ -492,66 +496,69 @@ release_job(Job *job, TimestampTz now)
  * fails this sync, not the worker).  Returns true when another page must
  * be fetched; otherwise the sync is over, done or failed.
  */
+/* One page of a sync read and stored, as a subtransaction's work. */
+typedef struct SyncPage
+{
+	Job		   *job;
+	HttpResponse *res;
+	AccountState *state;
+	SyncResult	out;
+	bool		more;
+} SyncPage;
+
+static void
+store_sync_page(void *arg)
+{
+	SyncPage   *page = arg;
+	Job		   *job = page->job;
+	ListCell   *lc;
+
+	job->w.account->provider->parse_sync(job->w.account, &job->cursor, page->res, &page->out);
+	if (job->cursor.position)
+		job->cursor.position = MemoryContextStrdup(job->cxt, job->cursor.position);
+	if (page->out.error != NULL)
+		return;
+	foreach(lc, page->out.records)
+	{
+		RemoteRecord *r = lfirst(lc);
+
+		job->changed += remote_upsert(job->w.account->id, r) ? 1 : 0;
+		job->high_water = Max(job->high_water, r->requested_at);
+	}
+	page->more = page->out.more && ++job->cursor.pages < 100000;
+	if (!page->more)
+		remote_sync_done(job->w.account->id, job->high_water, job->changed,
+						 page->state->policy.sync_interval_ms);
+}
+
 static bool
 record_sync_page(Job *job, HttpResponse *res)
 {
 	MemoryContext old = MemoryContextSwitchTo(job->page_cxt);
-	ResourceOwner owner = CurrentResourceOwner;
-	AccountState *state = account_state(job->w.account->id, NULL, NULL);
-	SyncResult	out;
-	volatile bool more = false;
+	SyncPage	page;
+	ErrorData  *edata;
 
-	memset(&out, 0, sizeof(out));
+	memset(&page, 0, sizeof(page));
+	page.job = job;
+	page.res = res;
+	page.state = account_state(job->w.account->id, NULL, NULL);
 	/* the page is read inside too: an ERROR from its bytes fails this sync only */
-	BeginInternalSubTransaction(NULL);
-	PG_TRY();
+	edata = spi_subtransaction(store_sync_page, &page);
+	if (edata != NULL)
 	{
-		ListCell   *lc;
-
-		job->w.account->provider->parse_sync(job->w.account, &job->cursor, res, &out);
-		if (job->cursor.position)
-			job->cursor.position = MemoryContextStrdup(job->cxt, job->cursor.position);
-		if (out.error == NULL)
-		{
-			foreach(lc, out.records)
-			{
-				RemoteRecord *r = lfirst(lc);
-
-				job->changed += remote_upsert(job->w.account->id, r) ? 1 : 0;
-				job->high_water = Max(job->high_water, r->requested_at);
-			}
-			more = out.more && ++job->cursor.pages < 100000;
-			if (!more)
-				remote_sync_done(job->w.account->id, job->high_water, job->changed,
-								 state->policy.sync_interval_ms);
-		}
-		ReleaseCurrentSubTransaction();
+		page.out.error = psprintf("could not read or store the list: %s", edata->message);
+		page.more = false;
 	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(job->page_cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		out.error = psprintf("could not read or store the list: %s", edata->message);
-		more = false;
-	}
-	PG_END_TRY();
-	MemoryContextSwitchTo(job->page_cxt);
-	CurrentResourceOwner = owner;
-
-	if (out.error)
+	if (page.out.error)
 	{
 		/* never a tight loop: failures back off like retries */
-		remote_sync_failed(job->w.account->id, out.error,
+		remote_sync_failed(job->w.account->id, page.out.error,
 						   retry_delay_ms(job->attempts + 1, 0));
 		WithdrawShmemReportError(psprintf("sync of account \"%s\": %s",
-										  job->w.account->name, out.error));
+										  job->w.account->name, page.out.error));
 	}
 	MemoryContextSwitchTo(old);
-	return more;
+	return page.more;
 }
 
 /*
@@ -694,58 +701,48 @@ read_answer(HttpCompletion *c, Job **jobs, HttpResponse **responses, Change *cha
  * The providers' readers are pure functions of the bytes, so reading an
  * answer twice gives the same outcome.
  */
+/* Answers read into jobs/responses/changes, as a subtransaction's work. */
+typedef struct ReadAnswers
+{
+	List	   *list;			/* of HttpCompletion */
+	Job		  **jobs;
+	HttpResponse **responses;
+	Change	   *changes;
+	int			n;				/* outcomes read so far */
+} ReadAnswers;
+
+static void
+read_some(void *arg)
+{
+	ReadAnswers *r = arg;
+	ListCell   *lc;
+
+	foreach(lc, r->list)
+		r->n += read_answer(lfirst(lc), r->jobs + r->n, r->responses + r->n, r->changes + r->n);
+}
+
 static int
 read_answers(List *list, Job **jobs, HttpResponse **responses, Change *changes)
 {
-	MemoryContext old = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-	volatile int n = 0;
-	volatile bool done = false;
+	ReadAnswers all = {list, jobs, responses, changes, 0};
+	ErrorData  *edata;
+	int			n = 0;
 	ListCell   *lc;
 
-	BeginInternalSubTransaction(NULL);
-	PG_TRY();
-	{
-		foreach(lc, list)
-			n += read_answer(lfirst(lc), jobs + n, responses + n, changes + n);
-		ReleaseCurrentSubTransaction();
-		done = true;
-	}
-	PG_CATCH();
-	{
-		MemoryContextSwitchTo(old);
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-	}
-	PG_END_TRY();
-	MemoryContextSwitchTo(old);
-	CurrentResourceOwner = owner;
-	if (done)
-		return n;
+	edata = spi_subtransaction(read_some, &all);
+	if (edata == NULL)
+		return all.n;
+	FreeErrorData(edata);
 
-	n = 0;
 	foreach(lc, list)
 	{
 		HttpCompletion *c = lfirst(lc);
-		volatile int k = 0;
+		Job		   *job = c->tag;
+		ReadAnswers one = {list_make1(c), jobs + n, responses + n, changes + n, 0};
 
-		BeginInternalSubTransaction(NULL);
-		PG_TRY();
+		edata = spi_subtransaction(read_some, &one);
+		if (edata != NULL)
 		{
-			k = read_answer(c, jobs + n, responses + n, changes + n);
-			ReleaseCurrentSubTransaction();
-		}
-		PG_CATCH();
-		{
-			ErrorData  *edata;
-			Job		   *job = c->tag;
-
-			MemoryContextSwitchTo(old);
-			edata = CopyErrorData();
-			FlushErrorState();
-			RollbackAndReleaseCurrentSubTransaction();
-			MemoryContextSwitchTo(old);
-			CurrentResourceOwner = owner;
 			ereport(WARNING,
 					(errmsg("could not read the answer about withdrawal " INT64_FORMAT ": %s",
 							job->w.id, edata->message),
@@ -753,14 +750,11 @@ read_answers(List *list, Job **jobs, HttpResponse **responses, Change *changes)
 							   withdraw_quarantine_after)));
 			WithdrawShmemReportError(psprintf("could not read the answer about withdrawal " INT64_FORMAT ": %s",
 											  job->w.id, edata->message));
-			k = unreadable_outcomes(job, c->response, edata->message, jobs + n, responses + n,
-									changes + n);
+			one.n = unreadable_outcomes(job, c->response, edata->message, jobs + n, responses + n,
+										changes + n);
 			FreeErrorData(edata);
 		}
-		PG_END_TRY();
-		MemoryContextSwitchTo(old);
-		CurrentResourceOwner = owner;
-		n += k;
+		n += one.n;
 	}
 	return n;
 }
@@ -805,34 +799,25 @@ is_suspect(Job *job)
 
 /* Stores fetched form rules; an ERROR reading them fails this fetch only. */
 static void
+rules_one(void *arg)
+{
+	RecordOne  *r = arg;
+
+	rules_record(r->job, r->res);
+}
+
+static void
 record_rules(Job *job, HttpResponse *res)
 {
-	MemoryContext old = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
+	RecordOne	one = {job, res, NULL};
+	ErrorData  *edata = spi_subtransaction(rules_one, &one);
 
-	BeginInternalSubTransaction(NULL);
-	PG_TRY();
+	if (edata != NULL)
 	{
-		rules_record(job, res);
-		ReleaseCurrentSubTransaction();
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(old);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(old);
-		CurrentResourceOwner = owner;
 		rules_store(job->w.account, job->rule_key, job->rule_currency, NULL,
 					psprintf("could not read the rules: %s", edata->message));
 		FreeErrorData(edata);
 	}
-	PG_END_TRY();
-	MemoryContextSwitchTo(old);
-	CurrentResourceOwner = owner;
 }
 
 /*
@@ -1210,6 +1195,43 @@ check_credentials(TimestampTz now, bool force)
 	}
 }
 
+/* A take of one kind of job, as a subtransaction's work. */
+typedef struct TakeArgs
+{
+	JobKind		kind;
+	List	   *ids;			/* JOB_CREATE, JOB_STATUS: the chosen rows */
+	List	   *excluded;		/* JOB_SYNC: accounts left out */
+	int			limit;			/* JOB_SYNC, JOB_RULES */
+	List	   *jobs;			/* the result, in jobs_cxt */
+} TakeArgs;
+
+static void
+take_jobs(void *arg)
+{
+	TakeArgs   *t = arg;
+
+	if (t->kind == JOB_SYNC)
+		t->jobs = store_take_syncs(t->excluded, t->limit, jobs_cxt);
+	else if (t->kind == JOB_RULES)
+		t->jobs = rules_take_due(t->limit, jobs_cxt);
+	else
+		t->jobs = store_take(t->kind, t->ids, my_worker, jobs_cxt);
+}
+
+/* Runs a take; on an ERROR takes nothing and looks at the credentials again. */
+static List *
+take_in_subtransaction(TakeArgs *t, const char *what)
+{
+	ErrorData  *edata = spi_subtransaction(take_jobs, t);
+
+	if (edata == NULL)
+		return t->jobs;
+	WithdrawShmemReportError(psprintf("could not take %s: %s", what, edata->message));
+	FreeErrorData(edata);
+	check_credentials(GetCurrentTimestamp(), true);
+	return NIL;
+}
+
 /*
  * Takes the chosen withdrawals inside a subtransaction: the take opens
  * each account's credentials, and one that cannot be opened (its key was
@@ -1220,40 +1242,11 @@ check_credentials(TimestampTz now, bool force)
 static List *
 take(JobKind kind, List *ids)
 {
-	MemoryContext old = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-	List	   *volatile jobs = NIL;
-	volatile bool failed = false;
+	TakeArgs	t = {kind, ids, NIL, 0, NIL};
 
 	if (ids == NIL)
 		return NIL;
-	BeginInternalSubTransaction(NULL);
-	PG_TRY();
-	{
-		jobs = store_take(kind, ids, my_worker, jobs_cxt);
-		ReleaseCurrentSubTransaction();
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(old);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(old);
-		CurrentResourceOwner = owner;
-		WithdrawShmemReportError(psprintf("could not take withdrawals: %s", edata->message));
-		FreeErrorData(edata);
-		jobs = NIL;
-		failed = true;
-	}
-	PG_END_TRY();
-	MemoryContextSwitchTo(old);
-	CurrentResourceOwner = owner;
-	if (failed)
-		check_credentials(GetCurrentTimestamp(), true);
-	return jobs;
+	return take_in_subtransaction(&t, "withdrawals");
 }
 
 /*
@@ -1263,41 +1256,9 @@ take(JobKind kind, List *ids)
 static List *
 take_account_jobs(JobKind kind, List *excluded, int limit)
 {
-	MemoryContext old = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-	List	   *volatile jobs = NIL;
-	volatile bool failed = false;
+	TakeArgs	t = {kind, NIL, excluded, limit, NIL};
 
-	BeginInternalSubTransaction(NULL);
-	PG_TRY();
-	{
-		jobs = kind == JOB_SYNC ? store_take_syncs(excluded, limit, jobs_cxt) :
-			rules_take_due(limit, jobs_cxt);
-		ReleaseCurrentSubTransaction();
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(old);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(old);
-		CurrentResourceOwner = owner;
-		WithdrawShmemReportError(psprintf("could not take %s: %s",
-										  kind == JOB_SYNC ? "syncs" : "form rule fetches",
-										  edata->message));
-		FreeErrorData(edata);
-		jobs = NIL;
-		failed = true;
-	}
-	PG_END_TRY();
-	MemoryContextSwitchTo(old);
-	CurrentResourceOwner = owner;
-	if (failed)
-		check_credentials(GetCurrentTimestamp(), true);
-	return jobs;
+	return take_in_subtransaction(&t, kind == JOB_SYNC ? "syncs" : "form rule fetches");
 }
 
 /*
