@@ -389,6 +389,32 @@ http_url_origin(const char *url, char **scheme, char **host, int *port)
 }
 
 /*
+ * The next entry of a comma-separated list of hosts (withdraw.allowed_hosts)
+ * in [*start, *end), blanks trimmed (an empty entry has *start == *end);
+ * advances *p past it.  false when the list is over.
+ */
+bool
+http_host_list_next(const char **p, const char **start, const char **end)
+{
+	const char *s = *p;
+
+	while (*s == ' ' || *s == '\t')
+		s++;
+	if (*s == '\0')
+		return false;
+	*start = s;
+	while (*s && *s != ',')
+		s++;
+	*end = s;
+	while (*end > *start && ((*end)[-1] == ' ' || (*end)[-1] == '\t'))
+		(*end)--;
+	if (*s == ',')
+		s++;
+	*p = s;
+	return true;
+}
+
+/*
  * Is host (normalized) in withdraw.allowed_hosts?  Empty list: any host.
  * An entry "*.example.com" allows every host below example.com (not
  * example.com itself, which needs its own entry).
@@ -397,27 +423,19 @@ bool
 http_host_allowed(const char *host)
 {
 	const char *p = withdraw_allowed_hosts;
+	const char *start;
+	const char *end;
 	int			hlen = strlen(host);
 	bool		empty = true;
 
 	if (p == NULL)
 		return true;
-	while (*p)
+	while (http_host_list_next(&p, &start, &end))
 	{
-		const char *start;
-		const char *end;
 		char	   *entry;
 		int			elen;
 		bool		match;
 
-		while (*p == ' ' || *p == '\t' || *p == ',')
-			p++;
-		start = p;
-		while (*p && *p != ',')
-			p++;
-		end = p;
-		while (end > start && (end[-1] == ' ' || end[-1] == '\t'))
-			end--;
 		if (end == start)
 			continue;
 		empty = false;

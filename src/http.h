@@ -61,4 +61,7 @@ extern bool http_url_origin(const char *url, char **scheme, char **host, int *po
 extern bool http_host_allowed(const char *host);
 extern char *http_url_refusal(const char *url);
 
+/* the next entry of a comma-separated host list; false at its end */
+extern bool http_host_list_next(const char **p, const char **start, const char **end);
+
 #endif							/* WITHDRAW_HTTP_H */

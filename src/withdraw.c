@@ -17,6 +17,7 @@
 #include "utils/guc.h"
 
 #include "accounts.h"
+#include "http.h"
 #include "withdraw.h"
 
 PG_MODULE_MAGIC;
@@ -56,25 +57,15 @@ static bool
 check_allowed_hosts(char **newval, void **extra, GucSource source)
 {
 	const char *p = *newval;
+	const char *start;
+	const char *end;
 
 	if (p == NULL || strspn(p, " \t") == strlen(p))
 		return true;			/* the empty list: no limit */
-	while (*p)
+	while (http_host_list_next(&p, &start, &end))
 	{
-		const char *start;
-		const char *end;
 		const char *c;
 
-		while (*p == ' ' || *p == '\t')
-			p++;
-		start = p;
-		while (*p && *p != ',')
-			p++;
-		end = p;
-		while (end > start && (end[-1] == ' ' || end[-1] == '\t'))
-			end--;
-		if (*p == ',')
-			p++;
 		if (end == start)
 		{
 			GUC_check_errdetail("An entry of the list is empty.");
