@@ -51,7 +51,8 @@ rules_store(WithdrawAccount *account, const char *key, const char *currency,
 
 	if (store_plan == NULL)
 	{
-		Oid			types[6] = {INT4OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT4OID};
+		/* $6 float8: pg_catalog's *(float8, interval) is an exact match */
+		Oid			types[6] = {INT4OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, FLOAT8OID};
 
 		store_plan = spi_prepare_kept(
 								  "INSERT INTO withdraw.form_rule AS r (account_id, rule_key, currency, rules,"
@@ -72,7 +73,7 @@ rules_store(WithdrawAccount *account, const char *key, const char *currency,
 	args[3] = spi_text_or_null(rules, &nulls[3]);
 	args[4] = spi_text_or_null(error, &nulls[4]);
 	/* a failure is tried again sooner than the next refresh */
-	args[5] = Int32GetDatum(error ? Min(rules_ttl_ms(account), 60 * 1000) : rules_ttl_ms(account));
+	args[5] = Float8GetDatum((double) (error ? Min(rules_ttl_ms(account), 60 * 1000) : rules_ttl_ms(account)));
 	if (SPI_execute_plan(store_plan, args, nulls, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "storing form rules failed");
 }

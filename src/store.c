@@ -610,7 +610,8 @@ store_prune(int retention_s, int batch)
 
 	if (prune_plan[0] == NULL)
 	{
-		Oid			types[2] = {INT4OID, INT4OID};
+		/* float8 seconds: pg_catalog's *(float8, interval) is an exact match */
+		Oid			types[2] = {FLOAT8OID, INT4OID};
 
 		prune_plan[0] = spi_prepare_kept(
 									 "DELETE FROM withdraw.attempt WHERE id IN (SELECT id FROM withdraw.attempt"
@@ -621,7 +622,7 @@ store_prune(int retention_s, int batch)
 									 " WHERE at < now() - $1 * interval '1 second' ORDER BY id LIMIT $2)",
 									 2, types);
 	}
-	args[0] = Int32GetDatum(retention_s);
+	args[0] = Float8GetDatum((double) retention_s);
 	args[1] = Int32GetDatum(batch);
 	for (int i = 0; i < 2; i++)
 	{

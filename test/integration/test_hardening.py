@@ -35,6 +35,7 @@ APP, APP_SECRET = "ccp-app-h", "ccp-secret-h"
 
 PLANTS = """
 CREATE SCHEMA evil;
+GRANT USAGE ON SCHEMA evil TO PUBLIC;
 CREATE FUNCTION {s}.now() RETURNS timestamptz LANGUAGE plpgsql
     SET search_path = pg_catalog AS $$
 BEGIN
@@ -188,7 +189,8 @@ def setup():
         CREATE TRIGGER zz_spy AFTER INSERT ON withdraw.attempt FOR EACH STATEMENT EXECUTE FUNCTION public.spy();
     """)
     as_role("mallory", PLANTS.format(s="evil")
-            + PLANTS.replace("CREATE SCHEMA evil;", "").format(s="public")
+            + PLANTS.replace("CREATE SCHEMA evil;", "").replace("GRANT USAGE ON SCHEMA evil TO PUBLIC;", "")
+            .format(s="public")
             + "ALTER DATABASE postgres SET search_path = evil, pg_catalog, public;")
     # the workers take the database's settings when they connect: connect again
     cluster.stop()
