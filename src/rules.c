@@ -83,27 +83,28 @@ rules_store(WithdrawAccount *account, const char *key, const char *currency,
  * minutes ahead until its fetch is recorded (recovery needs nothing more).
  */
 List *
-rules_take_due(int limit, MemoryContext parent)
+rules_take_due(List *excluded_accounts, int limit, MemoryContext parent)
 {
-	Datum		args[1];
+	Datum		args[2];
 	List	   *jobs = NIL;
 
 	if (take_plan == NULL)
 	{
-		Oid			types[1] = {INT4OID};
+		Oid			types[2] = {INT4OID, INT4ARRAYOID};
 
 		take_plan = spi_prepare_kept(
 								 "UPDATE withdraw.form_rule r SET next_fetch_at = now() + interval '10 minutes'"
 								 " FROM withdraw.account a JOIN withdraw.account_secret sec ON sec.account_id = a.id"
 								 " WHERE (r.account_id, r.rule_key) IN (SELECT account_id, rule_key"
-								 "   FROM withdraw.form_rule WHERE next_fetch_at <= now()"
+								 "   FROM withdraw.form_rule WHERE next_fetch_at <= now() AND account_id <> ALL ($2)"
 								 "   ORDER BY next_fetch_at LIMIT $1 FOR UPDATE SKIP LOCKED)"
 								 "   AND a.id = r.account_id"
 								 " RETURNING a.id, a.name, a.provider, a.base_url, a.options, "
 								 SECRETS_CREDENTIALS("sec") ","
-								 "  r.rule_key, r.currency", 1, types);
+								 "  r.rule_key, r.currency", 2, types);
 	}
 	args[0] = Int32GetDatum(limit);
+	args[1] = store_int_array(excluded_accounts, false);
 	if (SPI_execute_plan(take_plan, args, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "claiming form rules failed");
 	for (uint64 i = 0; i < SPI_processed; i++)

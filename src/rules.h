@@ -12,7 +12,8 @@
 
 extern void rules_store(WithdrawAccount *account, const char *key, const char *currency,
 						const char *rules, const char *error);
-extern List *rules_take_due(int limit, MemoryContext parent);
+/* due rule fetches, none of the excluded accounts (an int List) */
+extern List *rules_take_due(List *excluded_accounts, int limit, MemoryContext parent);
 extern void rules_record(Job *job, HttpResponse *res);
 
 #endif							/* WITHDRAW_RULES_H */

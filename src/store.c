@@ -123,8 +123,8 @@ static const char *const take_sql[2] = {
 };
 
 
-static Datum
-int_array(List *list, bool is_int8)
+Datum
+store_int_array(List *list, bool is_int8)
 {
 	int			n = list_length(list);
 	Datum	   *elems = palloc(sizeof(Datum) * Max(n, 1));
@@ -241,7 +241,7 @@ store_stamp(List *ids)
 		plan = spi_prepare_kept("UPDATE withdraw.withdrawal SET strikes = strikes + 1"
 								" WHERE id = ANY ($1)", 1, types);
 	}
-	args[0] = int_array(ids, true);
+	args[0] = store_int_array(ids, true);
 	if (SPI_execute_plan(plan, args, NULL, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "stamping withdrawals failed");
 }
@@ -292,7 +292,7 @@ store_candidates(JobKind kind, List *excluded_accounts, int limit, MemoryContext
 
 		candidates_plan[kind] = spi_prepare_kept(candidates_sql[kind], 2, types);
 	}
-	args[0] = int_array(excluded_accounts, false);
+	args[0] = store_int_array(excluded_accounts, false);
 	args[1] = Int32GetDatum(limit);
 	/* always an index walk: see spi_execute_plan_indexed */
 	if (spi_execute_plan_indexed(candidates_plan[kind], args, false, 0) != SPI_OK_SELECT)
@@ -414,7 +414,7 @@ store_take(JobKind kind, List *ids, int worker, MemoryContext parent)
 
 		take_plan[kind] = spi_prepare_kept(take_sql[kind], 2, types);
 	}
-	args[0] = int_array(ids, true);
+	args[0] = store_int_array(ids, true);
 	args[1] = Int16GetDatum(worker);
 	if (SPI_execute_plan(take_plan[kind], args, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "taking withdrawals failed");
@@ -506,7 +506,7 @@ store_take_syncs(List *excluded_accounts, int limit, MemoryContext parent)
 								  SECRETS_CREDENTIALS("sec") ","
 								  "  s.failures", 2, types);
 	}
-	args[0] = int_array(excluded_accounts, false);
+	args[0] = store_int_array(excluded_accounts, false);
 	args[1] = Int32GetDatum(limit);
 	if (SPI_execute_plan(syncs_plan, args, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "claiming syncs failed");
@@ -541,7 +541,7 @@ update_ids(SPIPlanPtr *plan, const char *sql, List *ids)
 
 		*plan = spi_prepare_kept(sql, 1, types);
 	}
-	args[0] = int_array(ids, true);
+	args[0] = store_int_array(ids, true);
 	if (SPI_execute_plan(*plan, args, NULL, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "\"%s\" failed", sql);
 }

@@ -40,4 +40,7 @@ extern WithdrawAccount *store_account_from_tuple(HeapTuple tuple, TupleDesc desc
 extern WithdrawAccount *store_account_by_name(const char *name);
 extern Job *store_account_job(HeapTuple tuple, TupleDesc desc, JobKind kind, MemoryContext parent);
 
+/* an int4[] (or, is_int8, int8[] of pointed-to int64s) of a List, for a query argument */
+extern Datum store_int_array(List *list, bool is_int8);
+
 #endif							/* WITHDRAW_STORE_H */

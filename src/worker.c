@@ -1200,7 +1200,7 @@ typedef struct TakeArgs
 {
 	JobKind		kind;
 	List	   *ids;			/* JOB_CREATE, JOB_STATUS: the chosen rows */
-	List	   *excluded;		/* JOB_SYNC: accounts left out */
+	List	   *excluded;		/* JOB_SYNC, JOB_RULES: accounts left out */
 	int			limit;			/* JOB_SYNC, JOB_RULES */
 	List	   *jobs;			/* the result, in jobs_cxt */
 } TakeArgs;
@@ -1213,7 +1213,7 @@ take_jobs(void *arg)
 	if (t->kind == JOB_SYNC)
 		t->jobs = store_take_syncs(t->excluded, t->limit, jobs_cxt);
 	else if (t->kind == JOB_RULES)
-		t->jobs = rules_take_due(t->limit, jobs_cxt);
+		t->jobs = rules_take_due(t->excluded, t->limit, jobs_cxt);
 	else
 		t->jobs = store_take(t->kind, t->ids, my_worker, jobs_cxt);
 }
@@ -1396,7 +1396,7 @@ claim_and_send(void)
 	if (capacity > 0 && my_worker == 0)
 	{
 		/* form rules due for refresh: a few at a time, they are rarely many */
-		foreach(lc, take_account_jobs(JOB_RULES, NIL, Min(capacity, 4)))
+		foreach(lc, take_account_jobs(JOB_RULES, unopenable_accounts, Min(capacity, 4)))
 		{
 			Job		   *job = lfirst(lc);
 			Outcome		failure;
