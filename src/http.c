@@ -643,6 +643,8 @@ static bool
 surely_undelivered(CURL *easy, CURLcode code)
 {
 	curl_off_t	pretransfer = 0;
+	curl_off_t	appconnect = -1;
+	char	   *scheme = NULL;
 
 	switch (code)
 	{
@@ -662,6 +664,16 @@ surely_undelivered(CURL *easy, CURLcode code)
 	/* timed out before a single byte of the request was written */
 	if (curl_easy_getinfo(easy, CURLINFO_PRETRANSFER_TIME_T, &pretransfer) == CURLE_OK &&
 		pretransfer == 0)
+		return true;
+
+	/*
+	 * Over TLS, a handshake that never completed: the request had no channel
+	 * to leave by (newer libcurl reports a pre-transfer time even then).
+	 */
+	if (curl_easy_getinfo(easy, CURLINFO_SCHEME, &scheme) == CURLE_OK && scheme != NULL &&
+		pg_strcasecmp(scheme, "https") == 0 &&
+		curl_easy_getinfo(easy, CURLINFO_APPCONNECT_TIME_T, &appconnect) == CURLE_OK &&
+		appconnect == 0)
 		return true;
 	return false;
 }
