@@ -1,7 +1,15 @@
-/* withdraw--0.3.0--0.4.0.sql: the second security round (see README, Security):
-   search_path pinned wherever SQL runs on another role's behalf;
-   the workers' SQL runs as the non-superuser role withdraw_worker; (further
-   sections below, one per concern) */
+/* withdraw--0.3.0--0.4.0.sql: the second security round (README, Security).
+   - withdraw._refresh_remote pinned to search_path = pg_catalog, pg_temp
+   - role withdraw_worker (NOLOGIN), as which the workers run their SQL,
+     with DML on the extension's tables and the functions that open
+     credentials
+   - withdraw.withdrawal.strikes and polling (quarantine of poison answers);
+     withdraw._credentials_problem(); withdraw.accounts.not_sending
+   - role withdraw_auditor; withdraw.withdrawals, attempts, events,
+     remote_withdrawals and callbacks redefined as security barriers that
+     show a withdraw_user its own withdrawals, personal data masked;
+     withdraw_cancel and withdraw_refresh(id) follow the same rule
+   - withdraw.callback: verdict 'confirming' */
 
 \echo Use "ALTER EXTENSION withdraw UPDATE TO '0.4.0'" to load this file. \quit
 
@@ -31,8 +39,6 @@ GRANT USAGE ON SCHEMA withdraw TO withdraw_worker;
 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA withdraw TO withdraw_worker;
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA withdraw TO withdraw_worker;
 GRANT EXECUTE ON FUNCTION withdraw._credentials(integer, bytea, text) TO withdraw_worker;
-
--- == network: credentials bound to their host ==
 
 -- == poison answers: quarantine ==
 
