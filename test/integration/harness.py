@@ -25,6 +25,19 @@ def pg_bindir():
     return subprocess.check_output(["pg_config", "--bindir"], text=True).strip()
 
 
+def rsa_key_pair():
+    """A fresh 2048-bit RSA key as (private PKCS#8 PEM, public SPKI PEM), for
+    chainup accounts and the mock that plays the platform."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption()).decode()
+    pub = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                        serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    return pem, pub
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

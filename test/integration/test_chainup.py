@@ -13,9 +13,8 @@ import time
 import urllib.request
 
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
-from harness import run_suite, wait_until
+from harness import run_suite, wait_until, rsa_key_pair
 
 cluster = None
 mock = None
@@ -26,13 +25,7 @@ APP_ID = "cu-app-main"          # confirm and notify URLs set
 QUIET_APP_ID = "cu-app-quiet"   # neither: only the worker's polls and syncs
 
 
-def new_key():
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption()).decode()
-    pub = key.public_key().public_bytes(serialization.Encoding.PEM,
-                                        serialization.PublicFormat.SubjectPublicKeyInfo).decode()
-    return pem, pub
+new_key = rsa_key_pair
 
 
 MERCHANT_PEM, MERCHANT_PUB = new_key()

@@ -19,10 +19,8 @@ import threading
 import time
 
 import psycopg2
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
-from harness import run_suite, wait_until
+from harness import run_suite, wait_until, rsa_key_pair
 
 cluster = None
 mock = None
@@ -216,13 +214,7 @@ def test_a_tls_handshake_that_never_completes_ends_at_the_connect_timeout():
     return f"{error!r} after {latency:.0f} ms, {state} after 2 undelivered attempts"
 
 
-def chainup_key():
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption()).decode()
-    pub = key.public_key().public_bytes(serialization.Encoding.PEM,
-                                        serialization.PublicFormat.SubjectPublicKeyInfo).decode()
-    return pem, pub
+chainup_key = rsa_key_pair
 
 
 def test_an_answer_whose_reading_raises_is_quarantined():
