@@ -31,7 +31,7 @@ OBJS = \
 	src/providers/fiat_gateway.o
 
 DATA = sql/withdraw--0.1.0.sql sql/withdraw--0.1.0--0.2.0.sql sql/withdraw--0.2.0--0.3.0.sql \
-	sql/withdraw--0.3.0--0.4.0.sql
+	sql/withdraw--0.3.0--0.4.0.sql sql/withdraw--0.4.0--0.5.0.sql
 PGFILEDESC = "withdraw - transactional payouts sent by background workers"
 
 SHLIB_LINK += -lcurl -lcrypto

@@ -97,3 +97,6 @@ SELECT extversion FROM pg_extension WHERE extname = 'withdraw';
 SELECT idempotency_key, created_by = current_user AS created_by_kept FROM withdraw.withdrawals WHERE idempotency_key = 'up1';
 SELECT count(*) AS security_barrier_views FROM pg_class
 WHERE relnamespace = 'withdraw'::regnamespace AND relkind = 'v' AND reloptions @> '{security_barrier=true}';
+-- case: update to 0.5.0 (operating with real money)
+ALTER EXTENSION withdraw UPDATE TO '0.5.0';
+SELECT extversion FROM pg_extension WHERE extname = 'withdraw';
