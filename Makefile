@@ -5,6 +5,12 @@ OBJS = \
 	src/withdraw.o \
 	src/shmem.o \
 	src/worker.o \
+	src/schedule.o \
+	src/inflight.o \
+	src/poll_batch.o \
+	src/claim.o \
+	src/record.o \
+	src/readiness.o \
 	src/store.o \
 	src/policy.o \
 	src/http.o \
