@@ -12,6 +12,8 @@ OBJS = \
 	src/record.o \
 	src/readiness.o \
 	src/store.o \
+	src/store_record.o \
+	src/prune.o \
 	src/policy.o \
 	src/http.o \
 	src/crypto.o \
@@ -20,7 +22,7 @@ OBJS = \
 	src/envelope.o \
 	src/jsonutil.o \
 	src/api.o \
-	src/account_limits.o \
+	src/amount_limits.o \
 	src/rules.o \
 	src/accounts.o \
 	src/remote.o \

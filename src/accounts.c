@@ -36,7 +36,7 @@
 
 #include "job.h"
 #include "jsonutil.h"
-#include "account_limits.h"
+#include "amount_limits.h"
 #include "accounts.h"
 #include "http.h"
 #include "secrets.h"
@@ -214,7 +214,7 @@ check_options(const Provider *provider, Jsonb *options)
 		}
 	}
 	account_policy(provider, options, &policy);
-	limits_check_option(options);
+	amount_limits_check_option(options);
 	if (provider->check_options)
 		provider->check_options(options);
 }

@@ -20,7 +20,7 @@
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 
-#include "account_limits.h"
+#include "amount_limits.h"
 #include "providers/provider.h"
 #include "spi_util.h"
 #include "withdraw.h"
@@ -197,11 +197,11 @@ withdraw_create(PG_FUNCTION_ARGS)
 	 * applies, look first, so that the limit does not count it twice;
 	 * otherwise the insert finds out by itself.
 	 */
-	id = limits_daily_applies(options, validated.asset) ?
+	id = amount_limits_daily_applies(options, validated.asset) ?
 		existing_withdrawal(account_name, account_id, &validated) : 0;
 	if (id == 0)
 	{
-		limits_enforce(account_id, account_name, options, validated.asset, validated.amount);
+		amount_limits_enforce(account_id, account_name, options, validated.asset, validated.amount);
 		id = insert_withdrawal(account_id, &validated);
 		if (id == 0)			/* a concurrent call stored the same key */
 			id = existing_withdrawal(account_name, account_id, &validated);

@@ -30,7 +30,7 @@ spi_prepare_kept(const char *sql, int nargs, Oid *types)
  * A plan made while withdraw.withdrawal looked empty (a fresh install, or
  * the benchmarks' TRUNCATE and VACUUM ANALYZE) read the whole table on
  * every execution until the next ANALYZE: for a claim, a sequential scan
- * and a sort, 1.4 ms against 0.1 ms with 5,000 rows queued.  Planner
+ * and a sort of every queued row where the index reads a few.  Planner
  * settings are read when a plan is made, so setting this one around each
  * execution covers every re-plan.  (A scan with no index to use stays
  * sequential; its penalty lifts the plan's cost far above jit_above_cost:

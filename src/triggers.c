@@ -9,23 +9,21 @@
  *	  withdraw.event and announces each on channel withdraw_status.
  *
  * They fire for every change of state, two or three per withdrawal, mostly
- * inside the worker's batched UPDATEs; written in PL/pgSQL they cost about
- * 40% of the worker's CPU.  Here the allowed transitions are read from
- * withdraw.state_transition into a small array and kept until the table
- * changes (state_machine_changed, a trigger on it, sends a relcache
- * invalidation that every backend hears; read once per transaction, the
- * table was 3% of the workers' time), and the notifications are queued
- * with Async_Notify.  The events of one UPDATE are one INSERT from its
- * transition tables: as a row trigger, one INSERT per change was a quarter
- * of the workers' time.
+ * inside the worker's batched UPDATEs, so they are in C and read nothing
+ * per row: the allowed transitions are read from withdraw.state_transition
+ * into a small array and kept until the table changes
+ * (state_machine_changed, a trigger on it, sends a relcache invalidation
+ * that every backend hears), and the notifications are queued with
+ * Async_Notify.  The events of one UPDATE are one INSERT from its
+ * transition tables, not one INSERT per changed row.
  * record_transition, the row trigger of 0.2.0, stays for databases not
  * yet updated to 0.3.0.
  *
  * check_withdrawal_ids (per statement, on withdraw.attempt and
  * withdraw.event) stands in for the foreign keys those history tables had
  * on withdraw.withdrawal: a foreign key runs one query per inserted row
- * (three per withdrawal sent), which took 12% of the dispatch rate; this
- * checks all the rows of a statement with one anti-join.
+ * (three per withdrawal sent); this checks all the rows of a statement
+ * with one anti-join.
  *
  *-------------------------------------------------------------------------
  */

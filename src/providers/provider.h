@@ -72,7 +72,7 @@ typedef enum OutcomeKind
 typedef struct Outcome
 {
 	OutcomeKind kind;
-	const char *state;			/* OUTCOME_STATE: one of DESIGN.md's states */
+	const char *state;			/* OUTCOME_STATE: a state of withdraw.state_transition */
 	char	   *provider_status;	/* raw status or code, as the provider said */
 	char	   *provider_id;
 	char	   *message;		/* what went wrong, for last_error and events */
@@ -114,7 +114,7 @@ typedef struct RemoteRecord
 	char	   *fee;
 	char	   *fee_asset;
 	char	   *status;			/* as the provider says */
-	const char *state;			/* one of DESIGN.md's states */
+	const char *state;			/* a state of withdraw.state_transition */
 	char	   *txid;
 	char	   *block_number;
 	char	   *chain_id;
@@ -154,7 +154,7 @@ typedef struct CallbackNotice
 	char	   *provider_id;
 	char	   *amount;			/* as the provider states it, to check */
 	char	   *provider_status;
-	const char *state;			/* one of DESIGN.md's states, NULL = none */
+	const char *state;			/* a state of withdraw.state_transition, NULL = none */
 	char	   *details;		/* JSON object: txid, confirmations, fees */
 	TimestampTz sent_at;		/* the provider's clock, 0 = not given */
 	int			window_ms;		/* > 0: CALLBACK_WITHDRAWAL refused unless

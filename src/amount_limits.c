@@ -1,6 +1,6 @@
 /*-------------------------------------------------------------------------
  *
- * account_limits.c
+ * amount_limits.c
  *	  Per-account withdrawal limits, usable by every provider: account
  *	  option "limits" = {"<asset>": {"single": "<max per withdrawal>",
  *	  "daily": "<max per UTC day>"}}.  withdraw_create refuses a withdrawal
@@ -28,7 +28,7 @@
 #include "utils/jsonb.h"
 
 #include "jsonutil.h"
-#include "account_limits.h"
+#include "amount_limits.h"
 #include "providers/provider.h"
 
 /* keys of one asset's limits */
@@ -47,7 +47,7 @@ asset_limits(Jsonb *options, const char *asset)
 
 /* Does a daily limit apply to this asset of the account? */
 bool
-limits_daily_applies(Jsonb *options, const char *asset)
+amount_limits_daily_applies(Jsonb *options, const char *asset)
 {
 	JsonbContainer *limits = asset_limits(options, asset);
 
@@ -59,7 +59,7 @@ limits_daily_applies(Jsonb *options, const char *asset)
  * decimal strings.  The statement carries credentials: errors hide it.
  */
 void
-limits_check_option(Jsonb *options)
+amount_limits_check_option(Jsonb *options)
 {
 	JsonbValue	v;
 	JsonbIterator *it;
@@ -127,7 +127,7 @@ numeric_greater(const char *a, const char *b)
  * Runs inside the caller's SPI connection.
  */
 void
-limits_enforce(int32 account_id, const char *account_name, Jsonb *options,
+amount_limits_enforce(int32 account_id, const char *account_name, Jsonb *options,
 			   const char *asset, const char *amount)
 {
 	JsonbContainer *limits = asset_limits(options, asset);
