@@ -15,6 +15,7 @@ OBJS = \
 	src/store_record.o \
 	src/prune.o \
 	src/policy.o \
+	src/state.o \
 	src/http.o \
 	src/crypto.o \
 	src/secrets.o \

@@ -42,6 +42,7 @@
 #include "spi_util.h"
 #include "store.h"
 #include "triggers.h"
+#include "state.h"
 #include "withdraw.h"
 
 PG_FUNCTION_INFO_V1(withdraw_callback);
@@ -51,7 +52,7 @@ PG_FUNCTION_INFO_V1(withdraw_confirm);
 typedef struct Target
 {
 	int64		id;
-	char	   *state;
+	WithdrawState state;
 	Jsonb	   *request;
 	char	   *amount;
 	char	   *idempotency_key;
@@ -119,7 +120,7 @@ find_target(WithdrawAccount *account, CallbackNotice *notice, Target *t)
 	tuple = SPI_tuptable->vals[0];
 	desc = SPI_tuptable->tupdesc;
 	t->id = DatumGetInt64(SPI_getbinval(tuple, desc, 1, &isnull));
-	t->state = SPI_getvalue(tuple, desc, 2);
+	t->state = state_of_name(SPI_getvalue(tuple, desc, 2));
 	t->request = DatumGetJsonbPCopy(SPI_getbinval(tuple, desc, 3, &isnull));
 	t->amount = SPI_getvalue(tuple, desc, 4);
 	t->idempotency_key = SPI_getvalue(tuple, desc, 5);
@@ -146,7 +147,7 @@ poll_to_confirm(WithdrawAccount *account, Target *t, CallbackNotice *notice, cha
 		elog(ERROR, "asking for a status poll failed");
 	WithdrawWakeWorkerAtCommit(account->id);
 	*detail = psprintf("%s -> %s not applied on the notification's word: a status poll decides",
-					   t->state, notice->state);
+					   state_name(t->state), notice->state);
 	return "confirming";
 }
 
@@ -158,8 +159,10 @@ poll_to_confirm(WithdrawAccount *account, Target *t, CallbackNotice *notice, cha
 static const char *
 apply_notice(WithdrawAccount *account, Target *t, CallbackNotice *notice, char **detail)
 {
-	bool		move = notice->state != NULL && strcmp(notice->state, t->state) != 0 &&
-		strcmp(t->state, "sending") != 0 && transition_allowed(t->state, notice->state);
+	WithdrawState to = state_of_name(notice->state);
+	const char *from = state_name(t->state);
+	bool		move = to != STATE_NONE && to != t->state && t->state != STATE_SENDING &&
+		transition_allowed(from, notice->state);
 	Oid			types[6] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, BOOLOID};
 	Datum		values[6];
 	char		nulls[7] = "      ";
@@ -167,7 +170,7 @@ apply_notice(WithdrawAccount *account, Target *t, CallbackNotice *notice, char *
 	if (move && notice->confirm_by_poll)
 		return poll_to_confirm(account, t, notice, detail);
 	values[0] = Int64GetDatum(t->id);
-	values[1] = CStringGetTextDatum(move ? notice->state : t->state);
+	values[1] = CStringGetTextDatum(move ? notice->state : from);
 	values[2] = spi_text_or_null(notice->provider_status, &nulls[2]);
 	values[3] = spi_text_or_null(notice->provider_id, &nulls[3]);
 	values[4] = spi_text_or_null(notice->details, &nulls[4]);
@@ -186,21 +189,21 @@ apply_notice(WithdrawAccount *account, Target *t, CallbackNotice *notice, char *
 		elog(ERROR, "applying a notification failed");
 	if (move)
 	{
-		*detail = psprintf("%s -> %s", t->state, notice->state);
+		*detail = psprintf("%s -> %s", from, notice->state);
 		return "applied";
 	}
-	if (notice->state == NULL)
+	if (to == STATE_NONE)
 		*detail = psprintf("no state to apply (%s)", notice->provider_status ? notice->provider_status : "no status");
-	else if (strcmp(notice->state, t->state) == 0)
-		*detail = psprintf("already %s", t->state);
-	else if (strcmp(t->state, "sending") == 0)
+	else if (to == t->state)
+		*detail = psprintf("already %s", from);
+	else if (t->state == STATE_SENDING)
 	{
 		*detail = psprintf("%s while the create is in flight: not acknowledged, so that the provider repeats it",
 						   notice->state);
 		return "deferred";
 	}
 	else
-		*detail = psprintf("%s -> %s is not allowed: ignored as stale", t->state, notice->state);
+		*detail = psprintf("%s -> %s is not allowed: ignored as stale", from, notice->state);
 	return "unchanged";
 }
 
@@ -399,8 +402,8 @@ withdraw_confirm(PG_FUNCTION_ARGS)
 		why = psprintf("its time is missing or more than %d s away from ours: a replay?", window_ms / 1000);
 	else if (!find_target(account, &notice, &t))
 		why = pstrdup("no withdrawal of this account has that request id: this database did not ask for it");
-	else if (strcmp(t.state, "sending") != 0 && strcmp(t.state, "unknown") != 0)
-		why = psprintf("the withdrawal is %s, not waiting for the provider's answer", t.state);
+	else if (t.state != STATE_SENDING && t.state != STATE_UNKNOWN)
+		why = psprintf("the withdrawal is %s, not waiting for the provider's answer", state_name(t.state));
 	else if ((why = account->provider->confirm_mismatch(t.request, &notice)) != NULL)
 		;
 	else if (confirmed_otherwise(t.id, &notice))

@@ -10,6 +10,7 @@
 #define WITHDRAW_JOB_H
 
 #include "providers/provider.h"
+#include "state.h"
 
 typedef enum JobKind
 {
@@ -23,7 +24,8 @@ typedef struct Job
 {
 	WithdrawalJob w;			/* what the provider sees */
 	JobKind		kind;
-	const char *state;			/* state when claimed ("sending" for creates) */
+	WithdrawState state;		/* JOB_CREATE, JOB_STATUS: the state when
+								 * claimed (STATE_SENDING for creates) */
 	int			attempts;		/* create attempts so far, this one included */
 	bool		maybe_delivered;
 	MemoryContext cxt;			/* holds the job, its request and response */
@@ -48,7 +50,7 @@ typedef struct Job
 /* A change to apply to a withdrawal's row. */
 typedef struct Change
 {
-	const char *state;			/* the new state (may be the current one) */
+	WithdrawState state;		/* the new state (may be the current one) */
 	char	   *provider_status;	/* NULL keeps the current one */
 	char	   *provider_id;	/* NULL keeps the current one */
 	char	   *last_error;		/* NULL clears it */

@@ -88,18 +88,10 @@ retry_delay_ms(int attempts, int retry_after_ms)
 	return Max((int64) delay, (int64) retry_after_ms);
 }
 
-static bool
-is_terminal(const char *state)
-{
-	return strcmp(state, "succeeded") == 0 || strcmp(state, "failed") == 0 ||
-		strcmp(state, "rejected") == 0 || strcmp(state, "cancelled") == 0 ||
-		strcmp(state, "expired") == 0;
-}
-
 static void
 give_up(Job *job, bool maybe_delivered, Change *change, const char *why)
 {
-	change->state = maybe_delivered ? "review" : "failed";
+	change->state = maybe_delivered ? STATE_REVIEW : STATE_FAILED;
 	change->last_error = psprintf("%s; gave up after %d attempts%s", why, job->attempts,
 								  maybe_delivered ? " (an attempt may have reached the provider: check it there)" : "");
 	change->retry_in_ms = -1;
@@ -114,7 +106,7 @@ decide_create(Job *job, const AccountPolicy *policy, Outcome *out, Change *chang
 	switch (out->kind)
 	{
 		case OUTCOME_SUBMITTED:
-			change->state = "submitted";
+			change->state = STATE_SUBMITTED;
 			change->provider_id = out->provider_id;
 			change->poll_in_ms = policy->poll_interval_ms;
 			change->last_error = NULL;
@@ -126,7 +118,7 @@ decide_create(Job *job, const AccountPolicy *policy, Outcome *out, Change *chang
 				give_up(job, delivered, change, out->message);
 			else
 			{
-				change->state = delivered ? "unknown" : "queued";
+				change->state = delivered ? STATE_UNKNOWN : STATE_QUEUED;
 				change->retry_in_ms = retry_delay_ms(job->attempts, out->retry_after_ms);
 			}
 			return;
@@ -137,7 +129,7 @@ decide_create(Job *job, const AccountPolicy *policy, Outcome *out, Change *chang
 				give_up(job, true, change, out->message);
 			else
 			{
-				change->state = "unknown";
+				change->state = STATE_UNKNOWN;
 				change->retry_in_ms = retry_delay_ms(job->attempts, out->retry_after_ms);
 			}
 			return;
@@ -146,7 +138,7 @@ decide_create(Job *job, const AccountPolicy *policy, Outcome *out, Change *chang
 			{
 				/* a first send refused as a repeat: the key is someone else's */
 				change->outcome = "duplicate";
-				change->state = "review";
+				change->state = STATE_REVIEW;
 				change->last_error = psprintf("%s: the provider already has this idempotency key, yet nothing this withdrawal sent before can have reached it; the key belongs to another request, a person must decide",
 											  out->provider_status ? out->provider_status : "duplicate");
 				return;
@@ -155,12 +147,12 @@ decide_create(Job *job, const AccountPolicy *policy, Outcome *out, Change *chang
 			{
 				/* the provider has it and will notify; there is nothing to poll */
 				change->outcome = "duplicate";
-				change->state = "submitted";
+				change->state = STATE_SUBMITTED;
 				change->maybe_delivered = true;
 				return;
 			}
 			change->outcome = "reconcile";
-			change->state = "unknown";
+			change->state = STATE_UNKNOWN;
 			change->maybe_delivered = true;
 			change->needs_reconcile = true;
 			change->poll_in_ms = Max(RECONCILE_FIRST_POLL_MS, out->retry_after_ms);
@@ -169,20 +161,20 @@ decide_create(Job *job, const AccountPolicy *policy, Outcome *out, Change *chang
 			change->outcome = "rejected";
 			if (delivered)
 			{
-				change->state = "review";
+				change->state = STATE_REVIEW;
 				change->last_error = psprintf("%s (an earlier attempt may have reached the provider: check it there)",
 											  out->message);
 				/* keep looking for it, as give_up does */
 				change->poll_in_ms = 1000;
 			}
 			else
-				change->state = "rejected";
+				change->state = STATE_REJECTED;
 			return;
 		case OUTCOME_STATE:
 		case OUTCOME_NO_CHANGE:
 			/* a create exchange answered like a status query: not expected */
 			change->outcome = "unknown";
-			change->state = "unknown";
+			change->state = STATE_UNKNOWN;
 			change->maybe_delivered = true;
 			change->retry_in_ms = retry_delay_ms(job->attempts, out->retry_after_ms);
 			return;
@@ -209,7 +201,7 @@ record_is_another(Job *job, Outcome *out, Change *change)
 	if (why == NULL)
 		return false;
 	change->outcome = "status";
-	change->state = "review";
+	change->state = STATE_REVIEW;
 	change->needs_reconcile = false;
 	change->provider_id = NULL;
 	change->details = NULL;
@@ -223,24 +215,24 @@ decide_status(Job *job, const AccountPolicy *policy, Outcome *out, Change *chang
 {
 	change->state = job->state;
 	change->poll_in_ms = Max(policy->poll_interval_ms, out->retry_after_ms);
-	change->needs_reconcile = (strcmp(job->state, "unknown") == 0);
+	change->needs_reconcile = job->state == STATE_UNKNOWN;
 
 	if (out->kind == OUTCOME_STATE && record_is_another(job, out, change))
 		return;
 	if (out->kind == OUTCOME_STATE)
 	{
 		change->outcome = "status";
-		change->state = out->state;
+		change->state = state_of_name(out->state);
 		change->provider_id = out->provider_id;
 		change->needs_reconcile = false;
-		if (is_terminal(out->state))
+		if (state_is_final(change->state))
 			change->poll_in_ms = -1;
 		return;
 	}
 
 	change->outcome = "no change";
 	/* a poll that learned nothing leaves the reason of a review for a person */
-	if (strcmp(job->state, "review") == 0)
+	if (job->state == STATE_REVIEW)
 		change->last_error = NULL;
 	if (out->next_cursor != NULL)
 	{
@@ -250,11 +242,11 @@ decide_status(Job *job, const AccountPolicy *policy, Outcome *out, Change *chang
 		return;
 	}
 	/* a withdrawal we cannot find at the provider goes to a person in time */
-	if (strcmp(job->state, "unknown") == 0 && job->w.first_sent_at != 0 &&
+	if (job->state == STATE_UNKNOWN && job->w.first_sent_at != 0 &&
 		TimestampDifferenceExceeds(job->w.first_sent_at, GetCurrentTimestamp(),
 								   policy->reconcile_timeout_ms))
 	{
-		change->state = "review";
+		change->state = STATE_REVIEW;
 		change->needs_reconcile = false;
 		change->last_error = psprintf("not found at the provider within %d s of sending: %s",
 									  policy->reconcile_timeout_ms / 1000,

@@ -2,8 +2,9 @@
  *
  * readiness.c
  *	  Whether a worker can send at all: a readable secrets key, the
- *	  extension at the version this library needs, the workers' role, and
- *	  accounts whose credentials open.
+ *	  extension at the version this library needs, the workers' role, the
+ *	  state machine naming the states this library knows, and accounts
+ *	  whose credentials open.
  *
  * What is missing is said in withdraw.workers at once and in the log at
  * most once a minute per reason; the worker looks again on its next claim.
@@ -21,6 +22,7 @@
 #include "readiness.h"
 #include "secrets.h"
 #include "session.h"
+#include "state.h"
 #include "store.h"
 #include "withdraw.h"
 #include "worker.h"
@@ -79,6 +81,7 @@ readiness_schema(TimestampTz now)
 	static TimestampTz logged_at = 0;
 	Oid			oid = get_extension_oid("withdraw", true);
 	char	   *version;
+	char	   *problem;
 
 	if (oid == InvalidOid)
 		return false;
@@ -96,7 +99,7 @@ readiness_schema(TimestampTz now)
 		ready = false;
 		checked_oid = InvalidOid;
 		report_not_sending(psprintf("role \"%s\" does not exist", WITHDRAW_WORKER_ROLE),
-						   psprintf("Create role %s again with its rights on the extension's objects, as the script withdraw--0.3.0--0.4.0.sql does.",
+						   psprintf("Create role %s again with its rights on the extension's objects, as the extension's install script does.",
 									WITHDRAW_WORKER_ROLE),
 						   now, &logged_at);
 	}
@@ -107,6 +110,15 @@ readiness_schema(TimestampTz now)
 									version, WITHDRAW_SCHEMA_VERSION),
 						   psprintf("Run ALTER EXTENSION withdraw UPDATE in database \"%s\".",
 									withdraw_database_name),
+						   now, &logged_at);
+	}
+	else if ((problem = state_machine_problem()) != NULL)
+	{
+		/* the states C writes and reads must be the table's (state.c) */
+		ready = false;
+		checked_oid = InvalidOid;
+		report_not_sending(problem,
+						   "Make withdraw.state_transition name the states of this version (README, States) again.",
 						   now, &logged_at);
 	}
 	return ready;

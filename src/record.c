@@ -72,7 +72,7 @@ apply_change(Job *job, HttpResponse *res, Change *change)
 	if (change->provider_id != NULL && job->w.provider_id == NULL &&
 		store_provider_id_taken(job, change->provider_id))
 	{
-		change->state = "review";
+		change->state = STATE_REVIEW;
 		change->last_error = psprintf("provider id %s is already linked to another withdrawal",
 									  change->provider_id);
 		change->provider_id = NULL;
@@ -258,7 +258,7 @@ strike(Job *job, Change *change, const char *why)
 	change->strikes = job->stamped ? job->strikes : job->strikes + 1;
 	if (change->strikes < withdraw_quarantine_after)
 		return;
-	change->state = "review";
+	change->state = STATE_REVIEW;
 	change->outcome = "quarantined";
 	change->needs_reconcile = false;
 	change->retry_in_ms = -1;

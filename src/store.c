@@ -437,7 +437,7 @@ store_take(JobKind kind, List *ids, int worker, MemoryContext parent)
 			job->w.first_sent_at = 0;
 		job->attempts = DatumGetInt32(SPI_getbinval(tuple, desc, 14, &isnull));
 		job->maybe_delivered = DatumGetBool(SPI_getbinval(tuple, desc, 15, &isnull));
-		job->state = SPI_getvalue(tuple, desc, 16);
+		job->state = state_of_name(SPI_getvalue(tuple, desc, 16));
 		job->w.reconcile_cursor = SPI_getvalue(tuple, desc, 17);
 		job->w.destination = SPI_getvalue(tuple, desc, 18);
 		job->strikes = DatumGetInt16(SPI_getbinval(tuple, desc, 19, &isnull));
@@ -463,7 +463,6 @@ store_account_job(HeapTuple tuple, TupleDesc desc, JobKind kind, MemoryContext p
 
 	job->cxt = cxt;
 	job->kind = kind;
-	job->state = kind == JOB_SYNC ? "sync" : "rules";
 	job->w.account = store_account_from_tuple(tuple, desc, 1);
 	MemoryContextSwitchTo(old);
 	provider = job->w.account->provider;

@@ -149,7 +149,7 @@ record_values(Job *job, HttpResponse *res, Change *change,
 	a[10] = CStringGetTextDatum(change->outcome ? change->outcome : "-");
 
 	c[0] = Int64GetDatum(job->w.id);
-	c[1] = CStringGetTextDatum(change->state);
+	c[1] = CStringGetTextDatum(state_name(change->state));
 	c[2] = spi_text_or_null(change->provider_status, &flag);
 	cn[2] = (flag == 'n');
 	c[3] = spi_text_or_null(change->provider_id, &flag);
@@ -164,7 +164,7 @@ record_values(Job *job, HttpResponse *res, Change *change,
 	cn[9] = (flag == 'n');
 	c[10] = spi_text_or_null(change->details, &flag);
 	cn[10] = (flag == 'n');
-	c[11] = CStringGetTextDatum(job->state);
+	c[11] = CStringGetTextDatum(state_name(job->state));
 	c[12] = Int16GetDatum((int16) Min(change->strikes, PG_INT16_MAX));
 }
 

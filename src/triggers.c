@@ -49,6 +49,7 @@
 
 #include "session.h"
 #include "spi_util.h"
+#include "state.h"
 #include "triggers.h"
 
 PG_FUNCTION_INFO_V1(withdraw_check_transition);
@@ -75,10 +76,6 @@ static bool transitions_callback_registered = false;
 static SPIPlanPtr transitions_plan = NULL;
 static SPIPlanPtr event_plan = NULL;
 static SPIPlanPtr events_plan = NULL;
-
-static const char *const terminal_states[] = {
-	"succeeded", "failed", "rejected", "cancelled", "expired"
-};
 
 /* A relcache invalidation of withdraw.state_transition (or of everything). */
 static void
@@ -200,16 +197,14 @@ withdraw_check_transition(PG_FUNCTION_ARGS)
 				 errmsg("withdrawal %s cannot change from state %s to state %s",
 						column_text(old, desc, "id"), from, to),
 				 errhint("The allowed changes are listed in withdraw.state_transition.")));
-	for (int i = 0; i < lengthof(terminal_states); i++)
-		if (strcmp(to, terminal_states[i]) == 0)
-		{
-			int			cols[2] = {SPI_fnumber(desc, "finished_at"), SPI_fnumber(desc, "next_poll_at")};
-			Datum		values[2] = {TimestampTzGetDatum(GetCurrentTransactionStartTimestamp()), (Datum) 0};
-			bool		nulls[2] = {false, true};
+	if (state_is_final(state_of_name(to)))
+	{
+		int			cols[2] = {SPI_fnumber(desc, "finished_at"), SPI_fnumber(desc, "next_poll_at")};
+		Datum		values[2] = {TimestampTzGetDatum(GetCurrentTransactionStartTimestamp()), (Datum) 0};
+		bool		nulls[2] = {false, true};
 
-			new = heap_modify_tuple_by_cols(new, desc, 2, cols, values, nulls);
-			break;
-		}
+		new = heap_modify_tuple_by_cols(new, desc, 2, cols, values, nulls);
+	}
 	return PointerGetDatum(new);
 }
 

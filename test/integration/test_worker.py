@@ -461,6 +461,30 @@ def test_a_stuck_account_does_not_stall_the_others():
         hole.close()
 
 
+def test_a_state_machine_naming_an_unknown_state_stops_sending_and_says_why():
+    """The states C knows (src/state.c) are checked against withdraw.state_transition
+    when a worker starts: a state the library does not know stops sending, named."""
+    account, _ = new_account()
+    cluster.sql("INSERT INTO withdraw.state_transition VALUES ('queued', 'parked')")
+    try:
+        pids = {p for (p,) in cluster.sql("SELECT pid FROM withdraw.workers WHERE pid IS NOT NULL")}
+        for pid in pids:
+            os.kill(pid, signal.SIGTERM)
+
+        def all_restarted_and_stopped():
+            rows = cluster.sql("SELECT pid, last_error FROM withdraw.workers WHERE state = 'running'")
+            fresh = [e for p, e in rows if p not in pids and e and "parked" in e]
+            return fresh[0] if len(fresh) == len(pids) else None
+        why = wait_until(all_restarted_and_stopped, 20, 0.2, "every worker to say why it does not send")
+        wid = create(account, request(requestId="unknownstate1"))
+        time.sleep(1)
+        assert row(wid)["state"] == "queued" and creates_for("unknownstate1") == [], row(wid)
+    finally:
+        cluster.sql("DELETE FROM withdraw.state_transition WHERE to_state = 'parked'")
+    wait_state(wid, "succeeded", 20)
+    return why
+
+
 def test_a_withdrawal_not_sent_before_its_deadline_fails_unsent():
     account, key = new_account({"create_interval_ms": 3000})
     first = create(account, request(requestId="deadline1"))
