@@ -9,19 +9,23 @@
 -- hangs off them (columns, defaults, identity, constraints, indexes,
 -- triggers, rules, policies, sequences' parameters, function and view
 -- definitions line by line with their settings, privileges and initial
--- privileges one grantee and privilege a row, comments, dependencies among
--- them), the extension's row and its config tables, the roles it creates,
--- and the rows of the state machine.  Both installs are described into temp
--- tables and compared as multisets: every row on one side only is printed
--- (none expected).
+-- privileges one grantee and privilege a row, comments, what each object
+-- depends on), the extension's row and its config tables, the roles it
+-- creates, and the rows of the state machine.  Both installs are described
+-- into temp tables and compared as multisets: every row on one side only is
+-- printed (none expected).  A row printed here is a schema change made in
+-- only one of the two kinds of script: "fresh only" is in
+-- withdraw--<current>.sql and missing from the upgrade scripts, "upgraded
+-- only" the other way round.
 --
 -- Normalised, not hidden: the OIDs in the names of the internal triggers of
 -- foreign keys (RI_ConstraintTrigger_a_16412 -> RI_ConstraintTrigger_a_N);
 -- the order of the entries of an ACL and of the config tables (a row each);
 -- a NULL ACL is compared as the default it stands for (acldefault).
 -- Not compared, as no part of the schema: columns dropped by an upgrade
--- (invisible), atthasmissing/attmissingval (the fast default of a column
--- added to a table that had rows), OIDs, relfilenodes, statistics.
+-- (invisible: positions count the live columns), atthasmissing and
+-- attmissingval (the fast default of a column added to a table that had
+-- rows), OIDs, relfilenodes, statistics.
 --
 CREATE FUNCTION pg_temp.withdraw_catalog(OUT kind text, OUT object text, OUT detail text)
 RETURNS SETOF record LANGUAGE sql AS $catalog$

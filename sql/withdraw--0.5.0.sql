@@ -9,22 +9,27 @@
    upgrade dropped or rebuilt only as they are now).
 
    Keeping it in step: every change of the schema goes into BOTH the upgrade
-   script of the new version (withdraw--A--B.sql) and the full script of that
-   version (a copy of this file as withdraw--B.sql, edited where the object
-   lives; the old full script stays, as the released scripts do).  The
-   pg_regress test sql/catalog.sql installs this file, then 0.1.0 updated step
-   by step, and prints every difference between the two catalogs (columns,
-   defaults, constraints, indexes, triggers, functions, views, privileges,
-   comments, config tables): it fails until both agree.
+   script of the new version (withdraw--A--B.sql, frozen once released) and
+   the full script of that version.  When version B opens, this file becomes
+   withdraw--B.sql (git mv, and the Makefile's DATA), and each change is
+   made where its object lives here, as if it had always been so: a column
+   added goes into its CREATE TABLE (last, where ALTER TABLE ADD COLUMN puts
+   it), a function replaced is replaced in place, a grant joins section 11.
+   (Version A still installs, as 0.1.0 updated step by step.)  The pg_regress
+   test sql/catalog.sql installs this file, then 0.1.0 updated step by step,
+   and prints every difference between the two catalogs (columns, defaults,
+   constraints, indexes, triggers, functions, views, privileges, comments,
+   config tables, roles): it fails until both agree.
 
    Layout (one section per concern; the objects of a concern stay together):
      1. the schema
      2. accounts and secrets
      3. withdrawals and the state machine
-     4. remote lists (the providers' own withdrawal lists, and their syncs)
+     4. remote lists (the providers' own withdrawal lists, and their syncs;
+        before 5, as an event may name a remote record)
      5. attempts and events
      6. form rules
-     7. callbacks
+     7. callbacks; then the tables and sequences pg_dump keeps
      8. the workers and the session (C helpers the views and functions use)
      9. who sees what (ownership and masking), and the views
     10. API functions, by concern; test vectors for the signing code
