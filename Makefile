@@ -40,14 +40,14 @@ OBJS = \
 	src/providers/fiat_gateway.o
 
 DATA = sql/withdraw--0.1.0.sql sql/withdraw--0.1.0--0.2.0.sql sql/withdraw--0.2.0--0.3.0.sql \
-	sql/withdraw--0.3.0--0.4.0.sql sql/withdraw--0.4.0--0.5.0.sql
+	sql/withdraw--0.3.0--0.4.0.sql sql/withdraw--0.4.0--0.5.0.sql sql/withdraw--0.5.0.sql
 PGFILEDESC = "withdraw - transactional payouts sent by background workers"
 
 SHLIB_LINK += -lcurl -lcrypto
 PG_CFLAGS += -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare -Werror=implicit-function-declaration
 
 # pg_regress needs the library preloaded: a temporary instance with our config
-REGRESS = setup signing validation idempotency accounts network_guard privileges ownership hardening cancel views p99 chainup ccpayment fiat_gateway upgrade
+REGRESS = setup signing validation idempotency accounts network_guard privileges ownership hardening cancel views p99 chainup ccpayment fiat_gateway catalog upgrade
 REGRESS_OPTS = --temp-config=$(abs_top_builddir)/tmp_regress.conf --temp-instance=$(abs_top_builddir)/tmp_check
 abs_top_builddir := $(CURDIR)
 

@@ -4,7 +4,7 @@
 -- The files of this suite run in order in one database; the background
 -- worker serves this database (test/regress.conf) once the extension exists.
 --
--- case: CREATE EXTENSION installs version 0.2.0 (the 0.1.0 script, then the upgrade to 0.2.0)
+-- case: CREATE EXTENSION installs the default version from its full script
 CREATE EXTENSION withdraw;
 SELECT extname, extversion, extrelocatable, extnamespace::regnamespace AS schema
 FROM pg_extension WHERE extname = 'withdraw';

@@ -1,10 +1,10 @@
 --
 -- upgrade: a database on 0.1.0 keeps its data through ALTER EXTENSION UPDATE
 --
--- CREATE EXTENSION withdraw runs the 0.1.0 script and then the 0.1.0--0.2.0
--- upgrade (there is no withdraw--0.2.0.sql), so a fresh install and an
--- upgraded one are the same objects by construction; this file checks that
--- the rows of a 0.1.0 database survive and work.
+-- CREATE EXTENSION withdraw runs the full script of the current version
+-- (withdraw--0.5.0.sql); catalog checks that it makes the same objects as
+-- 0.1.0 updated step by step.  This file checks that the rows of a 0.1.0
+-- database survive each update and work.
 DROP EXTENSION withdraw CASCADE;
 -- case: install the first release
 CREATE EXTENSION withdraw VERSION '0.1.0';
