@@ -28,6 +28,11 @@ SELECT c.relname,
        has_table_privilege('withdraw_worker', c.oid, 'TRUNCATE') AS trunc,
        has_table_privilege('withdraw_worker', c.oid, 'TRIGGER') AS trig
 FROM pg_class c WHERE c.relnamespace = 'withdraw'::regnamespace AND c.relkind = 'r' ORDER BY 1;
+-- and no view: it reads and writes the tables only
+SELECT count(*) AS views_the_worker_may_use FROM pg_class c
+WHERE c.relnamespace = 'withdraw'::regnamespace AND c.relkind = 'v'
+  AND (has_table_privilege('withdraw_worker', c.oid, 'SELECT') OR has_table_privilege('withdraw_worker', c.oid, 'INSERT')
+       OR has_table_privilege('withdraw_worker', c.oid, 'UPDATE') OR has_table_privilege('withdraw_worker', c.oid, 'DELETE'));
 SELECT p.oid::regprocedure AS worker_may_execute
 FROM pg_proc p JOIN pg_depend d ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'
 JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'withdraw'

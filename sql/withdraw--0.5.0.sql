@@ -194,6 +194,8 @@ CREATE UNIQUE INDEX withdrawal_provider_id ON withdraw.withdrawal (account_id, p
 -- finished_at on a final state.
 CREATE FUNCTION withdraw.check_transition() RETURNS trigger
 	AS 'MODULE_PATHNAME', 'withdraw_check_transition' LANGUAGE C;
+COMMENT ON FUNCTION withdraw.check_transition() IS
+	'Trigger: refuses a change of state that withdraw.state_transition does not list; a final state stamps finished_at';
 CREATE TRIGGER check_transition BEFORE UPDATE OF state ON withdraw.withdrawal
 	FOR EACH ROW WHEN (OLD.state IS DISTINCT FROM NEW.state)
 	EXECUTE FUNCTION withdraw.check_transition();
@@ -263,6 +265,8 @@ BEGIN
 	RETURN NULL;
 END
 $$;
+COMMENT ON FUNCTION withdraw.record_remote_transition() IS
+	'Trigger: records a change of state of a provider''s record as an event and announces it on withdraw_status';
 CREATE TRIGGER record_remote_transition AFTER UPDATE OF state ON withdraw.remote_withdrawal
 	FOR EACH ROW WHEN (OLD.state IS DISTINCT FROM NEW.state)
 	EXECUTE FUNCTION withdraw.record_remote_transition();
@@ -852,6 +856,8 @@ COMMENT ON FUNCTION withdraw_sync(text, jsonb) IS
 CREATE FUNCTION withdraw._refresh_remote(account text, provider_id text) RETURNS void
 	AS 'MODULE_PATHNAME', 'withdraw_refresh_remote' LANGUAGE C VOLATILE STRICT
 	SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION withdraw._refresh_remote(text, text) IS
+	'Fetches one record of the account''s list from its provider into withdraw.remote_withdrawal (withdraw_refresh calls it)';
 
 CREATE FUNCTION withdraw_refresh(account text, provider_id text) RETURNS withdraw.remote_withdrawals
 LANGUAGE sql VOLATILE STRICT SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -1005,16 +1011,11 @@ GRANT EXECUTE ON FUNCTION withdraw_callback(text, text, jsonb), withdraw_confirm
 	TO withdraw_webhook;
 
 -- withdraw_worker: the extension's tables, their sequences, and the
--- functions its queries call to open credentials.  The views are included
--- because 0.3.0--0.4.0 granted ON ALL TABLES IN SCHEMA, which takes views
--- too; kept here so that both installs are the same.
+-- functions its queries call to open credentials; no view.
 GRANT SELECT, INSERT, UPDATE, DELETE ON withdraw.account, withdraw.account_secret,
 	withdraw.state_transition, withdraw.withdrawal, withdraw.attempt, withdraw.event,
 	withdraw.remote_withdrawal, withdraw.sync_state, withdraw.form_rule, withdraw.callback
 	TO withdraw_worker;
-GRANT SELECT, INSERT, UPDATE, DELETE ON withdraw.accounts, withdraw.withdrawals, withdraw.attempts,
-	withdraw.events, withdraw.stats, withdraw.remote_withdrawals, withdraw.syncs, withdraw.workers,
-	withdraw.callbacks, withdraw.form_rules TO withdraw_worker;
 GRANT USAGE ON withdraw.account_id_seq, withdraw.withdrawal_id_seq, withdraw.attempt_id_seq,
 	withdraw.event_id_seq, withdraw.remote_withdrawal_id_seq, withdraw.callback_id_seq TO withdraw_worker;
 GRANT EXECUTE ON FUNCTION withdraw._credentials(integer, bytea, text),
@@ -1038,3 +1039,4 @@ GRANT EXECUTE ON FUNCTION withdraw._credentials(integer, bytea, text),
 -- == payout desk (issue 17) ==
 
 -- == restructure (issue 19) ==
+-- (folded above: section 3 and 4 comments, section 11 grants)
