@@ -1,10 +1,11 @@
 /*-------------------------------------------------------------------------
  *
  * amount_limits.c
- *	  Per-account withdrawal limits, usable by every provider: account
- *	  option "limits" = {"<asset>": {"single": "<max per withdrawal>",
- *	  "daily": "<max per UTC day>"}}.  withdraw_create refuses a withdrawal
- *	  over either limit before anything is stored.
+ *	  Per-account caps on withdrawal amounts, usable by every provider
+ *	  (rate limits are schedule.c's): account option "limits" =
+ *	  {"<asset>": {"single": "<max per withdrawal>", "daily": "<max per
+ *	  UTC day>"}}.  withdraw_create refuses a withdrawal over either cap
+ *	  before anything is stored.
  *
  * The daily sum counts the account's withdrawals of that asset created
  * since midnight UTC that have not ended without paying (failed, rejected,

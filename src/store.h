@@ -1,8 +1,9 @@
 /*-------------------------------------------------------------------------
  *
  * store.h
- *	  Every query the worker runs.  Callers hold a transaction and an SPI
- *	  connection.
+ *	  The worker's queries on withdrawals and accounts: claiming (store.c),
+ *	  recording outcomes (store_record.c), pruning history (prune.c).
+ *	  Callers hold a transaction and an SPI connection.
  *
  *-------------------------------------------------------------------------
  */
