@@ -40,6 +40,7 @@ typedef struct Request
 	double		started_ms;
 	char		peer[64];
 	char		client[64];
+	char		method[12];		/* letters only, for the access log */
 	char		route[80];		/* what the access log names: never the raw path */
 	char		account[64];
 	const char *kind;			/* "notify", "confirm", "health", NULL */
@@ -294,6 +295,8 @@ begin(struct MHD_Connection *conn, const char *url, const char *method, Request 
 	client_address(peer, MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Forwarded-For"), client);
 	addr_format(client, r->client, sizeof(r->client));
 	strcpy(r->route, "-");
+	for (size_t i = 0; method[i] && i < sizeof(r->method) - 1; i++)
+		r->method[i] = (method[i] >= 'A' && method[i] <= 'Z') ? method[i] : '?';
 
 	if (config.allow.n > 0 && !netlist_contains(&config.allow, client))
 		return respond_text(conn, r, MHD_HTTP_FORBIDDEN, "source not allowed\n");
@@ -398,8 +401,8 @@ completed(void *cls, struct MHD_Connection *conn, void **req_cls, enum MHD_Reque
 
 	if (r == NULL)
 		return;
-	log_access("peer=%s client=%s route=%s status=%d verdict=%s in=%zu out=%zu ms=%.2f end=%s",
-			   r->peer, r->client, r->route, r->status, r->verdict[0] ? r->verdict : "-",
+	log_access("peer=%s client=%s method=%s route=%s status=%d verdict=%s in=%zu out=%zu ms=%.2f end=%s",
+			   r->peer, r->client, r->method[0] ? r->method : "-", r->route, r->status, r->verdict[0] ? r->verdict : "-",
 			   r->len, r->out_bytes, now_ms() - r->started_ms,
 			   (unsigned) toe < sizeof(ends) / sizeof(ends[0]) ? ends[toe] : "other");
 	if (r->counted)
@@ -465,6 +468,8 @@ server_start(int listen_fd, char *err, size_t errlen)
 	struct MHD_Daemon *d;
 
 	db_init();
+	/* first, so that every message of the library comes here */
+	opts[n++] = (struct MHD_OptionItem) {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t) mhd_logger, NULL};
 	opts[n++] = (struct MHD_OptionItem) {MHD_OPTION_LISTEN_SOCKET, listen_fd, NULL};
 	opts[n++] = (struct MHD_OptionItem) {MHD_OPTION_THREAD_POOL_SIZE, config.threads, NULL};
 	opts[n++] = (struct MHD_OptionItem) {MHD_OPTION_CONNECTION_LIMIT, config.max_connections, NULL};
@@ -473,7 +478,6 @@ server_start(int listen_fd, char *err, size_t errlen)
 	if (config.max_connections_per_ip > 0)
 		opts[n++] = (struct MHD_OptionItem) {MHD_OPTION_PER_IP_CONNECTION_LIMIT, config.max_connections_per_ip, NULL};
 	opts[n++] = (struct MHD_OptionItem) {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t) completed, NULL};
-	opts[n++] = (struct MHD_OptionItem) {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t) mhd_logger, NULL};
 	/* refuse what HTTP/1.1 does not allow rather than guess */
 	opts[n++] = (struct MHD_OptionItem) {MHD_OPTION_STRICT_FOR_CLIENT, 1, NULL};
 	if (config.tls_cert)
