@@ -30,6 +30,8 @@ now_ms(void)
 	return ts.tv_sec * 1000.0 + ts.tv_nsec / 1e6;
 }
 
+static void emit(const char *prefix, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+
 /* "2026-12-06T08:00:00.123Z level=... " + the formatted text, one write. */
 static void
 emit(const char *prefix, const char *fmt, va_list ap)

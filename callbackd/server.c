@@ -412,6 +412,8 @@ completed(void *cls, struct MHD_Connection *conn, void **req_cls, enum MHD_Reque
 	*req_cls = NULL;
 }
 
+static void mhd_logger(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+
 /* libmicrohttpd's own messages (malformed requests and the like), as warnings. */
 static void
 mhd_logger(void *cls, const char *fmt, va_list ap)
