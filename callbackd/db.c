@@ -220,6 +220,10 @@ db_receive(const char *account, const char *kind, const char *body, size_t body_
 			answer_set(answer, 503, "database busy: send it again", "");
 		else
 			answer_set(answer, 500, "the database refused the call", "");
+		/* the function changed under the prepared call (an upgrade): prepare it again */
+		if (state && (strcmp(state, "0A000") == 0 || strcmp(state, "26000") == 0 ||
+					  strcmp(state, "42883") == 0))
+			drop(pthread_getspecific(conn_key));
 		PQclear(res);
 	}
 }
