@@ -88,6 +88,7 @@ set_accounts(Config *c, const char *value, char *err, size_t errlen)
 		if (!valid_account(tok))
 		{
 			snprintf(err, errlen, "accounts: \"%.64s\" is not an account name (1-63 letters, digits, _ - .)", tok);
+			free(copy);
 			return false;
 		}
 		c->accounts[c->naccounts++] = strdup(tok);

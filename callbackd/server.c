@@ -107,13 +107,7 @@ typedef struct JsonBuf
 	char	   *data;
 	size_t		len;
 	size_t		cap;
-	int			count;
-	/* names already written: offsets of their values' closing quote */
-	struct
-	{
-		const char *name;
-		size_t		name_len;
-	}		   *names;
+	int			count;			/* members written */
 } JsonBuf;
 
 static void
