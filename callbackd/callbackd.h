@@ -56,6 +56,7 @@ typedef struct Config
 	int			max_headers;
 	int			max_header_bytes;
 	int			timeout_s;		/* a connection's inactivity limit */
+	int			request_timeout_s;	/* headers in to the last byte of the body */
 	int			db_timeout_ms;	/* statement_timeout of each call */
 	int			shutdown_timeout_s;
 	NetList		allow;			/* empty: every source */

@@ -35,6 +35,7 @@ config_defaults(Config *c)
 	c->max_headers = 64;
 	c->max_header_bytes = 16384;
 	c->timeout_s = 10;
+	c->request_timeout_s = 30;
 	c->db_timeout_ms = 10000;
 	c->shutdown_timeout_s = 10;
 	c->access_log = true;
@@ -146,6 +147,8 @@ config_set(Config *c, const char *key, const char *value, char *err, size_t errl
 		return set_int(&c->max_header_bytes, key, value, 4096, 1024 * 1024, err, errlen);
 	else if (strcmp(key, "timeout") == 0)
 		return set_int(&c->timeout_s, key, value, 1, 3600, err, errlen);
+	else if (strcmp(key, "request_timeout") == 0)
+		return set_int(&c->request_timeout_s, key, value, 1, 3600, err, errlen);
 	else if (strcmp(key, "db_timeout_ms") == 0)
 		return set_int(&c->db_timeout_ms, key, value, 100, 600000, err, errlen);
 	else if (strcmp(key, "shutdown_timeout") == 0)

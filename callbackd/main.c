@@ -51,6 +51,7 @@ usage(FILE *out)
 			"  max_headers             most headers in a request (64)\n"
 			"  max_header_bytes        request line and headers, bytes (16384)\n"
 			"  timeout                 seconds a connection may stay silent (10)\n"
+			"  request_timeout         seconds from the headers to the body's last byte (30)\n"
 			"  db_timeout_ms           statement_timeout of each call (10000)\n"
 			"  shutdown_timeout        seconds to finish requests in flight at a stop (10)\n"
 			"  allow                   source networks allowed, e.g. 203.0.113.0/24 (empty: any)\n"

@@ -18,7 +18,8 @@
  * (refused at accept when the peer can be judged then; behind a trusted
  * proxy, once X-Forwarded-For is read), the header count, the body size
  * (Content-Length at once, a chunked body as it arrives: the connection
- * is closed when it passes the limit).  libmicrohttpd bounds the rest: the
+ * is closed when it passes the limit), the time the body takes
+ * (request_timeout: closed).  libmicrohttpd bounds the rest: the
  * header bytes (the connection's memory pool: 431), connections, per-IP
  * connections, inactivity (timeout), and malformed HTTP (400, closed).
  *
@@ -362,6 +363,13 @@ handle(void *cls, struct MHD_Connection *conn, const char *url, const char *meth
 	if (*upload_data_size > 0)
 	{
 		size_t		n = *upload_data_size;
+
+		if (now_ms() - r->started_ms > config.request_timeout_s * 1000.0)
+		{
+			/* a body that drips (each byte within the inactivity limit): cut */
+			r->status = MHD_HTTP_REQUEST_TIMEOUT;
+			return MHD_NO;
+		}
 
 		if (r->len + n > (size_t) config.max_body_bytes)
 		{

@@ -13,7 +13,8 @@ withdraw_webhook.  No user code stands between the providers and the database.
     headers, pipelined garbage) leaves the daemon serving and the workers sending;
   - allowed source networks, X-Forwarded-For only from a trusted proxy, the
     per-address connection limit; the database unreachable or the role a
-    superuser: 503; a graceful stop finishes the request in flight;
+    superuser: 503; a graceful stop finishes the request in flight; a body
+    that drips is cut at request_timeout; HTTPS with certificate and key files;
   - kill -9 of the daemon while notifications flow loses none: the provider's
     retries deliver them once it is back.
 
@@ -393,6 +394,69 @@ def test_graceful_stop_finishes_the_request_in_flight():
     code = wait_exit(d.proc, 10)
     assert status_of(reply) == 403 and refused and code == 0, (reply[:40], refused, code)
     return "the request in flight answered (by the database), new connections refused, exit 0"
+
+
+def test_a_dripping_body_is_cut_at_request_timeout():
+    d = other_daemon(timeout=3, request_timeout=2)
+    s = socket.create_connection(("127.0.0.1", d.port), timeout=10)
+    s.sendall(b"POST /ccp/notify HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n")
+    started = time.monotonic()
+    cut = None
+    try:
+        for _ in range(40):         # a byte every 0.25 s: never silent for 3 s
+            s.sendall(b"x")
+            time.sleep(0.25)
+    except (BrokenPipeError, ConnectionResetError):
+        cut = time.monotonic() - started
+    finally:
+        s.close()
+    assert cut is not None and cut < 6, cut
+    assert wait_until(lambda: [a for a in d.access_lines("/ccp/notify") if a["status"] == "408"], 5, 0.1, "a 408 line")
+    assert d.health() == 200
+    return f"cut after {cut:.1f} s (request_timeout 2 s)"
+
+
+def test_tls_with_certificate_and_key_files():
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    import datetime
+    import ssl
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(__import__("ipaddress").ip_address("127.0.0.1"))]),
+                           critical=False)
+            .sign(key, hashes.SHA256()))
+    d0 = os.path.join(cluster.dir, "tls")
+    os.makedirs(d0, exist_ok=True)
+    cert_file, key_file = os.path.join(d0, "cert.pem"), os.path.join(d0, "key.pem")
+    with open(cert_file, "wb") as f:
+        f.write(cert.public_bytes(serialization.Encoding.PEM))
+    with open(os.open(key_file, os.O_WRONLY | os.O_CREAT, 0o600), "wb") as f:
+        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption()))
+    d = other_daemon(tls_cert=cert_file, tls_key=key_file)
+    ctx = ssl.create_default_context(cafile=cert_file)
+    body = json.dumps({"pay_status": "success", "merchant_order_id": "nobody"}).encode()
+    req = urllib.request.Request(f"https://127.0.0.1:{d.port}/ccp/notify", data=body, method="POST")
+    try:
+        urllib.request.urlopen(req, timeout=10, context=ctx)
+        over_tls = None
+    except urllib.error.HTTPError as e:
+        over_tls = (e.code, e.read().decode())
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{d.port}/health", timeout=5)
+        plain = "answered"
+    except (urllib.error.URLError, ConnectionError, OSError) as e:
+        plain = type(e).__name__
+    assert over_tls == (403, "not authentic") and plain != "answered", (over_tls, plain)
+    assert "BEGIN" not in d.log_text()
+    return f"HTTPS: {over_tls[0]} from the database; plain HTTP: {plain}"
 
 
 def test_kill_9_while_notifications_flow_loses_none():
