@@ -13,7 +13,7 @@ withdraw_webhook.  No user code stands between the providers and the database.
     headers, pipelined garbage) leaves the daemon serving and the workers sending;
   - allowed source networks, X-Forwarded-For only from a trusted proxy, the
     per-address connection limit; the database unreachable or the role a
-    superuser: 503; a graceful stop finishes the request in flight; a body
+    superuser: 503, and a database restart outlived; a graceful stop finishes the request in flight; a body
     that drips is cut at request_timeout; HTTPS with certificate and key files;
   - kill -9 of the daemon while notifications flow loses none: the provider's
     retries deliver them once it is back.
@@ -520,6 +520,22 @@ def test_access_log_names_requests_never_secrets():
                    "app_id=", "X-H1", "GARBAGE", MERCHANT_PEM.splitlines()[1]):
         assert needle not in text, f"{needle!r} is in the daemon's log"
     return f"{len(text.splitlines())} lines, none with a body, header value or secret"
+
+
+def test_database_restart_503_then_reconnects():
+    """The daemon outlives a database restart: 503 while it is down (the
+    providers retry), its connections re-opened with backoff once it is back."""
+    body = json.dumps({"pay_status": "success", "merchant_order_id": "nobody"})
+    assert daemon.post("ccp", "notify", body)[0] == 403
+    cluster.stop("fast")
+    down = [daemon.post("ccp", "notify", body)[0] for _ in range(8)]
+    cluster.start()
+    cluster.wait_ready()
+    back = wait_until(lambda: (lambda r: r if r[0] == 403 else None)(daemon.post("ccp", "notify", body)),
+                      15, 0.1, "the daemon to reach the database again")
+    assert set(down) == {503}, down
+    assert "event=db_connection_lost" in daemon.log_text() or "event=db_connect_failed" in daemon.log_text()
+    return f"down: {down[:3]}...; back: {back}"
 
 
 def setup():
