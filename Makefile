@@ -47,13 +47,23 @@ SHLIB_LINK += -lcurl -lcrypto
 PG_CFLAGS += -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare -Werror=implicit-function-declaration
 
 # pg_regress needs the library preloaded: a temporary instance with our config
-REGRESS = setup signing validation idempotency accounts network_guard privileges ownership hardening cancel views p99 chainup ccpayment fiat_gateway catalog upgrade
+REGRESS = setup signing validation idempotency accounts network_guard privileges ownership hardening cancel views p99 chainup ccpayment fiat_gateway callbackd catalog upgrade
 REGRESS_OPTS = --temp-config=$(abs_top_builddir)/tmp_regress.conf --temp-instance=$(abs_top_builddir)/tmp_check
 abs_top_builddir := $(CURDIR)
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# withdraw-callbackd (issue 18), the daemon that receives providers'
+# callbacks, is a program of its own: PGXS cannot build a PROGRAM beside
+# MODULE_big, so callbackd/Makefile does, into the same $(PG_CONFIG)'s bindir
+all: callbackd-all
+install: callbackd-install
+clean: callbackd-clean
+callbackd-all callbackd-install callbackd-clean:
+	$(MAKE) -C callbackd PG_CONFIG=$(PG_CONFIG) $(patsubst callbackd-%,%,$@)
+.PHONY: callbackd-all callbackd-install callbackd-clean
 
 # every object is rebuilt when any of our headers changes (PGXS has no
 # dependency tracking of its own unless the server was configured with it)

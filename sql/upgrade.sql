@@ -100,3 +100,13 @@ WHERE relnamespace = 'withdraw'::regnamespace AND relkind = 'v' AND reloptions @
 -- case: update to 0.5.0 (operating with real money)
 ALTER EXTENSION withdraw UPDATE TO '0.5.0';
 SELECT extversion FROM pg_extension WHERE extname = 'withdraw';
+-- case: 0.5.0 callback daemon: withdraw.callback keeps each callback's source
+-- and HTTP status (the rows of before have none), withdraw_receive is the
+-- webhook role's, pinned, and the view shows both columns
+SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute
+WHERE attrelid = 'withdraw.callback'::regclass AND attname IN ('source', 'http_status') ORDER BY attnum;
+SELECT count(*) FILTER (WHERE source IS NOT NULL OR http_status IS NOT NULL) AS old_rows_with_source FROM withdraw.callback;
+SELECT has_function_privilege('withdraw_webhook', 'withdraw_receive(text, text, bytea, bytea, inet)', 'EXECUTE') AS webhook_receive,
+       has_function_privilege('withdraw_user', 'withdraw_receive(text, text, bytea, bytea, inet)', 'EXECUTE') AS user_receive,
+       (SELECT proconfig FROM pg_proc WHERE proname = 'withdraw_receive') AS receive_config;
+SELECT attname FROM pg_attribute WHERE attrelid = 'withdraw.callbacks'::regclass AND attnum > 10 ORDER BY attnum;

@@ -376,11 +376,14 @@ store_account_by_name(const char *name)
 	Oid			types[1] = {TEXTOID};
 	Datum		values[1] = {CStringGetTextDatum(name)};
 	WithdrawAccount *account;
+	static SPIPlanPtr plan = NULL;	/* issue 18: prepared once per backend (a callback per call) */
 
-	if (SPI_execute_with_args("SELECT a.id, a.name, a.provider, a.base_url, a.options, "
-							  SECRETS_CREDENTIALS("s")
-							  " FROM withdraw.account a JOIN withdraw.account_secret s ON s.account_id = a.id"
-							  " WHERE a.name = $1", 1, types, values, NULL, true, 1) != SPI_OK_SELECT)
+	if (plan == NULL)
+		plan = spi_prepare_kept("SELECT a.id, a.name, a.provider, a.base_url, a.options, "
+								SECRETS_CREDENTIALS("s")
+								" FROM withdraw.account a JOIN withdraw.account_secret s ON s.account_id = a.id"
+								" WHERE a.name = $1", 1, types);
+	if (SPI_execute_plan(plan, values, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "account lookup failed");
 	if (SPI_processed == 0)
 		ereport(ERROR,

@@ -40,7 +40,7 @@ suite_of() {
 . "$top/test/roots.sh"
 
 packages_of() {
-	echo "postgresql-$1 postgresql-server-dev-$1 libcurl4-openssl-dev libssl-dev make gcc" \
+	echo "postgresql-$1 postgresql-server-dev-$1 libcurl4-openssl-dev libssl-dev libmicrohttpd-dev libpq-dev make gcc" \
 		"python3 python3-psycopg2 python3-cryptography openssl procps ca-certificates"
 }
 

@@ -16,7 +16,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 . "$top/test/roots.sh"
 
-build_deps=(debhelper postgresql-server-dev-all fakeroot dpkg-dev libcurl4-openssl-dev libssl-dev)
+build_deps=(debhelper postgresql-server-dev-all fakeroot dpkg-dev libcurl4-openssl-dev libssl-dev libmicrohttpd-dev libpq-dev)
 missing=()
 for p in "${build_deps[@]}"; do
 	dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -72,7 +72,8 @@ for deb in "$out"/postgresql-*-withdraw_*.deb; do
 	# shellcheck disable=SC2016
 	chroot "$root" bash -c '
 		set -e
-		dpkg -L postgresql-'"$major"'-withdraw | grep -E "withdraw(\.so|\.control)$"
+		dpkg -L postgresql-'"$major"'-withdraw | grep -E "withdraw(\.so|\.control)$|/withdraw-callbackd$"
+		/usr/lib/postgresql/'"$major"'/bin/withdraw-callbackd --version
 		chown -R postgres /pkgtest
 		cd /pkgtest
 		runuser -u postgres -- bash -c "umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d \" \n\" > /pkgtest/secrets.key"

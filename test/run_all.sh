@@ -86,6 +86,9 @@ $PY test/integration/test_ccpayment.py || failed+=(ccpayment)
 echo "== integration suite: fiat_gateway"
 $PY test/integration/test_fiat_gateway.py || failed+=(fiat_gateway)
 
+echo "== integration suite: callbackd (providers' callbacks over HTTP through withdraw-callbackd)"
+$PY test/integration/test_callbackd.py || failed+=(callbackd)
+
 echo "== integration suite: security"
 $PY test/integration/test_security.py || failed+=(security)
 
