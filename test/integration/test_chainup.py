@@ -334,7 +334,7 @@ def test_seed_answer_examples_pass_through_the_parser():
         "id": 48393, "request_id": "123", "status": 0}]}
     mock.fault(provider="chainup", path="/billing/withdraw", kind="raw",
                body=json.dumps({"data": wallet_envelope(seed_withdraw)}))
-    mock.fault(provider="chainup", path="withdrawList", kind="raw", count=50,
+    mock.fault(provider="chainup", path="withdrawList", kind="raw", duration_s=20,
                body=json.dumps({"data": wallet_envelope(seed_list)}))
     try:
         wid = create("cu2", request_id="123", from_uid="10739", symbol="LTC", amount="10",
