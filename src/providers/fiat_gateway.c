@@ -39,11 +39,12 @@
 #define FIAT_SUCCESS "10000"
 #define FIAT_DEFAULT_NOTIFY_WINDOW_S 86400
 #define FIAT_DEFAULT_DECIMALS 2
+#define FIAT_DEFAULT_NOTIFY_DEADLINE_S (4 * 3600)
 
 static const char *const fiat_credential_keys[] = {"uid", "secret_key", NULL};
 static const char *const fiat_option_keys[] = {
 	"sign_mode", "notify_url", "pay_codes", "rules_ttl_ms", "rules_userip", "notify_window_s",
-	"rules_require_sign", "amount_decimals", NULL
+	"rules_require_sign", "amount_decimals", "notify_deadline_s", NULL
 };
 /* the documented fields; a pay_code's form rules may add more */
 static const char *const fiat_fields[] = {
@@ -158,6 +159,8 @@ fiat_check_options(Jsonb *options)
 				 errmsg("option \"rules_require_sign\" must be true or false")));
 	(void) account_option_int(options, "rules_ttl_ms", 3600 * 1000, 1000, INT_MAX);
 	(void) account_option_int(options, "notify_window_s", FIAT_DEFAULT_NOTIFY_WINDOW_S, 10, INT_MAX);
+	(void) account_option_int(options, "notify_deadline_s", FIAT_DEFAULT_NOTIFY_DEADLINE_S, 1,
+							  30 * 24 * 3600);
 }
 
 /*
@@ -800,6 +803,31 @@ fiat_read_callback(WithdrawAccount *account, const char *body, int len, Jsonb *h
 	return true;
 }
 
+/*
+ * The gateway has no status query: a withdrawal it accepted waits for its
+ * notification, notify_deadline_s at most (default four hours), and is
+ * then due for a "poll" that is this outcome instead of an exchange: it
+ * goes to review with the reason, where people look for stuck ones.
+ */
+static int
+fiat_notice_deadline_ms(Jsonb *options)
+{
+	return account_option_int(options, "notify_deadline_s", FIAT_DEFAULT_NOTIFY_DEADLINE_S, 1,
+							  30 * 24 * 3600) * 1000;
+}
+
+static void
+fiat_overdue(WithdrawalJob *job, Outcome *out)
+{
+	int			deadline_s = fiat_notice_deadline_ms(job->account->options) / 1000;
+
+	out->kind = OUTCOME_STATE;
+	out->state = "review";
+	out->provider_status = pstrdup("no notification");
+	out->message = psprintf("no notification from the gateway within %d s (account option notify_deadline_s), and it has no status query: check order %s at the gateway",
+							deadline_s, job->idempotency_key);
+}
+
 const Provider fiat_gateway_provider = {
 	.name = "fiat_gateway",
 	.credential_keys = fiat_credential_keys,
@@ -814,4 +842,6 @@ const Provider fiat_gateway_provider = {
 	.read_callback = fiat_read_callback,
 	.callback_ack = "success",
 	.callback_refusal = NULL,
+	.notice_deadline_ms = fiat_notice_deadline_ms,
+	.overdue = fiat_overdue,
 };
