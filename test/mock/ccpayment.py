@@ -1,6 +1,7 @@
 """
 ccpayment.py - mock of CCPayment's withdrawal API (v1 and v2), plugged into mock_provider.py.
 
+Each behaviour is traced to seed 003, or marked an assumption, in ASSUMPTIONS.md (C1-C7).
 Implements, from the published docs (shared/providers.md section 3, seed 003, the v1
 "Withdrawal Order Information" and "Withdraw Webhook Notification" pages, the v2 SDK
 definitions of the merchant-withdraw module and its error table).  An account's

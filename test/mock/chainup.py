@@ -2,15 +2,17 @@
 chainup.py - mock of ChainUp Custody WaaS V2 "billing" withdrawals, plugged into
 mock_provider.py (an account's base_url is http://127.0.0.1:PORT/chainup).
 
-Implements, from the published docs (shared/providers.md section 1, seed 001):
-  POST     /api/v2/billing/withdraw          data: request_id (1-64 chars), from_uid,
-                                             to_address, amount, symbol, time
-  POST|GET /api/v2/billing/withdrawList      data: ids = comma-separated request_ids
-                                             (at most 100); the known ones' records
-  POST|GET /api/v2/billing/syncWithdrawList  data: max_id; the next records with
-                                             id > max_id, ascending, at most 100
-Requests carry app_id and data as an application/x-www-form-urlencoded body (POST) or
-in the query string (GET).  Every answer is HTTP 200 JSON {"data": <envelope>} whose
+Implements, from the published docs (shared/providers.md section 1, seed 001; each
+behaviour is traced to the seed, or marked an assumption, in ASSUMPTIONS.md, A1-A13):
+  POST /api/v2/billing/withdraw          data: request_id (1-64 chars), from_uid,
+                                         to_address, amount, symbol
+  GET  /api/v2/billing/withdrawList      data: ids = comma-separated request_ids
+                                         (at most 100); the known ones' records
+  GET  /api/v2/billing/syncWithdrawList  data: max_id (a string of digits); the next
+                                         records with id > max_id, ascending, at most 100
+and every data also time (a JSON integer, ms), charset ("UTF-8", any case) and version
+("v2"), all required.  Another method is 405.  Requests carry app_id and data as an
+application/x-www-form-urlencoded body (POST) or in the query string (GET).  Every answer is HTTP 200 JSON {"data": <envelope>} whose
 plaintext is {"code": "<string>", "msg": ..., "data": ...}; code "0" is success.
 
 The data envelope: UTF-8 JSON cut into 234-byte chunks; each chunk gets PKCS#1 v1.5
@@ -31,8 +33,8 @@ withdraw checks, in order: app_id and data present (100004) and app_id known
 (100015), data opens with the merchant's key (100005), the plaintext is a JSON object
 (100004), fields valid (100004: request_id a 1-64 character string; from_uid a
 non-empty string or integer; to_address and symbol non-empty strings; amount a
-positive decimal string or JSON number; time in ms as an integer or a digit string,
-within +-time_window_ms of now; charset and version optional), request_id not seen
+positive decimal string or JSON number; time in ms as a JSON integer, within
++-time_window_ms of now; charset UTF-8 and version v2 required), request_id not seen
 for this app_id (110088 "please do not repeat the request", nothing executed).  Then,
 if the merchant has a confirm_url, the second confirmation: POST app_id=..&data=<wallet
 envelope of {time, charset, version, request_id, from_uid, to_address, amount,
@@ -51,7 +53,7 @@ data, 100015, 100005) are a PLAIN JSON body {"code": "...", "msg": "...", "data"
 null} (the docs leave the shape open; the extension parses a reply that does not
 decrypt as plain JSON).  withdrawList: ids empty or more than 100 -> 100004; unknown
 ids are absent; a repeated id is listed once, in the order given.  syncWithdrawList:
-max_id an integer or digit string (100004 otherwise).
+max_id a string of digits (100004 otherwise, a JSON number too).
 
 Records (only the app_id's own are visible) have exactly the documented fields, in
 this order: request_id, id, uid, symbol, amount, withdraw_fee_symbol, withdraw_fee,

@@ -1,7 +1,8 @@
 """
 zoomex.py - mock of Zoomex's v1 private withdraw API, plugged into mock_provider.py.
 
-Implements, from the published docs (shared/providers.md section 0, seed 000):
+Implements, from the published docs (shared/providers.md section 0, seed 000; each
+behaviour is traced to the seed, or marked an assumption, in ASSUMPTIONS.md, Z0-Z7):
   POST /private/v1/asset/withdraw/inner-create   JSON body, retCode/retMsg envelope
   GET  /private/v1/asset/withdraw/query-record   query string, legacy ret_code envelope
 Both are signed the v1 way: every parameter except sign, keys in byte order, joined
