@@ -332,10 +332,12 @@ def test_seed_answer_examples_pass_through_the_parser():
         "confirmations": 0, "address_from": "", "uid": 10739, "withdraw_fee_symbol": "ETH",
         "fee_symbol": "LTC", "saas_status": 0, "updated_at": 1551429063000, "company_status": 0,
         "id": 48393, "request_id": "123", "status": 0}]}
-    mock.fault(provider="chainup", path="/billing/withdraw", kind="raw",
-               body=json.dumps({"data": wallet_envelope(seed_withdraw)}))
+    # the list fault first: faults match by substring, and "/billing/withdraw" is in
+    # every withdrawList path, so other withdrawals' polls must meet the list fault
     mock.fault(provider="chainup", path="withdrawList", kind="raw", duration_s=20,
                body=json.dumps({"data": wallet_envelope(seed_list)}))
+    mock.fault(provider="chainup", path="/billing/withdraw", kind="raw",
+               body=json.dumps({"data": wallet_envelope(seed_withdraw)}))
     try:
         wid = create("cu2", request_id="123", from_uid="10739", symbol="LTC", amount="10",
                      to_address="LhFrA5ZJL15UdRV1uEfFxfdqWJUbBhXpRk1")
