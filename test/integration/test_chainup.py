@@ -341,13 +341,19 @@ def test_seed_answer_examples_pass_through_the_parser():
     try:
         wid = create("cu2", request_id="123", from_uid="10739", symbol="LTC", amount="10",
                      to_address="LhFrA5ZJL15UdRV1uEfFxfdqWJUbBhXpRk1")
-        wait_until(lambda: row(wid)["provider_status"] == "status 0" and row(wid)["provider_id"] == "48393",
-                   20, 0.1, "the seed's list record applied")
+        try:
+            # the list record's fee_symbol LTC (the create answer has no fees) shows it was read
+            wait_until(lambda: row(wid)["provider_status"] == "status 0" and row(wid)["real_fee_asset"] == "LTC",
+                       20, 0.1, "the seed's list record applied")
+        except AssertionError:
+            raise AssertionError((row(wid), cluster.sql(
+                "SELECT kind, outcome, left(error, 200) FROM withdraw.attempts WHERE withdrawal_id = %s"
+                " ORDER BY id DESC LIMIT 3", (wid,))))
     finally:
         mock.call("DELETE", "/_mock/faults")
     r = row(wid)
-    assert r["state"] == "processing", r
-    return f"answer id 48680 accepted, list record 48393 status 0 -> {r['state']}"
+    assert r["state"] == "processing" and r["provider_id"] in ("48680", "48393") and r["confirmations"] == 0, r
+    return f"answer id 48680 accepted, list record 48393 status 0 -> {r['state']} (provider_id {r['provider_id']})"
 
 
 def setup():
