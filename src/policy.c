@@ -303,7 +303,7 @@ decide_change(Job *job, const AccountPolicy *policy, Outcome *out, Change *chang
 	/* a provider without a status query is settled by its notifications;
 	 * issue 15: until its deadline for them, when it has one */
 	if (job->w.account->provider->build_status == NULL)
-		change->poll_in_ms = (job->w.account->provider->notice_deadline_ms != NULL &&
+		change->poll_in_ms = (job->w.account->provider->notice_deadline_ms != NULL && change->state != NULL &&
 							  (strcmp(change->state, "submitted") == 0 || strcmp(change->state, "processing") == 0))
 			? job->w.account->provider->notice_deadline_ms(job->w.account->options) : -1;
 }

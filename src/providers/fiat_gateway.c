@@ -40,6 +40,7 @@
 #define FIAT_DEFAULT_NOTIFY_WINDOW_S 86400
 #define FIAT_DEFAULT_DECIMALS 2
 #define FIAT_DEFAULT_NOTIFY_DEADLINE_S (4 * 3600)
+#define FIAT_MAX_NOTIFY_DEADLINE_S (7 * 24 * 3600)	/* in ms, within an int */
 
 static const char *const fiat_credential_keys[] = {"uid", "secret_key", NULL};
 static const char *const fiat_option_keys[] = {
@@ -160,7 +161,7 @@ fiat_check_options(Jsonb *options)
 	(void) account_option_int(options, "rules_ttl_ms", 3600 * 1000, 1000, INT_MAX);
 	(void) account_option_int(options, "notify_window_s", FIAT_DEFAULT_NOTIFY_WINDOW_S, 10, INT_MAX);
 	(void) account_option_int(options, "notify_deadline_s", FIAT_DEFAULT_NOTIFY_DEADLINE_S, 1,
-							  30 * 24 * 3600);
+							  FIAT_MAX_NOTIFY_DEADLINE_S);
 }
 
 /*
@@ -813,7 +814,7 @@ static int
 fiat_notice_deadline_ms(Jsonb *options)
 {
 	return account_option_int(options, "notify_deadline_s", FIAT_DEFAULT_NOTIFY_DEADLINE_S, 1,
-							  30 * 24 * 3600) * 1000;
+							  FIAT_MAX_NOTIFY_DEADLINE_S) * 1000;
 }
 
 static void
@@ -824,7 +825,7 @@ fiat_overdue(WithdrawalJob *job, Outcome *out)
 	out->kind = OUTCOME_STATE;
 	out->state = "review";
 	out->provider_status = pstrdup("no notification");
-	out->message = psprintf("no notification from the gateway within %d s (account option notify_deadline_s), and it has no status query: check order %s at the gateway",
+	out->message = psprintf("no final notification from the gateway within %d s of its acceptance (account option notify_deadline_s), and it has no status query: check order %s at the gateway",
 							deadline_s, job->idempotency_key);
 }
 
