@@ -32,6 +32,9 @@ SELECT withdraw_create('ccp1', '{"address": "9454818", "value": "0.05"}');
 SELECT withdraw_create('ccp1', '{"address": "9454818", "token_id": "t", "value": 0.05}');
 SELECT withdraw_create('ccp1', '{"address": "9454818", "token_id": "t", "value": "0.05", "coinId": 1}');
 SELECT withdraw_create('ccp1', '{"merchant_order_id": "a b", "address": "9454818", "token_id": "t", "value": "0.05"}');
+-- v1 memo is an Integer (seed 003, issue 15): a word is refused
+SELECT withdraw_create('ccp1', '{"address": "9454818", "token_id": "t", "value": "0.05", "memo": "hello"}');
+SELECT withdraw_create('ccp1', '{"address": "9454818", "token_id": "t", "value": "0.05", "memo": 1.5}');
 -- case: v2 validation: camelCase fields, network or Cwallet
 SELECT withdraw_create('ccp2', '{"address": "9454818", "token_id": "t", "value": "0.05"}');
 SELECT withdraw_create('ccp2', '{"coinId": "1280", "chain": "POLYGON", "address": "0xabc", "amount": "0.05"}');
@@ -45,6 +48,9 @@ BEGIN;
 SELECT withdraw_create('ccp2', '{"orderId": "W0001", "coinId": 1280, "chain": "POLYGON", "address": "0xabc", "amount": "0.05", "merchantPayNetworkFee": true}') > 0 AS network;
 SELECT withdraw_create('ccp2', '{"orderId": "W0002", "coinId": 1280, "cwalletUser": "9454818", "amount": "1"}') > 0 AS cwallet;
 SELECT withdraw_create('ccp1', '{"merchant_order_id": "W0001", "address": "9454818", "token_id": "8e5741cf-6e51-4892-9d04-3d40e1dd0128", "value": "0.05"}') > 0 AS v1;
+-- the memo as an integer or as digits, kept and sent as a JSON number (seed 003: memo Integer)
+SELECT withdraw_create('ccp1', '{"merchant_order_id": "W0003", "address": "rEb8TK3gBgk5auZkwc6sHnwrGVJH8DuaLh", "token_id": "t", "value": "0.05", "memo": 104523}') > 0 AS v1_memo_int,
+       withdraw_create('ccp1', '{"merchant_order_id": "W0004", "address": "rEb8TK3gBgk5auZkwc6sHnwrGVJH8DuaLh", "token_id": "t", "value": "0.05", "memo": "104523"}') > 0 AS v1_memo_digits;
 SELECT account, idempotency_key, asset, amount, destination, request FROM withdraw.withdrawals
 WHERE provider = 'ccpayment' ORDER BY id;
 ROLLBACK;

@@ -52,6 +52,17 @@ SELECT withdraw_create('fiat', '{"currency": "KRW", "amount": "100.5", "userip":
 SELECT withdraw_create('fiat', '{"currency": "KRW", "amount": "100.505", "userip": "1.2.3.4", "pay_code": "1004", "bank_id": 1001, "bank_account": "Kim", "bank_no": "1"}');
 SELECT withdraw_create('fiat', '{"currency": "KRW", "amount": 100.50, "userip": "1.2.3.4", "pay_code": "1004", "bank_id": 1001, "bank_account": "Kim", "bank_no": "1"}');
 SELECT count(*) AS nothing_stored FROM withdraw.withdrawals WHERE provider = 'fiat_gateway';
+-- case: amount_decimals and rules_require_sign are checked like every option (issue 15)
+SELECT withdraw_account_update('fiat', options => '{"notify_url": "https://shop.example/notify", "pay_codes": {"1004": "KRW"}, "amount_decimals": {"1004": "0"}}');
+SELECT withdraw_account_update('fiat', options => '{"notify_url": "https://shop.example/notify", "pay_codes": {"1004": "KRW"}, "amount_decimals": {"1004": 9}}');
+SELECT withdraw_account_update('fiat', options => '{"notify_url": "https://shop.example/notify", "pay_codes": {"1004": "KRW"}, "amount_decimals": [0]}');
+SELECT withdraw_account_update('fiat', options => '{"notify_url": "https://shop.example/notify", "pay_codes": {"1004": "KRW"}, "rules_require_sign": "yes"}');
+-- case: "decimal places based on different channels" (seed 004): a pay_code set to 0 takes whole amounts only
+BEGIN;
+SELECT withdraw_account_update('fiat', options => '{"notify_url": "https://shop.example/notify", "pay_codes": {"1004": "KRW"}, "amount_decimals": {"1004": 0}, "rules_require_sign": true}');
+SELECT withdraw_create('fiat', ('{' || replace(:'ok', '"100.00"', '"100"') || '}')::jsonb) > 0 AS whole_amount_created;
+SELECT withdraw_create('fiat', ('{' || :'ok' || '}')::jsonb);
+ROLLBACK;
 -- case: a request that passes every rule; its fields are kept as the strings that will be signed
 BEGIN;
 SELECT withdraw_create('fiat', ('{"orderid": "F-1", ' || :'ok' || ', "wallet": "MAYA", "bank_ifsc": "SBIN0001234"}')::jsonb) > 0 AS created;

@@ -36,6 +36,11 @@ SELECT withdraw_sync('p99', '{"color": "red"}');
 \echo SQLSTATE :LAST_ERROR_SQLSTATE
 SELECT withdraw_sync('p99', '{"start": "yesterday"}');
 \echo SQLSTATE :LAST_ERROR_SQLSTATE
+-- the status filter is one of the seed's three values (issue 15); others are refused before sending
+SELECT withdraw_sync('p99', '{"status": "pending"}');
+\echo SQLSTATE :LAST_ERROR_SQLSTATE
+SELECT withdraw_sync('p99', '{"status": "CONFIRMED"}');
+\echo SQLSTATE :LAST_ERROR_SQLSTATE
 SELECT withdraw_sync('nosuch');
 \echo SQLSTATE :LAST_ERROR_SQLSTATE
 

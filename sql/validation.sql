@@ -54,11 +54,17 @@ SELECT withdraw_create('zoomex', :'ok'::jsonb || '{"addressType": 2, "areaCode":
 \echo SQLSTATE :LAST_ERROR_SQLSTATE
 SELECT withdraw_create('zoomex', :'ok'::jsonb || '{"addressType": 2, "areaCode": 10000, "address": "5550100"}');
 \echo SQLSTATE :LAST_ERROR_SQLSTATE
--- case: requestId is 1 to 64 letters or digits
+-- case: requestId is 1 to 64 letters, digits, '-' or '_' (issue 15: the seed says only "Custom ID, globally unique")
 SELECT withdraw_create('zoomex', :'ok'::jsonb || jsonb_build_object('requestId', repeat('a', 65)));
 \echo SQLSTATE :LAST_ERROR_SQLSTATE
-SELECT withdraw_create('zoomex', :'ok'::jsonb || '{"requestId": "order-1"}');
+SELECT withdraw_create('zoomex', :'ok'::jsonb || '{"requestId": "order 1"}');
 \echo SQLSTATE :LAST_ERROR_SQLSTATE
+BEGIN;
+-- a UUID as applications generate it, one as the seed's example (uuid4().hex), one with '_'
+SELECT withdraw_create('zoomex', :'ok'::jsonb || '{"requestId": "9f2a1c4e-5b67-4d8a-bf93-2e1f4a6c8d10"}') > 0 AS uuid_with_hyphens,
+       withdraw_create('zoomex', :'ok'::jsonb || '{"requestId": "9f2a1c4e5b674d8abf932e1f4a6c8d10"}') > 0 AS uuid_hex,
+       withdraw_create('zoomex', :'ok'::jsonb || '{"requestId": "order_1"}') > 0 AS underscore;
+ROLLBACK;
 SELECT withdraw_create('zoomex', :'ok'::jsonb || '{"requestId": ""}');
 \echo SQLSTATE :LAST_ERROR_SQLSTATE
 -- case: remark is at most 50 characters

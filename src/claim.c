@@ -88,6 +88,13 @@ claim_build_request(Job *job, Outcome *failure)
 			provider->build_status_batch(job->w.account, batch, 1 + list_length(job->riders),
 										 &job->request);
 		}
+		else if (job->kind == JOB_STATUS && provider->build_status == NULL && provider->overdue != NULL)
+		{
+			/* no status query: a poll falls due when a notification is overdue */
+			memset(failure, 0, sizeof(Outcome));
+			provider->overdue(&job->w, failure);
+			ok = false;
+		}
 		else if (job->kind == JOB_STATUS && provider->build_status == NULL)
 			ereport(ERROR,
 					(errmsg("%s has no status query: its notifications settle withdrawals",

@@ -292,7 +292,10 @@ decide_change(Job *job, const AccountPolicy *policy, Outcome *out, Change *chang
 	else
 		decide_status(job, policy, out, change);
 	align_poll(policy, change);
-	/* a provider without a status query is settled by its notifications */
+	/* a provider without a status query is settled by its notifications,
+	 * until its deadline for them when it has one */
 	if (job->w.account->provider->build_status == NULL)
-		change->poll_in_ms = -1;
+		change->poll_in_ms = (job->w.account->provider->notice_deadline_ms != NULL &&
+							  (change->state == STATE_SUBMITTED || change->state == STATE_PROCESSING))
+			? job->w.account->provider->notice_deadline_ms(job->w.account->options) : -1;
 }

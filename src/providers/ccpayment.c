@@ -64,8 +64,17 @@ typedef struct CcpaymentCode
 	const char *explanation;
 } CcpaymentCode;
 
-/* the v2 error table of providers.md, section 3.2 (v1 documents none) */
-static const CcpaymentCode ccpayment_codes[] = {
+/*
+ * v1's own codes: the seed (003) shows 10000 (success) and 224066
+ * "Service error, please try again"; every other v1 code is unknown, and
+ * never read as the v2 code that happens to share its number.
+ */
+static const CcpaymentCode ccpayment_v1_codes[] = {
+	{224066, CCP_MAYBE, "provider service error, please try again"},
+};
+
+/* the v2 error table of providers.md, section 3.2 */
+static const CcpaymentCode ccpayment_v2_codes[] = {
 	{10001, CCP_MAYBE, "the provider reports a failure"},
 	{11000, CCP_TERMINAL, "the provider refused an argument"},
 	{11001, CCP_TERMINAL, "the provider refused a header"},
@@ -98,7 +107,6 @@ static const CcpaymentCode ccpayment_codes[] = {
 	{14018, CCP_TERMINAL, "withdrawals are disabled"},
 	{14019, CCP_TERMINAL, "the amount minus the fee is below the minimum"},
 	{14026, CCP_TERMINAL, "the address is risky"},
-	{224066, CCP_MAYBE, "provider service error"},
 };
 
 /* record statuses of both versions and of the batch API */
@@ -152,6 +160,29 @@ order_id_field(Jsonb *request, const char *field, int min_len)
 	return id;
 }
 
+/*
+ * v1's memo is an Integer in the seed (003): a JSON integer, or a string
+ * of digits (what applications holding tags as text pass), kept as the
+ * digits and sent as a JSON number.  NULL when absent.
+ */
+static char *
+v1_memo(Jsonb *request)
+{
+	JsonbValue	v;
+	char	   *text;
+
+	if (!json_get(&request->root, "memo", &v) || v.type == jbvNull)
+		return NULL;
+	if (v.type != jbvNumeric && v.type != jbvString)
+		request_field_error("ccpayment", "memo", psprintf("must be an integer, not %s", json_type_name(&v)),
+							NULL);
+	text = json_scalar_text(&v);
+	if (text[0] == '\0' || strlen(text) > 19 || strspn(text, "0123456789") != strlen(text))
+		request_field_error("ccpayment", "memo", "must be a non-negative integer (v1 documents memo as an Integer)",
+							"Use api_version 2 for memos that are not numbers.");
+	return text;
+}
+
 static void
 validate_v1(Jsonb *request, ValidatedRequest *out)
 {
@@ -169,7 +200,7 @@ validate_v1(Jsonb *request, ValidatedRequest *out)
 	address = request_string(request, p, "address", true, 256);
 	token_id = request_string(request, p, "token_id", true, 64);
 	request_amount(request, p, "value", &value);
-	memo = request_string(request, p, "memo", false, 128);
+	memo = v1_memo(request);
 
 	initStringInfo(&json);
 	appendStringInfoChar(&json, '{');
@@ -178,7 +209,7 @@ validate_v1(Jsonb *request, ValidatedRequest *out)
 	json_append_string(&json, &first, "token_id", token_id);
 	json_append_string(&json, &first, "value", value);
 	if (memo)
-		json_append_string(&json, &first, "memo", memo);
+		json_append_raw(&json, &first, "memo", memo);	/* an Integer, as the seed says */
 	appendStringInfoChar(&json, '}');
 	out->idempotency_key = order_id;
 	out->request_json = json.data;
@@ -378,18 +409,21 @@ ccpayment_envelope(HttpResponse *res, int *code, char **msg, char **why)
 }
 
 static const CcpaymentCode *
-code_lookup(int code)
+code_lookup(int version, int code)
 {
-	for (int i = 0; i < lengthof(ccpayment_codes); i++)
-		if (ccpayment_codes[i].code == code)
-			return &ccpayment_codes[i];
+	const CcpaymentCode *table = version == 1 ? ccpayment_v1_codes : ccpayment_v2_codes;
+	int			n = version == 1 ? lengthof(ccpayment_v1_codes) : lengthof(ccpayment_v2_codes);
+
+	for (int i = 0; i < n; i++)
+		if (table[i].code == code)
+			return &table[i];
 	return NULL;
 }
 
 static char *
-code_message(int code, const char *msg)
+code_message(int version, int code, const char *msg)
 {
-	const CcpaymentCode *known = code_lookup(code);
+	const CcpaymentCode *known = code_lookup(version, code);
 
 	return psprintf("code %d: %s%s%s", code, msg ? msg : "", known ? " — " : "",
 					known ? known->explanation : "");
@@ -435,8 +469,8 @@ ccpayment_parse_create(WithdrawalJob *job, HttpResponse *res, Outcome *out)
 		}
 		return;
 	}
-	known = code_lookup(code);
-	out->message = code_message(code, msg);
+	known = code_lookup(api_version(job->account->options), code);
+	out->message = code_message(api_version(job->account->options), code, msg);
 	switch (known ? known->class : CCP_MAYBE)
 	{
 		case CCP_RETRY:
@@ -528,7 +562,7 @@ merge_details(const char *a, const char *b)
  * was refused.
  */
 static bool
-status_data(HttpResponse *res, int n, Outcome *outs, JsonbContainer **data)
+status_data(int version, HttpResponse *res, int n, Outcome *outs, JsonbContainer **data)
 {
 	int			code;
 	char	   *msg = NULL;
@@ -538,7 +572,7 @@ status_data(HttpResponse *res, int n, Outcome *outs, JsonbContainer **data)
 	for (int i = 0; i < n; i++)
 		outs[i].kind = OUTCOME_NO_CHANGE;
 	if (body != NULL && code != CCPAYMENT_SUCCESS)
-		why = psprintf("status query refused, %s", code_message(code, msg));
+		why = psprintf("status query refused, %s", code_message(version, code, msg));
 	if (why == NULL)
 	{
 		*data = json_get_container(&body->root, "data");
@@ -580,7 +614,7 @@ ccpayment_parse_status_batch(WithdrawalJob **jobs, int n, HttpResponse *res, Out
 	{"network_fee_crypto", "fee_asset"}};
 	JsonbContainer *data;
 
-	if (!status_data(res, n, outs, &data))
+	if (!status_data(api_version(jobs[0]->account->options), res, n, outs, &data))
 		return;
 	if (data == NULL || !JsonContainerIsArray(data))
 	{
@@ -624,7 +658,7 @@ ccpayment_parse_status(WithdrawalJob *job, HttpResponse *res, Outcome *out)
 		ccpayment_parse_status_batch(&job, 1, res, out);
 		return;
 	}
-	if (!status_data(res, 1, out, &data))
+	if (!status_data(api_version(job->account->options), res, 1, out, &data))
 		return;
 	record = json_get_container(data, "record");
 	if (record == NULL)

@@ -7,11 +7,14 @@
  *	  syncWithdrawList, and the platform's two callbacks: the second
  *	  confirmation it asks before paying and its notifications.
  *
- * Every exchange is a form "app_id=...&data=..." whose data is an RSA
- * envelope (envelope.c): we seal with the merchant's private key, the
- * platform seals with its wallet key and we open with its public key.  An
- * answer that does not open is read as a plain JSON error (the provider
- * does that for requests it could not read).  A repeated request_id
+ * Every exchange carries "app_id=...&data=..." (a form body for the
+ * withdraw POST, the query string of the two lists' GETs) whose data is an
+ * RSA envelope (envelope.c) of a JSON object with time (a long), charset
+ * and version "v2" besides the call's fields: we seal with the merchant's
+ * private key, the platform seals with its wallet key and we open with its
+ * public key.  An answer that does not open is read as a plain JSON error
+ * (the provider does that for requests it could not read), and only as an
+ * error: its code and msg, never a success or a status.  A repeated request_id
  * (110088) is never answered with a new one: the withdrawal is settled by
  * looking its request_id up in withdrawList.
  *
@@ -335,7 +338,7 @@ chainup_validate(Jsonb *request, Jsonb *options, Jsonb *rules, ValidatedRequest 
 	out->destination = to_address;
 }
 
-/* ms since the epoch, as text: the "time" of every envelope */
+/* ms since the epoch, as digits: the "time" of every envelope (a long, sent as a JSON number) */
 static char *
 now_ms_text(void)
 {
@@ -484,22 +487,78 @@ chainup_document(const char *plain, char **error)
 }
 
 /*
- * A POST of app_id and the sealed plaintext; the audit copy keeps the
- * plaintext (it holds no secret) instead of the envelope.
+ * The members every request's data carries (seed 001: "time long
+ * required", "charset String required ... UTF-8", "version String
+ * required ... v2"), appended to an object under construction.
  */
 static void
-chainup_request(WithdrawAccount *account, const char *path, const char *plaintext,
-				HttpRequest *req)
+chainup_common_fields(StringInfo plain, bool *first)
+{
+	json_append_raw(plain, first, "time", now_ms_text());
+	json_append_string(plain, first, "charset", "utf-8");
+	json_append_string(plain, first, "version", "v2");
+}
+
+/*
+ * app_id and the sealed plaintext: a form body for POST (withdraw), the
+ * query string for GET (withdrawList and syncWithdrawList, documented as
+ * GET).  The audit copy keeps the plaintext (it holds no secret) instead
+ * of the envelope.
+ */
+static void
+chainup_request(WithdrawAccount *account, const char *method, const char *path,
+				const char *plaintext, HttpRequest *req)
 {
 	char	   *app_id = account_credential(account, "app_id");
+	StringInfoData params;
 
-	http_request_init(req, "POST", join_url(account->base_url, path));
-	http_request_header(req, "Content-Type", "application/x-www-form-urlencoded");
-	appendStringInfoString(&req->body, "app_id=");
-	append_url_encoded(&req->body, app_id);
-	appendStringInfoString(&req->body, "&data=");
-	appendStringInfoString(&req->body, chainup_seal(account, plaintext));
+	initStringInfo(&params);
+	appendStringInfoString(&params, "app_id=");
+	append_url_encoded(&params, app_id);
+	appendStringInfoString(&params, "&data=");
+	append_url_encoded(&params, chainup_seal(account, plaintext));
+	if (strcmp(method, "GET") == 0)
+		http_request_init(req, "GET", psprintf("%s?%s", join_url(account->base_url, path), params.data));
+	else
+	{
+		http_request_init(req, "POST", join_url(account->base_url, path));
+		http_request_header(req, "Content-Type", "application/x-www-form-urlencoded");
+		appendBinaryStringInfo(&req->body, params.data, params.len);
+	}
 	req->audit = psprintf("app_id=%s&data=[sealed] %s", app_id, plaintext);
+}
+
+/*
+ * Can an unsealed answer's code be an error?  Digits that are not all
+ * zero: "0", "00", "-0" or "0.0" would say success, which only a sealed
+ * answer may say.
+ */
+static bool
+unsealed_error_code(const char *code)
+{
+	return code[0] != '\0' && strspn(code, "0123456789") == strlen(code) &&
+		strspn(code, "0") != strlen(code);
+}
+
+/* {"code": code, "msg": msg} and nothing else, for an unsealed error. */
+static JsonbContainer *
+unsealed_error(const char *code, const char *msg)
+{
+	StringInfoData json;
+	bool		first = true;
+	char	   *error;
+	Jsonb	   *doc;
+
+	initStringInfo(&json);
+	appendStringInfoChar(&json, '{');
+	json_append_string(&json, &first, "code", code);
+	if (msg != NULL)
+		json_append_string(&json, &first, "msg", msg);
+	appendStringInfoChar(&json, '}');
+	doc = json_parse_untrusted(json.data, json.len, &error);
+	if (doc == NULL)
+		elog(ERROR, "could not rebuild an error answer: %s", error);
+	return &doc->root;
 }
 
 /*
@@ -526,17 +585,21 @@ chainup_answer(WithdrawAccount *account, HttpResponse *res, char **code, char **
 	plain = data ? chainup_open(account, data, strlen(data), &error) : NULL;
 	if (plain == NULL)
 	{
-		/* a plain error object: the platform could not read our request */
+		/*
+		 * A plain error object: the platform could not read our request.
+		 * Only an error is believed unsealed, and only its code and msg:
+		 * a success, whatever its spelling, or anything in its data (a
+		 * status, a list) is an unknown outcome.
+		 */
 		*code = json_get_text(&outer->root, "code");
 		*msg = json_get_text(&outer->root, "msg");
-		if (*code == NULL || strcmp(*code, "0") == 0)
+		if (*code == NULL || !unsealed_error_code(*code))
 		{
-			/* only a sealed answer can say that something succeeded */
 			*why = psprintf("HTTP %ld, answer does not open with platform_public_key: %s",
 							res->status, data ? error : "no data field");
 			return NULL;
 		}
-		return &outer->root;
+		return unsealed_error(*code, *msg);
 	}
 	res->audit = plain;
 	inner = chainup_document(plain, &error);
@@ -585,10 +648,9 @@ chainup_build_create(WithdrawalJob *job, HttpRequest *req)
 	json_append_string(&plain, &first, "to_address", json_get_text(r, "to_address"));
 	json_append_string(&plain, &first, "amount", json_get_text(r, "amount"));
 	json_append_string(&plain, &first, "symbol", json_get_text(r, "symbol"));
-	json_append_string(&plain, &first, "time", now_ms_text());
-	json_append_string(&plain, &first, "charset", "utf-8");
+	chainup_common_fields(&plain, &first);
 	appendStringInfoChar(&plain, '}');
-	chainup_request(job->account, CHAINUP_CREATE_PATH, plain.data, req);
+	chainup_request(job->account, "POST", CHAINUP_CREATE_PATH, plain.data, req);
 }
 
 static void
@@ -670,10 +732,9 @@ chainup_build_status_batch(WithdrawAccount *account, WithdrawalJob **jobs, int n
 	initStringInfo(&plain);
 	appendStringInfoChar(&plain, '{');
 	json_append_string(&plain, &first, "ids", ids.data);
-	json_append_string(&plain, &first, "time", now_ms_text());
-	json_append_string(&plain, &first, "charset", "utf-8");
+	chainup_common_fields(&plain, &first);
 	appendStringInfoChar(&plain, '}');
-	chainup_request(account, CHAINUP_LIST_PATH, plain.data, req);
+	chainup_request(account, "GET", CHAINUP_LIST_PATH, plain.data, req);
 }
 
 /* The outcome of one record of withdrawList for the job it belongs to. */
@@ -789,11 +850,11 @@ chainup_build_sync(WithdrawAccount *account, SyncCursor *cursor, HttpRequest *re
 
 	initStringInfo(&plain);
 	appendStringInfoChar(&plain, '{');
-	json_append_raw(&plain, &first, "max_id", cursor->position ? cursor->position : "0");
-	json_append_string(&plain, &first, "time", now_ms_text());
-	json_append_string(&plain, &first, "charset", "utf-8");
+	/* max_id is a String in the seed: sent as one */
+	json_append_string(&plain, &first, "max_id", cursor->position ? cursor->position : "0");
+	chainup_common_fields(&plain, &first);
 	appendStringInfoChar(&plain, '}');
-	chainup_request(account, CHAINUP_SYNC_PATH, plain.data, req);
+	chainup_request(account, "GET", CHAINUP_SYNC_PATH, plain.data, req);
 }
 
 static RemoteRecord *
@@ -923,6 +984,20 @@ form_value(const char *body, int len, const char *key)
 }
 
 /*
+ * A callback's clock.  The seed calls it "Current timestamp" (a long)
+ * without a unit; its examples use milliseconds, but a 10-digit value of
+ * seconds read as milliseconds would be 1970.  Read by magnitude: below
+ * 10^11 (the year 5138 in seconds, 1973 in milliseconds) it is seconds.
+ */
+static TimestampTz
+chainup_time(const char *text)
+{
+	if (text == NULL || strlen(text) > 15 || strspn(text, "0123456789") != strlen(text))
+		return 0;
+	return timestamp_from_digits(text, strlen(text) <= 11 && strtoi64(text, NULL, 10) < INT64CONST(100000000000) ? 1000 : 1);
+}
+
+/*
  * The platform's callbacks: a form app_id=...&data=... whose envelope
  * must open with the platform's public key; nothing in it is believed
  * before that.  A check_sum makes it a second-confirmation request.
@@ -973,7 +1048,7 @@ chainup_read_callback(WithdrawAccount *account, const char *body, int len, Jsonb
 	time_text = json_get_text(c, "notify_time");
 	if (time_text == NULL)
 		time_text = json_get_text(c, "time");
-	out->sent_at = timestamp_from_digits(time_text, 1);
+	out->sent_at = chainup_time(time_text);
 
 	side = json_get_text(c, "side");
 	if (json_get_text(c, "check_sum") != NULL)

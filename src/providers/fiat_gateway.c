@@ -11,8 +11,11 @@
  * order, joined k=v&... with raw values, then "&key=" + secret (account
  * option sign_mode "amp_key", the default) or the secret directly
  * ("concat"); MD5 in uppercase hex.  An answer's sign covers its scalar
- * members and those of its result object; an answer whose sign is missing
- * or wrong is not believed (its outcome is unknown).  The gateway has no
+ * members and those of its result object; an /applyfor answer whose sign
+ * is missing or wrong is not believed (its outcome is unknown).  A
+ * formRule answer may come unsigned, as the seed's own example does (it
+ * moves no money); its sign is verified when present, and required with
+ * the account option rules_require_sign.  The gateway has no
  * status query: a withdrawal it accepted is settled by its notification,
  * and a duplicate order number (10003) means it already has the order.
  *
@@ -35,10 +38,14 @@
 #define FIAT_RULES_PATH "/channel/formRule"
 #define FIAT_SUCCESS "10000"
 #define FIAT_DEFAULT_NOTIFY_WINDOW_S 86400
+#define FIAT_DEFAULT_DECIMALS 2
+#define FIAT_DEFAULT_NOTIFY_DEADLINE_S (4 * 3600)
+#define FIAT_MAX_NOTIFY_DEADLINE_S (7 * 24 * 3600)	/* in ms, within an int */
 
 static const char *const fiat_credential_keys[] = {"uid", "secret_key", NULL};
 static const char *const fiat_option_keys[] = {
-	"sign_mode", "notify_url", "pay_codes", "rules_ttl_ms", "rules_userip", "notify_window_s", NULL
+	"sign_mode", "notify_url", "pay_codes", "rules_ttl_ms", "rules_userip", "notify_window_s",
+	"rules_require_sign", "amount_decimals", "notify_deadline_s", NULL
 };
 /* the documented fields; a pay_code's form rules may add more */
 static const char *const fiat_fields[] = {
@@ -71,6 +78,15 @@ concat_mode(Jsonb *options)
 	return mode != NULL && strcmp(mode, "concat") == 0;
 }
 
+/* A boolean option; false when absent.  check_options has checked its type. */
+static bool
+option_bool(Jsonb *options, const char *key)
+{
+	JsonbValue	v;
+
+	return json_get(&options->root, key, &v) && v.type == jbvBool && v.val.boolean;
+}
+
 static bool
 pay_codes_are_strings(JsonbContainer *codes)
 {
@@ -81,6 +97,29 @@ pay_codes_are_strings(JsonbContainer *codes)
 	while ((token = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
 		if (token == WJB_VALUE && (v.type != jbvString || v.val.string.len == 0 || v.val.string.len > 8))
 			return false;
+	return true;
+}
+
+/* amount_decimals: an object of pay_code to an integer 0 ... 8 */
+static bool
+decimals_are_valid(JsonbContainer *per_code)
+{
+	JsonbIterator *it = JsonbIteratorInit(per_code);
+	JsonbValue	v;
+	JsonbIteratorToken token;
+
+	while ((token = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		char	   *text;
+
+		if (token != WJB_VALUE)
+			continue;
+		if (v.type != jbvNumeric)
+			return false;
+		text = json_scalar_text(&v);
+		if (strlen(text) != 1 || text[0] < '0' || text[0] > '8')
+			return false;
+	}
 	return true;
 }
 
@@ -108,17 +147,47 @@ fiat_check_options(Jsonb *options)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE), errhidestmt(true),
 				 errmsg("option \"pay_codes\" must be an object of pay_code to currency"),
 				 errhint("For example {\"1004\": \"KRW\", \"812\": \"INR\"}.")));
+	if (json_get(&options->root, "amount_decimals", &codes) &&
+		(codes.type != jbvBinary || !JsonContainerIsObject(codes.val.binary.data) ||
+		 !decimals_are_valid(codes.val.binary.data)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE), errhidestmt(true),
+				 errmsg("option \"amount_decimals\" must be an object of pay_code to an integer from 0 to 8"),
+				 errhint("For example {\"1004\": 0} for a channel whose amounts have no decimals; other pay_codes keep two.")));
+	if (json_get(&options->root, "rules_require_sign", &codes) && codes.type != jbvBool)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE), errhidestmt(true),
+				 errmsg("option \"rules_require_sign\" must be true or false")));
 	(void) account_option_int(options, "rules_ttl_ms", 3600 * 1000, 1000, INT_MAX);
 	(void) account_option_int(options, "notify_window_s", FIAT_DEFAULT_NOTIFY_WINDOW_S, 10, INT_MAX);
+	(void) account_option_int(options, "notify_deadline_s", FIAT_DEFAULT_NOTIFY_DEADLINE_S, 1,
+							  FIAT_MAX_NOTIFY_DEADLINE_S);
 }
 
-/* amount: positive, exactly two decimals, as the gateway accepts it */
+/*
+ * The decimals a pay_code's amounts carry: the seed's /applyfor table says
+ * "accepts two decimal places", its notes "pay attention to decimal places
+ * based on different channels".  Two, unless the account option
+ * amount_decimals ({"pay_code": n}) says otherwise for this pay_code.
+ */
+static int
+amount_decimals_of(Jsonb *options, const char *pay_code)
+{
+	JsonbContainer *per_code = json_get_container(&options->root, "amount_decimals");
+	char	   *n = (per_code && pay_code) ? json_get_text(per_code, pay_code) : NULL;
+
+	return n ? atoi(n) : FIAT_DEFAULT_DECIMALS;
+}
+
+/* amount: positive, with exactly `decimals` decimals (none: no point) */
 static bool
-two_decimals(const char *amount)
+has_decimals(const char *amount, int decimals)
 {
 	const char *dot = strchr(amount, '.');
 
-	return is_positive_decimal(amount) && dot != NULL && strlen(dot + 1) == 2;
+	if (!is_positive_decimal(amount))
+		return false;
+	return decimals == 0 ? dot == NULL : (dot != NULL && strlen(dot + 1) == decimals);
 }
 
 static char *
@@ -300,6 +369,7 @@ fiat_validate(Jsonb *request, Jsonb *options, Jsonb *rules, ValidatedRequest *ou
 	List	   *dynamic;
 	char	   *orderid;
 	char	   *amount;
+	int			decimals;
 	StringInfoData json;
 	bool		first = true;
 	JsonbIterator *it;
@@ -345,9 +415,10 @@ fiat_validate(Jsonb *request, Jsonb *options, Jsonb *rules, ValidatedRequest *ou
 		request_field_error(p, "amount", "must be a decimal string, not a number",
 							"Pass amounts as strings with two decimals, for example \"100.00\".");
 	amount = request_string(request, p, "amount", true, 32);
-	if (!two_decimals(amount))
-		request_field_error(p, "amount", psprintf("must be a positive amount with exactly two decimals, not \"%s\"", amount),
-							"The gateway accepts two decimal places, for example \"100.00\".");
+	decimals = amount_decimals_of(options, fiat_rules_key(request));
+	if (!has_decimals(amount, decimals))
+		request_field_error(p, "amount", psprintf("must be a positive amount with exactly %d decimals for this pay_code, not \"%s\"", decimals, amount),
+							"The gateway accepts two decimal places unless the account option amount_decimals sets the pay_code's own, for example \"100.00\".");
 	(void) request_string(request, p, "currency", true, 8);
 	(void) request_string(request, p, "userip", true, 45);
 	if (field_text(request, "bank_id") != NULL && !all_digits(field_text(request, "bank_id")))
@@ -441,7 +512,14 @@ fiat_request(WithdrawAccount *account, const char *path, ParamList *params, Http
 	http_request_header(req, "Content-Type", "application/json");
 	appendStringInfoChar(&req->body, '{');
 	for (int i = 0; i < params->count; i++)
-		json_append_string(&req->body, &first, params->keys[i], params->values[i]);
+	{
+		/* bank_id is an int in the seed; its digits are what was signed */
+		if (strcmp(params->keys[i], "bank_id") == 0 && all_digits(params->values[i]) &&
+			strlen(params->values[i]) <= 18)
+			json_append_raw(&req->body, &first, params->keys[i], params->values[i]);
+		else
+			json_append_string(&req->body, &first, params->keys[i], params->values[i]);
+	}
 	req->audit = psprintf("%s,\"sign\":\"[redacted]\"}", req->body.data);
 	json_append_string(&req->body, &first, "sign", sign);
 	appendStringInfoChar(&req->body, '}');
@@ -458,22 +536,69 @@ fiat_build_create(WithdrawalJob *job, HttpRequest *req)
 	fiat_request(job->account, FIAT_CREATE_PATH, &params, req);
 }
 
-/* What an answer's sign covers: its scalar members, and those of result. */
-static void
-answer_params(Jsonb *body, ParamList *params)
+/*
+ * An answer's result as an object: the seed's result is an object, but
+ * "Returns JSON string when status code is Success" allows a string
+ * holding the object.  NULL when it is neither.
+ */
+static Jsonb *
+answer_result(Jsonb *body)
 {
+	JsonbValue	v;
+	char	   *error;
+	Jsonb	   *parsed;
+
+	if (!json_get(&body->root, "result", &v))
+		return NULL;
+	if (v.type == jbvBinary && JsonContainerIsObject(v.val.binary.data))
+		return JsonbValueToJsonb(&v);
+	if (v.type != jbvString)
+		return NULL;
+	parsed = json_parse_untrusted(v.val.string.val, v.val.string.len, &error);
+	if (parsed == NULL || !JB_ROOT_IS_OBJECT(parsed) || JB_ROOT_IS_SCALAR(parsed))
+		return NULL;
+	return parsed;
+}
+
+/*
+ * What an answer's sign covers, by the requests' rule (scalars as text;
+ * fiat_sign leaves out sign and empty values): its top-level scalar
+ * members but result, and the scalar members of result.  A result given
+ * as a JSON string is signed as its members too (an assumption: the seed
+ * does not say; see the caller for the other reading).
+ */
+static void
+answer_params(Jsonb *body, ParamList *params, bool result_as_text)
+{
+	Jsonb	   *result = answer_result(body);
 	JsonbValue	v;
 
 	params_init(params);
 	request_to_params(body, params);
-	if (json_get(&body->root, "result", &v) && v.type == jbvBinary &&
-		JsonContainerIsObject(v.val.binary.data))
-		request_to_params(JsonbValueToJsonb(&v), params);
+	if (!result_as_text && json_get(&body->root, "result", &v) && v.type == jbvString)
+	{
+		/* leave the text out: its members stand for it */
+		ParamList	without;
+
+		params_init(&without);
+		for (int i = 0; i < params->count; i++)
+			if (strcmp(params->keys[i], "result") != 0)
+				params_add(&without, params->keys[i], params->values[i]);
+		*params = without;
+	}
+	if (result != NULL && !result_as_text)
+		request_to_params(result, params);
 }
 
-/* Reads an answer and checks its sign.  Returns it, or NULL with *why. */
+/*
+ * Reads an answer and checks its sign.  Returns it, or NULL with *why.
+ * An answer without a sign is believed only when !require_sign (the
+ * formRule answer: the seed's own example carries none, and it moves no
+ * money); a sign that is present must always verify.
+ */
 static Jsonb *
-fiat_answer(WithdrawAccount *account, HttpResponse *res, char **status, char **msg, char **why)
+fiat_answer(WithdrawAccount *account, HttpResponse *res, bool require_sign, char **status,
+			char **msg, char **why)
 {
 	char	   *error;
 	Jsonb	   *body = json_parse_untrusted(res->body.data, res->body.len, &error);
@@ -495,11 +620,20 @@ fiat_answer(WithdrawAccount *account, HttpResponse *res, char **status, char **m
 		*why = psprintf("HTTP %ld, answer without a status", res->status);
 		return NULL;
 	}
-	answer_params(body, &params);
+	if (!require_sign && json_get_text(&body->root, "sign") == NULL)
+		return body;
+	answer_params(body, &params, false);
 	secret = account_credential(account, "secret_key");
 	expected = fiat_sign(&params, secret, concat_mode(account->options));
-	explicit_bzero(secret, strlen(secret));
 	ok = signature_equal(expected, json_get_text(&body->root, "sign"));
+	if (!ok && json_get_text(&body->root, "result") != NULL && answer_result(body) != NULL)
+	{
+		/* a result string may also be signed as the text it is */
+		answer_params(body, &params, true);
+		expected = fiat_sign(&params, secret, concat_mode(account->options));
+		ok = signature_equal(expected, json_get_text(&body->root, "sign"));
+	}
+	explicit_bzero(secret, strlen(secret));
 	if (!ok)
 	{
 		*why = psprintf("answer (status %s) %s: not believed", *status,
@@ -515,7 +649,7 @@ fiat_parse_create(WithdrawalJob *job, HttpResponse *res, Outcome *out)
 	char	   *status = NULL;
 	char	   *msg = NULL;
 	char	   *why = NULL;
-	Jsonb	   *body = fiat_answer(job->account, res, &status, &msg, &why);
+	Jsonb	   *body = fiat_answer(job->account, res, true, &status, &msg, &why);
 
 	if (body == NULL)
 	{
@@ -526,8 +660,8 @@ fiat_parse_create(WithdrawalJob *job, HttpResponse *res, Outcome *out)
 	out->provider_status = psprintf("status %s", status);
 	if (strcmp(status, FIAT_SUCCESS) == 0)
 	{
-		JsonbContainer *result = json_get_container(&body->root, "result");
-		char	   *id = result ? json_get_text(result, "transactionid") : NULL;
+		Jsonb	   *result = answer_result(body);
+		char	   *id = result ? json_get_text(&result->root, "transactionid") : NULL;
 
 		out->kind = OUTCOME_SUBMITTED;
 		out->provider_id = id && id[0] ? id : NULL;
@@ -580,7 +714,8 @@ fiat_parse_rules(WithdrawAccount *account, const char *key, HttpResponse *res, c
 		*error = pstrdup(res->error ? res->error : "no answer");
 		return NULL;
 	}
-	body = fiat_answer(account, res, &status, &msg, error);
+	body = fiat_answer(account, res, option_bool(account->options, "rules_require_sign"),
+					   &status, &msg, error);
 	if (body == NULL)
 		return NULL;
 	if (strcmp(status, FIAT_SUCCESS) != 0)
@@ -589,7 +724,7 @@ fiat_parse_rules(WithdrawAccount *account, const char *key, HttpResponse *res, c
 						  key, status, msg ? msg : "");
 		return NULL;
 	}
-	data = json_get_container(json_get_container(&body->root, "result"), "data");
+	data = answer_result(body) ? json_get_container(&answer_result(body)->root, "data") : NULL;
 	if (data == NULL || json_get_container(data, "form_fields") == NULL)
 	{
 		*error = psprintf("the form rules of pay_code %s have no form_fields", key);
@@ -660,12 +795,38 @@ fiat_read_callback(WithdrawAccount *account, const char *body, int len, Jsonb *h
 	}
 	status = json_get_text(&content->root, "status");
 	out->provider_status = status ? psprintf("notify %s", status) : NULL;
+	/* the seed shows no notification: its words are an assumption, read in any case */
 	out->state = status == NULL ? NULL
-		: strcmp(status, "success") == 0 ? "succeeded"
-		: strcmp(status, "failed") == 0 ? "failed"
-		: strcmp(status, "processing") == 0 ? "processing" : NULL;
+		: pg_strcasecmp(status, "success") == 0 ? "succeeded"
+		: pg_strcasecmp(status, "failed") == 0 ? "failed"
+		: pg_strcasecmp(status, "processing") == 0 ? "processing" : NULL;
 	out->details = details_json(&content->root, keys, lengthof(keys));
 	return true;
+}
+
+/*
+ * The gateway has no status query: a withdrawal it accepted waits for its
+ * notification, notify_deadline_s at most (default four hours), and is
+ * then due for a "poll" that is this outcome instead of an exchange: it
+ * goes to review with the reason, where people look for stuck ones.
+ */
+static int
+fiat_notice_deadline_ms(Jsonb *options)
+{
+	return account_option_int(options, "notify_deadline_s", FIAT_DEFAULT_NOTIFY_DEADLINE_S, 1,
+							  FIAT_MAX_NOTIFY_DEADLINE_S) * 1000;
+}
+
+static void
+fiat_overdue(WithdrawalJob *job, Outcome *out)
+{
+	int			deadline_s = fiat_notice_deadline_ms(job->account->options) / 1000;
+
+	out->kind = OUTCOME_STATE;
+	out->state = "review";
+	out->provider_status = pstrdup("no notification");
+	out->message = psprintf("no final notification from the gateway within %d s of its acceptance (account option notify_deadline_s), and it has no status query: check order %s at the gateway",
+							deadline_s, job->idempotency_key);
 }
 
 const Provider fiat_gateway_provider = {
@@ -682,4 +843,6 @@ const Provider fiat_gateway_provider = {
 	.read_callback = fiat_read_callback,
 	.callback_ack = "success",
 	.callback_refusal = NULL,
+	.notice_deadline_ms = fiat_notice_deadline_ms,
+	.overdue = fiat_overdue,
 };

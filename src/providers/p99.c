@@ -152,7 +152,20 @@ p99_build_sync(WithdrawAccount *account, SyncCursor *cursor, HttpRequest *req)
 		append_param(&query, "end", unix_seconds(cursor->until));
 	append_param(&query, "limit", psprintf("%d", P99_PAGE_LIMIT));
 	if (cursor->status)
+	{
+		/* the seed's status ENUM has three values: refuse others before sending */
+		bool		known = false;
+
+		for (int i = 0; i < lengthof(p99_statuses); i++)
+			known |= strcmp(cursor->status, p99_statuses[i].status) == 0;
+		if (!known)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("withdraw_sync filter \"status\" must be signed, confirmed or expired, not \"%s\"",
+							cursor->status),
+					 errhint("These are the statuses p99 documents for its withdrawal list; omit the filter for all.")));
 		append_param(&query, "status", cursor->status);
+	}
 	if (cursor->token)
 		append_param(&query, "token", cursor->token);
 	p99_request(account, P99_LIST_PATH, &query, req);

@@ -241,6 +241,15 @@ typedef struct Provider
 	char	   *(*confirm_mismatch) (Jsonb *request, CallbackNotice *notice);
 	/* the reply confirming (accept) or refusing it */
 	char	   *(*confirm_reply) (WithdrawAccount *account, CallbackNotice *notice, bool accept);
+
+	/*
+	 * A provider without a status query (build_status NULL) that says how
+	 * long a submitted withdrawal may wait for its notification: its poll
+	 * falls due then, and overdue() gives the outcome instead of an
+	 * exchange (issue 15: review, with the reason).  NULL = wait forever.
+	 */
+	int			(*notice_deadline_ms) (Jsonb *options);
+	void		(*overdue) (WithdrawalJob *job, Outcome *out);
 } Provider;
 
 /* registry.c */

@@ -91,15 +91,20 @@ static const ZoomexCode zoomex_codes[] = {
 	{110012, ZOOMEX_TERMINAL, "insufficient balance"},
 };
 
+/*
+ * A requestId: "Custom ID, globally unique" is all the seed says, and
+ * applications generate UUIDs with hyphens; letters, digits, '-' and '_'
+ * within 64 characters (printable, no separator of the signed string).
+ */
 static bool
-is_alnum_id(const char *s, int max_len)
+is_request_id(const char *s, int max_len)
 {
 	int			len = strlen(s);
 
 	if (len < 1 || len > max_len)
 		return false;
 	for (int i = 0; i < len; i++)
-		if (!isalnum((unsigned char) s[i]))
+		if (!isalnum((unsigned char) s[i]) && s[i] != '-' && s[i] != '_')
 			return false;
 	return true;
 }
@@ -131,8 +136,9 @@ zoomex_validate(Jsonb *request, Jsonb *options, Jsonb *rules, ValidatedRequest *
 	request_id = request_string(request, p, "requestId", false, 0);
 	if (request_id == NULL)
 		request_id = random_hex(16);
-	else if (!is_alnum_id(request_id, 64))
-		request_field_error(p, "requestId", "must be 1 to 64 letters or digits", NULL);
+	else if (!is_request_id(request_id, 64))
+		request_field_error(p, "requestId", "must be 1 to 64 letters, digits, '-' or '_'",
+							"The provider documents it only as a custom, globally unique ID; UUIDs with or without hyphens are accepted.");
 
 	coin = request_string(request, p, "coin", true, 32);
 	request_int(request, p, "addressType", true, &address_type);

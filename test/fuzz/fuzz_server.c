@@ -245,7 +245,7 @@ authentic_answer(int provider, FuzzInput *in, int *len)
 		open = memchr(in->body, '{', in->len);
 		if (parsed == NULL || !JB_ROOT_IS_OBJECT(parsed) || JB_ROOT_IS_SCALAR(parsed) || open == NULL)
 			return copy_bytes(in->body, in->len);
-		answer_params(parsed, &params);
+		answer_params(parsed, &params, false);
 		sign = fiat_sign(&params, "fz-secret", (in->flags & FLAG_ALT) != 0);
 		/* a sign member first: a later "sign" in the input still wins */
 		body = psprintf("%.*s{\"sign\": \"%s\", %.*s", (int) (open - in->body), in->body, sign,

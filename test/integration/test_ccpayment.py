@@ -346,9 +346,57 @@ def _reconcile(create, app, moid, path, dup_codes):
     return wid, outs, codes
 
 
-def test_v1_lost_answer_is_reconciled_by_the_same_order_id():
-    wid, outs, codes = _reconcile(create_v1, APP1, "v1-dup-1", "/withdraw", (11011,))
+def test_v1_lost_answer_is_settled_by_polls_not_by_a_second_execution():
+    """v1 documents one error, 224066 "Service error, please try again": the mock answers
+    the resent order so, which is an unknown outcome (never a v2 number's meaning); the
+    same merchant_order_id is resent until the attempts run out, then polls of bill/info
+    settle it.  Executed once."""
+    mock.fault(provider="ccpayment", path="/withdraw", kind="timeout_after", delay_s=4)
+    moid = "v1-dup-1"
+    wid = create_v1(moid)
+    r = wait_state(wid, ["succeeded"], timeout=60)
+    outs = attempts(wid)
+    assert executions(APP1, moid) == 1, mock.ledger("ccpayment")["executions"]
+    assert set(outs) == {"unknown"} and "submitted" not in outs, outs
+    codes = [q["ret_code"] for q in mock.requests("ccpayment")
+             if q["requestId"] == moid and q["path"].endswith("/v1/withdraw")]
+    assert codes[0] == 10000 and set(codes[1:]) == {224066}, codes
+    rec = record(moid, APP1)
+    assert r["provider_id"] == rec["order_id"] and r["txid"] == rec["txid"], (r, rec)
     return f"creates {outs} (codes {codes}), executed once, {' > '.join(events(wid))}"
+
+
+def test_v1_code_is_not_read_as_the_v2_code_of_the_same_number():
+    """14000 is "insufficient balance" (final) in v2's table; v1 has no such code: on a v1
+    route it is an unknown outcome, resent with the same order id, executed once."""
+    mock.fault(provider="ccpayment", path="/v1/withdraw", kind="retcode", code=14000, count=1)
+    moid = "v1-14000-1"
+    wid = create_v1(moid)
+    r = wait_state(wid, ["succeeded"], timeout=30)
+    outs = attempts(wid)
+    assert outs[0] == "unknown" and "rejected" not in outs and executions(APP1, moid) == 1, outs
+    return f"creates {outs}, {r['state']}"
+
+
+def test_v1_seed_answers_pass_through_the_parser():
+    """Seed 003's v1 answers as printed: {"code":10000,"msg":"Success","data":{"order_id":
+    "202301090616511612332555323101184","network_fee":"0"}} and {"code":224066,"msg":
+    "Service error, please try again","data":{}} (an unknown outcome, resent)."""
+    mock.fault(provider="ccpayment", path="/v1/withdraw", kind="raw",
+               body=json.dumps({"code": 224066, "msg": "Service error, please try again", "data": {}}))
+    mock.fault(provider="ccpayment", path="/v1/withdraw", kind="raw",
+               body=json.dumps({"code": 10000, "msg": "Success", "data": {
+                   "order_id": "202301090616511612332555323101184", "network_fee": "0"}}))
+    set_settle(None)
+    try:
+        wid = create_v1("v1-seed-1")
+        r = wait_state(wid, ["submitted", "processing"])
+    finally:
+        set_settle(SETTLE_AFTER_S)
+    outs = attempts(wid)
+    assert outs == ["unknown", "submitted"], outs
+    assert r["provider_id"] == "202301090616511612332555323101184", r
+    return f"creates {outs}; order_id {r['provider_id']}"
 
 
 def test_v2_lost_answer_is_reconciled_by_the_same_order_id():
@@ -357,9 +405,9 @@ def test_v2_lost_answer_is_reconciled_by_the_same_order_id():
 
 
 def test_rate_limit_is_retried():
-    mock.fault(provider="ccpayment", path="/withdraw", kind="retcode", code=11004, count=2)
-    moid = "v1-rate-1"
-    wid = create_v1(moid)
+    mock.fault(provider="ccpayment", path="applyAppWithdrawToNetwork", kind="retcode", code=11004, count=2)
+    moid = "v2-rate-0"
+    wid = create_v2(moid)
     wait_state(wid, ["submitted", "processing", "succeeded"])
     outs = attempts(wid)
     assert outs == ["not delivered", "not delivered", "submitted"], outs
@@ -367,7 +415,7 @@ def test_rate_limit_is_retried():
                                        " WHERE withdrawal_id = %s AND kind = 'create' ORDER BY id", (wid,))]
     gaps = [round(b - a, 2) for a, b in zip(times, times[1:])]
     assert all(g >= 0.95 for g in gaps), gaps
-    assert executions(APP1, moid) == 1
+    assert executions(APP2, moid) == 1
     errs = cluster.value("SELECT string_agg(response_body, ' | ') FROM withdraw.attempts"
                          " WHERE withdrawal_id = %s AND outcome = 'not delivered'", (wid,))
     assert "11004" in errs, errs
@@ -397,36 +445,35 @@ def test_terminal_code_is_rejected_with_its_explanation():
 
 
 def test_an_order_id_used_by_another_withdrawal_is_not_adopted():
-    """11011 means the app already has this merchant order id.  When it was used
-    for a different withdrawal (another account or database on the same app, a
-    reused key), it must not settle ours: (a) on a first send nothing of ours can
-    have arrived, so the withdrawal goes to review at once; (b) after a send whose
-    fate is unknown, the status query finds a record of another amount and
+    """11011 (v2's table; v1 documents no such code) means the app already has this
+    order id.  When it was used for a different withdrawal (another account or database
+    on the same app, a reused key), it must not settle ours: (a) on a first send nothing
+    of ours can have arrived, so the withdrawal goes to review at once; (b) after a send
+    whose fate is unknown, the status query finds a record of another amount and
     address, which is not adopted either."""
-    account("ccp1b", APP1, SECRET1, 1)
-    moid = "v1-ok-1"                             # executed by ccp1 in the first test: 1.5 to 0xabc...01
-    if executions(APP1, moid) == 0:
-        create_v1(moid)
-        wait_until(lambda: executions(APP1, moid) == 1, 10, 0.05, "the first order")
-    body = {"merchant_order_id": moid, "address": "0xfeed000000000000000000000000000000000009",
-            "token_id": POLYGON_USDT, "value": "99"}
-    first = cluster.value("SELECT withdraw_create('ccp1b', %s)", (json.dumps(body),))
+    account("ccp2b", APP2, SECRET2, 2)
+    moid = "v2-used-1"
+    create_v2(moid)
+    wait_until(lambda: executions(APP2, moid) == 1, 10, 0.05, "the first order")
+    body = {"orderId": moid, "coinId": 1280, "chain": "POLYGON",
+            "address": "0xfeed000000000000000000000000000000000009", "amount": "99"}
+    first = cluster.value("SELECT withdraw_create('ccp2b', %s)", (json.dumps(body),))
     r1 = wait_state(first, ["review"])
     assert attempts(first) == ["duplicate"] and attempts(first, "status") == [], (attempts(first),
                                                                                  attempts(first, "status"))
     assert r1["provider_id"] is None and r1["txid"] is None, r1
 
-    mock.fault(provider="ccpayment", path="/v1/withdraw", kind="timeout_before", delay_s=4)
-    body2 = dict(body, merchant_order_id="v1-ok-1", address="0xfeed00000000000000000000000000000000000a")
-    cluster.sql("SELECT withdraw_account_create('ccp1c', 'ccpayment', %s, %s, %s)",
-                (mock.base_url("ccpayment"), json.dumps({"app_id": APP1, "app_secret": SECRET1}),
-                 json.dumps({"api_version": 1, "poll_interval_ms": 300})))
-    second = cluster.value("SELECT withdraw_create('ccp1c', %s)", (json.dumps(body2),))
+    mock.fault(provider="ccpayment", path="applyAppWithdrawToNetwork", kind="timeout_before", delay_s=4)
+    body2 = dict(body, address="0xfeed00000000000000000000000000000000000a")
+    cluster.sql("SELECT withdraw_account_create('ccp2c', 'ccpayment', %s, %s, %s)",
+                (mock.base_url("ccpayment"), json.dumps({"app_id": APP2, "app_secret": SECRET2}),
+                 json.dumps({"api_version": 2, "poll_interval_ms": 300})))
+    second = cluster.value("SELECT withdraw_create('ccp2c', %s)", (json.dumps(body2),))
     r2 = wait_state(second, ["review"], timeout=30)
     assert attempts(second) == ["unknown", "reconcile"] and attempts(second, "status"), (
         attempts(second), attempts(second, "status"))
     assert "belongs to another request" in r2["last_error"] and r2["provider_id"] is None, r2
-    assert executions(APP1, moid) == 1
+    assert executions(APP2, moid) == 1
     return f"first send: review at once; after a lost send: {r2['last_error'][:70]}..."
 
 

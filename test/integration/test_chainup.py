@@ -288,6 +288,74 @@ def test_deposit_notifications_are_recorded_apart():
     return "kept in withdraw.callbacks, no withdrawal touched"
 
 
+def test_seed_wire_format():
+    """Seed 001: every request's data has time (a long), charset and version "v2"
+    (required); withdrawList and syncWithdrawList are GETs with app_id and data in
+    the query string; max_id is a String.  The mock refuses anything else."""
+    mark = len(mock.requests("chainup"))
+    wid = create("cu2", request_id="seed-wire-1")
+    wait_state(wid, ["succeeded"], 30)
+    sent = [w["request"] for w in mock.ledger("chainup")["withdrawals"] if w["request_id"] == "seed-wire-1"][0]
+    assert sent["version"] == "v2" and sent["charset"].lower() == "utf-8", sent
+    assert isinstance(sent["time"], int) and abs(sent["time"] - time.time() * 1000) < 600_000, sent
+    cluster.sql("SELECT withdraw_sync('cu2')")
+    reqs = mock.requests("chainup")[mark:]
+    methods = {(r["path"].rsplit("/", 1)[-1], r["method"], r["ret_code"]) for r in reqs}
+    assert ("withdraw", "POST", 0) in methods and ("withdrawList", "GET", 0) in methods \
+        and ("syncWithdrawList", "GET", 0) in methods, methods
+    assert not [r for r in reqs if r["http_status"] != 200], reqs
+    return f"requests {sorted(methods)}"
+
+
+def test_confirmation_time_in_seconds_is_accepted():
+    """The second confirmation's time is a "Current timestamp" of unstated unit: ten
+    digits of seconds are read as seconds, not as 1970 in milliseconds."""
+    mock.configure({"chainup": {"confirm_time_unit": "s"}})
+    try:
+        wid = create("cu1", request_id="seed-confirm-s")
+        r = wait_state(wid, ["succeeded", "failed", "rejected"], 30)
+    finally:
+        mock.configure({"chainup": {"confirm_time_unit": "ms"}})
+    verdicts = [(k, v) for k, v, _ in callbacks(wid)]
+    assert r["state"] == "succeeded" and verdicts[0] == ("confirm", "confirmed"), (r, verdicts)
+    return f"confirmed with a 10-digit time; {verdicts[0]}"
+
+
+def test_seed_answer_examples_pass_through_the_parser():
+    """The seed's decrypted answer examples, sealed by the platform's key and served
+    as they are: the withdraw answer {"code":"0","data":{"id":48680,"status":0}} and
+    the withdrawList example (request_id "123", id 48393, status 0)."""
+    seed_withdraw = {"code": "0", "data": {"id": 48680, "status": 0}, "msg": "success"}
+    seed_list = {"code": "0", "msg": "success", "data": [{
+        "withdraw_fee": "0.4", "symbol": "LTC", "amount": "10", "real_fee": "0", "fee": "0",
+        "address_to": "LhFrA5ZJL15UdRV1uEfFxfdqWJUbBhXpRk1", "created_at": 1551429063000, "txid": "",
+        "confirmations": 0, "address_from": "", "uid": 10739, "withdraw_fee_symbol": "ETH",
+        "fee_symbol": "LTC", "saas_status": 0, "updated_at": 1551429063000, "company_status": 0,
+        "id": 48393, "request_id": "123", "status": 0}]}
+    # the list fault first: faults match by substring, and "/billing/withdraw" is in
+    # every withdrawList path, so other withdrawals' polls must meet the list fault
+    mock.fault(provider="chainup", path="withdrawList", kind="raw", duration_s=20,
+               body=json.dumps({"data": wallet_envelope(seed_list)}))
+    mock.fault(provider="chainup", path="/billing/withdraw", kind="raw",
+               body=json.dumps({"data": wallet_envelope(seed_withdraw)}))
+    try:
+        wid = create("cu2", request_id="123", from_uid="10739", symbol="LTC", amount="10",
+                     to_address="LhFrA5ZJL15UdRV1uEfFxfdqWJUbBhXpRk1")
+        try:
+            # the list record's fee_symbol LTC (the create answer has no fees) shows it was read
+            wait_until(lambda: row(wid)["provider_status"] == "status 0" and row(wid)["real_fee_asset"] == "LTC",
+                       20, 0.1, "the seed's list record applied")
+        except AssertionError:
+            raise AssertionError((row(wid), cluster.sql(
+                "SELECT kind, outcome, left(error, 200) FROM withdraw.attempts WHERE withdrawal_id = %s"
+                " ORDER BY id DESC LIMIT 3", (wid,))))
+    finally:
+        mock.call("DELETE", "/_mock/faults")
+    r = row(wid)
+    assert r["state"] == "processing" and r["provider_id"] in ("48680", "48393") and r["confirmations"] == 0, r
+    return f"answer id 48680 accepted, list record 48393 status 0 -> {r['state']} (provider_id {r['provider_id']})"
+
+
 def setup():
     global WALLET_PUB
     WALLET_PUB = mock.call("GET", "/_mock/chainup/keys")["wallet_public_key"]

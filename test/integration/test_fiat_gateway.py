@@ -473,6 +473,105 @@ def test_the_worker_refreshes_rules_and_keeps_them_when_a_refresh_fails():
             f"{(healed[1] - failed[1]).total_seconds():.1f} s later")
 
 
+def _sign(params):
+    """The seed's rule (the mock's own copy is not imported): sorted non-empty k=v, &key=secret, MD5."""
+    import hashlib
+    text = "&".join(f"{k}={v}" for k, v in sorted(params.items()) if k != "sign" and v not in (None, ""))
+    return hashlib.md5((text + "&key=" + SECRET).encode()).hexdigest().upper()
+
+
+def test_seed_examples_pass_through_the_parser():
+    """Seed 004's literal answers: the formRule example (no sign) is cached; the /applyfor
+    success example {"status":10000,"result":{"transactionid":"123"}} (signed with our
+    secret, the seed's "xxx" being a placeholder) is accepted, and so is its result as a
+    JSON string ("Returns JSON string when status code is Success")."""
+    seed_rules = {"status": 10000, "result": {"data": {
+        "pay_code": "1004", "name": "Korea Withdrawal", "description": "Withdrawal through Korea payment",
+        "form_fields": [
+            {"name": "bank_id", "label": "Bank ID", "type": "select", "required": True, "max_length": 100,
+             "placeholder": "Please select Bank ID", "options": [{"bankID": 1001, "name": "KB Kookmin Bank"}],
+             "validation_rules": ["required", "integer"]},
+            {"name": "bank_account", "label": "Account Holder Name", "type": "input", "required": True,
+             "max_length": 50, "placeholder": "Please enter account holder name", "options": None,
+             "validation_rules": ["required", "string", "max:50"]}]}}}
+    account("fiat7")
+    wait_rules("fiat7")
+    mock.fault(provider="fiat_gateway", path="/channel/formRule", kind="raw", body=json.dumps(seed_rules))
+    rules = cluster.value("SELECT withdraw_form_rules('fiat7', '1004', 'KRW')")
+    assert [f["name"] for f in rules["form_fields"]] == ["bank_id", "bank_account"], rules
+    ok = {"status": 10000, "result": {"transactionid": "123"}}
+    ok["sign"] = _sign({"status": 10000, "transactionid": "123"})
+    configure(settle_after_s=None)
+    try:
+        mock.fault(provider="fiat_gateway", path="/applyfor", kind="raw", body=json.dumps(ok))
+        r = wait_state(create("F-seed-1", "fiat7"), ["submitted"])
+        assert r["provider_id"] == "123", r
+        as_text = {"status": 10000, "result": json.dumps({"transactionid": "124"}), "sign": _sign(
+            {"status": 10000, "transactionid": "124"})}
+        mock.fault(provider="fiat_gateway", path="/applyfor", kind="raw", body=json.dumps(as_text))
+        r2 = wait_state(create("F-seed-2", "fiat7"), ["submitted"])
+        assert r2["provider_id"] == "124", r2
+    finally:
+        configure(settle_after_s=SETTLE_AFTER_S)
+    return "formRule example cached unsigned; success example -> 123; result as JSON text -> 124"
+
+
+def test_signed_rules_required_by_option():
+    """rules_require_sign: an unsigned formRule answer is not cached; a signed one is."""
+    account("fiat5", rules_require_sign=True)
+    q = "SELECT rules IS NOT NULL, last_error FROM withdraw.form_rules WHERE account = 'fiat5' AND pay_code = '1004'"
+    failed = wait_until(lambda: cluster.sql(q)[0][1] and cluster.sql(q)[0], 10, 0.05, "an unsigned answer refused")
+    assert failed[0] is False and "not signed" in failed[1], failed
+    configure(sign_rule_answers=True)
+    try:
+        cluster.value("SELECT withdraw_form_rules('fiat5', '1004', 'KRW')")
+    finally:
+        configure(sign_rule_answers=False)
+    assert cluster.sql(q)[0] == (True, None), cluster.sql(q)
+    return f"unsigned: {failed[1][:50]}...; signed: cached"
+
+
+def test_notification_variants_are_read():
+    """The seed shows no notification: numbers as JSON numbers, extra fields, status in capitals."""
+    configure(notify_numbers=True, notify_extra={"currency": "KRW", "msg": ""})
+    try:
+        wid = create("F-var-1")
+        r = wait_state(wid, ["succeeded"])
+    finally:
+        configure(notify_numbers=False, notify_extra={})
+    configure(settle_after_s=None)
+    try:
+        wid2 = create("F-var-2")
+        wait_state(wid2, ["submitted"])
+        notify(note_fields("F-var-2", status="SUCCESS"))
+        r2 = wait_state(wid2, ["succeeded"])
+    finally:
+        configure(settle_after_s=SETTLE_AFTER_S)
+    return f"numbers and extra fields: {r['state']}; SUCCESS: {r2['state']}"
+
+
+def test_silent_gateway_sends_the_withdrawal_to_review():
+    """No status query: without a notification within notify_deadline_s the withdrawal
+    goes to review, with the reason (here 2 s)."""
+    account("fiat6", notify_deadline_s=2)
+    wait_rules("fiat6")
+    configure(settle_after_s=None)
+    try:
+        wid = create("F-silent-1", "fiat6")
+        wait_state(wid, ["submitted"])
+        t = time.time()
+        r = wait_state(wid, ["review"], 15)
+    finally:
+        configure(settle_after_s=SETTLE_AFTER_S)
+    assert "no final notification" in r["last_error"] and "notify_deadline_s" in r["last_error"], r
+    assert time.time() - t < 10, time.time() - t
+    for bad in (0, 7 * 24 * 3600 + 1, "1h"):
+        state, _ = sql_error("SELECT withdraw_account_update('fiat6', options => %s)",
+                             (json.dumps(options("fiat6", notify_deadline_s=bad)),))
+        assert state == "22023", (bad, state)
+    return f"{' > '.join(events(wid))}: {r['last_error'][:70]}..."
+
+
 def setup():
     configure(merchants={UID: {"secret": SECRET, "sign_mode": "amp_key", "balance": "1000000.00"}})
     account("fiat1")

@@ -158,6 +158,32 @@ def test_single_lookup():
     return "found, and 404 is P0002"
 
 
+def test_seed_example_passes_through_the_parser():
+    """Seed 002's 200 OK example, served as printed, read by withdraw_sync with the
+    seed's own filter (status=confirmed); a status outside the three documented values
+    is refused before any request."""
+    seed = [{"id": "9f2a1c4e-5b67-4d8a-bf93-2e1f4a6c8d10", "token": "DF", "amount": "100", "fee": "0",
+             "chain_id": 97, "nonce": 42, "status": "confirmed", "deadline": 1778402000,
+             "tx_hash": "0xabc123...", "block_number": 106400000, "requested_at": 1778315530,
+             "confirmed_at": 1778316040}]
+    account("p99seed", {"api_key": "pkey-bob", "api_secret": "psecret-bob-0123456789"},
+            {"sync_interval_ms": 3600000})
+    mark = len(mock.requests("p99"))
+    try:
+        cluster.sql("SELECT withdraw_sync('p99seed', '{\"status\": \"pending\"}')")
+        raise AssertionError("an undocumented status filter was sent")
+    except psycopg2.Error as e:
+        assert e.pgcode == "22023" and len(mock.requests("p99")) == mark, (e.pgcode, e)
+    mock.fault(provider="p99", path="/spot/withdrawals", kind="raw", body=json.dumps(seed))
+    cluster.sql("SELECT withdraw_sync('p99seed', '{\"status\": \"confirmed\"}')")
+    rows = cluster.sql("SELECT provider_id, status, state, amount::text, txid, asset FROM withdraw.remote_withdrawals"
+                       " WHERE account = 'p99seed'")
+    assert rows == [("9f2a1c4e-5b67-4d8a-bf93-2e1f4a6c8d10", "confirmed", "succeeded", "100", "0xabc123...", "DF")], rows
+    q = mock.requests("p99")[-1]
+    assert q["path"].endswith("/spot/withdrawals"), q
+    return "the example record stored: confirmed -> succeeded, tx 0xabc123...; status 'pending' refused unsent"
+
+
 def main():
     run_suite("p99", globals(), CONFIG, {"withdraw.retry_max_delay": "5000"})
 

@@ -5,6 +5,7 @@ Run: python3 test/integration/test_worker.py [name-filter ...]  (as a non-root u
 """
 
 import json
+import uuid
 import os
 import random
 import signal
@@ -111,6 +112,28 @@ def test_committed_withdrawal_is_sent_promptly_and_followed_to_success():
     kinds = cluster.sql("SELECT kind, http_status FROM withdraw.attempts WHERE withdrawal_id = %s ORDER BY id", (wid,))
     assert kinds[0] == ("create", 200) and all(k == ("status", 200) for k in kinds[1:]), kinds
     return f"commit -> mock {delay_ms:.1f} ms; events {' > '.join(t for _, t in ev)}"
+
+
+def test_seed_examples_pass_through_the_parser():
+    """Seed 000: its request example's fields (requestId = uuid4().hex, amount "1",
+    remark) are sent as is; its response example {"retCode":0,"retMsg":"success",
+    "result":{"withdraw_id":"10195"},"retExtInfo":null,"time":1672196571239} is read as
+    submitted with id 10195; a requestId with hyphens (a UUID) is taken and executed."""
+    account, key = new_account({"poll_interval_ms": 60000})
+    rid = uuid.uuid4().hex
+    mock.fault(provider="zoomex", path="inner-create", kind="raw", body=json.dumps(
+        {"retCode": 0, "retMsg": "success", "result": {"withdraw_id": "10195"}, "retExtInfo": None,
+         "time": 1672196571239}))
+    wid = create(account, {"requestId": rid, "coin": "USDT", "addressType": 3, "address": "100200",
+                           "amount": "1", "remark": "your remark"})
+    r = wait_state(wid, ["submitted", "review", "processing"])
+    assert r["provider_id"] == "10195", r
+    hyphens = str(uuid.uuid4())
+    wid2 = create(account, request(requestId=hyphens))
+    # (the mock numbers its own withdrawals from 10195 too: a clash sends wid2 to review)
+    wait_until(lambda: executions(hyphens) == 1, 10, 0.05, "the UUID request executed")
+    assert row(wid2)["key"] == hyphens, row(wid2)
+    return f"withdraw_id {r['provider_id']}; UUID with hyphens executed once"
 
 
 def test_every_change_of_state_is_announced_on_withdraw_status():

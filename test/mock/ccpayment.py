@@ -1,6 +1,7 @@
 """
 ccpayment.py - mock of CCPayment's withdrawal API (v1 and v2), plugged into mock_provider.py.
 
+Each behaviour is traced to seed 003, or marked an assumption, in ASSUMPTIONS.md (C1-C7).
 Implements, from the published docs (shared/providers.md section 3, seed 003, the v1
 "Withdrawal Order Information" and "Withdraw Webhook Notification" pages, the v2 SDK
 definitions of the merchant-withdraw module and its error table).  An account's
@@ -27,8 +28,10 @@ Sign over the raw body bytes exactly as received:
   v2  Sign = lowercase hex HMAC-SHA256(key=appSecret, msg=appId + timestamp + body)
 (an empty body is signed as the empty string; the hex must be lowercase).
 
-Errors are HTTP 200 with {"code": N, "msg": "...", "data": {}} in both versions and the
-v2 numbers (v1 documents no table of its own), checked in this order:
+Errors are HTTP 200 with {"code": N, "msg": "...", "data": {}}, checked in this order
+(the numbers are v2's; a v1 route answers every one of them as the single v1 error the
+seed prints, {"code": 224066, "msg": "Service error, please try again", "data":
+{"reason", "mock_code"}}, unless config v1_error_code is null):
   11001 header missing/invalid (Appid, Timestamp, Sign, Content-Type; Timestamp not
         digits), 12001 unknown Appid, 12002 IP not in ip_whitelist (the client is
         always 127.0.0.1), 11005 bad Sign, 11006 Timestamp outside the window (also a
@@ -87,6 +90,7 @@ Config ("ccpayment" section):
   repeat_window_s     5
   webhook_retry_delays_s  [1, 2, 4, 8, 16, 32]   (six retries, as the docs say)
   webhook_timeout_s   5
+  v1_error_code       224066 (null: v1 routes answer with the v2 numbers, the old way)
 
 Control (served by the core under /_mock/ccpayment/):
   POST /settle {"order_id": id, "pay_status": "success"|"failed"[, "app_id", "force"]}
@@ -139,6 +143,7 @@ DEFAULT_CONFIG = {
     "repeat_window_s": 5,
     "webhook_retry_delays_s": [1, 2, 4, 8, 16, 32],
     "webhook_timeout_s": 5,
+    "v1_error_code": 224066,
 }
 
 STATS = ("executed", "duplicates_refused", "repeated_submits", "bad_signatures", "bad_timestamps",
@@ -384,6 +389,12 @@ class Provider(ScheduledProvider):
                 if r.stat:
                     self.stats[r.stat] += 1
                 status, body = r.http_status, envelope(r.code, r.msg, {})
+                if req.path.startswith(P1) and self.cfg.get("v1_error_code") is not None:
+                    # seed 003 prints one v1 error, 224066 "Service error, please try
+                    # again"; v1 has no table of its own (C3): every v1 refusal is that
+                    # answer, the mock's reason (and v2 number) kept in data
+                    body = envelope(self.cfg["v1_error_code"], "Service error, please try again",
+                                    {"reason": r.msg, "mock_code": r.code})
             info["ret_code"] = body["code"]
             return status, body, info
 
@@ -458,8 +469,9 @@ class Provider(ScheduledProvider):
             bad("token_id", "is required")
         positive_amount(p.get("value"), "value")
         memo = p.get("memo", "")
-        if isinstance(memo, bool) or not isinstance(memo, (str, int)):
-            bad("memo", "must be a string")
+        # seed 003: "memo Integer" -- a JSON integer (C2: a string is refused)
+        if "memo" in p and (isinstance(memo, bool) or not isinstance(memo, int) or memo < 0):
+            bad("memo", "must be an Integer")
         meta = self.cfg["tokens"].get(tok)
         if meta is None:
             if self.cfg["strict_tokens"]:

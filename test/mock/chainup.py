@@ -2,15 +2,17 @@
 chainup.py - mock of ChainUp Custody WaaS V2 "billing" withdrawals, plugged into
 mock_provider.py (an account's base_url is http://127.0.0.1:PORT/chainup).
 
-Implements, from the published docs (shared/providers.md section 1, seed 001):
-  POST     /api/v2/billing/withdraw          data: request_id (1-64 chars), from_uid,
-                                             to_address, amount, symbol, time
-  POST|GET /api/v2/billing/withdrawList      data: ids = comma-separated request_ids
-                                             (at most 100); the known ones' records
-  POST|GET /api/v2/billing/syncWithdrawList  data: max_id; the next records with
-                                             id > max_id, ascending, at most 100
-Requests carry app_id and data as an application/x-www-form-urlencoded body (POST) or
-in the query string (GET).  Every answer is HTTP 200 JSON {"data": <envelope>} whose
+Implements, from the published docs (shared/providers.md section 1, seed 001; each
+behaviour is traced to the seed, or marked an assumption, in ASSUMPTIONS.md, A1-A13):
+  POST /api/v2/billing/withdraw          data: request_id (1-64 chars), from_uid,
+                                         to_address, amount, symbol
+  GET  /api/v2/billing/withdrawList      data: ids = comma-separated request_ids
+                                         (at most 100); the known ones' records
+  GET  /api/v2/billing/syncWithdrawList  data: max_id (a string of digits); the next
+                                         records with id > max_id, ascending, at most 100
+and every data also time (a JSON integer, ms), charset ("UTF-8", any case) and version
+("v2"), all required.  Another method is 405.  Requests carry app_id and data as an
+application/x-www-form-urlencoded body (POST) or in the query string (GET).  Every answer is HTTP 200 JSON {"data": <envelope>} whose
 plaintext is {"code": "<string>", "msg": ..., "data": ...}; code "0" is success.
 
 The data envelope: UTF-8 JSON cut into 234-byte chunks; each chunk gets PKCS#1 v1.5
@@ -31,8 +33,8 @@ withdraw checks, in order: app_id and data present (100004) and app_id known
 (100015), data opens with the merchant's key (100005), the plaintext is a JSON object
 (100004), fields valid (100004: request_id a 1-64 character string; from_uid a
 non-empty string or integer; to_address and symbol non-empty strings; amount a
-positive decimal string or JSON number; time in ms as an integer or a digit string,
-within +-time_window_ms of now; charset and version optional), request_id not seen
+positive decimal string or JSON number; time in ms as a JSON integer, within
++-time_window_ms of now; charset UTF-8 and version v2 required), request_id not seen
 for this app_id (110088 "please do not repeat the request", nothing executed).  Then,
 if the merchant has a confirm_url, the second confirmation: POST app_id=..&data=<wallet
 envelope of {time, charset, version, request_id, from_uid, to_address, amount,
@@ -51,7 +53,7 @@ data, 100015, 100005) are a PLAIN JSON body {"code": "...", "msg": "...", "data"
 null} (the docs leave the shape open; the extension parses a reply that does not
 decrypt as plain JSON).  withdrawList: ids empty or more than 100 -> 100004; unknown
 ids are absent; a repeated id is listed once, in the order given.  syncWithdrawList:
-max_id an integer or digit string (100004 otherwise).
+max_id a string of digits (100004 otherwise, a JSON number too).
 
 Records (only the app_id's own are visible) have exactly the documented fields, in
 this order: request_id, id, uid, symbol, amount, withdraw_fee_symbol, withdraw_fee,
@@ -93,6 +95,8 @@ Config ("chainup" section):
                     itself, unsealed (an answer the merchant must not believe)
   list_extra_ids    []: request_ids withdrawList lists besides those asked for (an
                     answer that does not answer the question)
+  confirm_time_unit "ms": the second confirmation's time in milliseconds; "s": in
+                    seconds (the seed says "Current timestamp", unit unstated: A6)
 
 Control (served by the core under /_mock/chainup/):
   GET  /keys            {"wallet_public_key": PEM, "wallet_public_key_b64": base64 DER}
@@ -150,6 +154,7 @@ DEFAULT_CONFIG = {
     "notify_dates": "datetime",
     "plain_answers": False,
     "list_extra_ids": [],
+    "confirm_time_unit": "ms",
 }
 
 STATS = ("executed", "duplicates_refused", "confirm_failures", "bad_signatures",
@@ -159,6 +164,8 @@ STATS = ("executed", "duplicates_refused", "confirm_failures", "bad_signatures",
 API = "/api/v2/billing"
 WITHDRAW, LIST, SYNC = API + "/withdraw", API + "/withdrawList", API + "/syncWithdrawList"
 ENDPOINTS = {WITHDRAW: "withdraw", LIST: "withdrawList", SYNC: "syncWithdrawList"}
+# seed 001: "Request method: POST" for withdraw, "Request method: GET" for both lists
+METHODS = {WITHDRAW: "POST", LIST: "GET", SYNC: "GET"}
 CHUNK = 234                       # plaintext bytes per block, as the Java/PHP reference code
 MAX_IDS = 100
 STATUSES = range(0, 9)
@@ -359,6 +366,8 @@ def check_config(cfg):
         raise ValueError("chainup.retry_delays_s must be a list of numbers >= 0")
     if cfg.get("notify_dates") not in ("datetime", "ms"):
         raise ValueError("chainup.notify_dates must be datetime or ms")
+    if cfg.get("confirm_time_unit") not in ("ms", "s"):
+        raise ValueError("chainup.confirm_time_unit must be ms or s")
 
 
 class Refusal(Exception):
@@ -478,16 +487,15 @@ class Provider:
         return 200, self.sealed(code, msg)
 
     def _params(self, req):
-        """app_id and data: the query string, and for POST the form body over it."""
+        """app_id and data: the query string of a GET, the form body of a POST (A4)."""
         params = {}
-        for k, v in parse_qsl(req.query, keep_blank_values=True):
+        if req.method == "GET":
+            text = req.query
+        else:
+            ctype = req.headers.get("Content-Type", "").split(";")[0].strip().lower()
+            text = req.body.decode("utf-8", "replace") if ctype == "application/x-www-form-urlencoded" else ""
+        for k, v in parse_qsl(text, keep_blank_values=True):
             params.setdefault(k, v)
-        ctype = req.headers.get("Content-Type", "").split(";")[0].strip().lower()
-        if req.method == "POST" and ctype == "application/x-www-form-urlencoded":
-            form = {}
-            for k, v in parse_qsl(req.body.decode("utf-8", "replace"), keep_blank_values=True):
-                form.setdefault(k, v)
-            params.update(form)
         return params
 
     def _open_request(self, req):
@@ -531,7 +539,7 @@ class Provider:
         if info["endpoint"] is None:
             info["ret_code"] = 404
             return 404, {"code": "404", "msg": f"not found: {req.path}", "data": None}, info
-        if req.method not in ("GET", "POST") or (req.method == "GET" and req.path == WITHDRAW):
+        if req.method != METHODS[req.path]:
             info["ret_code"] = 405
             return 405, {"code": "405", "msg": f"method {req.method} not allowed", "data": None}, info
         info["api_key"] = self._params(req).get("app_id") or None
@@ -563,16 +571,19 @@ class Provider:
     # -- checks
 
     def _check_time(self, p):
+        """time, charset and version: "required" in every request of seed 001."""
         t = p.get("time")
-        if isinstance(t, str) and DIGITS_RE.fullmatch(t):
-            t = int(t)
+        # seed: "time long required" -- a JSON integer (A2: a string is refused)
         if not isinstance(t, int) or isinstance(t, bool):
-            raise Refusal(100004, "invalid params: time must be milliseconds", "validation_errors")
+            raise Refusal(100004, "invalid params: time must be a long (milliseconds)", "validation_errors")
         if abs(now_ms() - t) > self.cfg["time_window_ms"]:
             raise Refusal(100004, "invalid params: time is outside the allowed window", "validation_errors")
-        for name in ("charset", "version"):
-            if name in p and not isinstance(p[name], str):
-                raise Refusal(100004, f"invalid params: {name} must be a string", "validation_errors")
+        # seed: "charset String required ... transfer parameter UTF-8" (A3: any case)
+        if not isinstance(p.get("charset"), str) or p["charset"].lower() != "utf-8":
+            raise Refusal(100004, "invalid params: charset must be UTF-8", "validation_errors")
+        # seed: "version String required ... transfer parameter v2"
+        if p.get("version") != "v2":
+            raise Refusal(100004, "invalid params: version must be v2", "validation_errors")
 
     def _validate_withdraw(self, p):
         def bad(field, why):
@@ -614,7 +625,8 @@ class Provider:
         if not url:
             return self._create(app_id, p, info)
         self.pending.add((app_id, rid))
-        payload = {"time": now_ms(), "charset": "utf-8", "version": "v2", "request_id": rid,
+        t = now_ms() if self.cfg["confirm_time_unit"] == "ms" else now_ms() // 1000
+        payload = {"time": t, "charset": "utf-8", "version": "v2", "request_id": rid,
                    "from_uid": p["from_uid"], "to_address": p["to_address"], "amount": amount,
                    "symbol": p["symbol"], "check_sum": secrets.token_hex(16)}
         return ConfirmCall(self, key, app_id, url, payload, info, p)
@@ -692,11 +704,11 @@ class Provider:
         return self.sealed(0, "成功", out)
 
     def _sync(self, app_id, p):
+        # seed: "max_id String required" -- digits in a JSON string (A2: a number is refused)
         max_id = p.get("max_id")
-        if isinstance(max_id, str) and DIGITS_RE.fullmatch(max_id):
-            max_id = int(max_id)
-        if not isinstance(max_id, int) or isinstance(max_id, bool) or max_id < 0:
-            raise Refusal(100004, "invalid params: max_id must be an integer", "validation_errors")
+        if not isinstance(max_id, str) or not DIGITS_RE.fullmatch(max_id):
+            raise Refusal(100004, "invalid params: max_id must be a string of digits", "validation_errors")
+        max_id = int(max_id)
         self._advance()
         page = self.cfg["sync_page_size"]
         out = [self._view(r) for r in self.records if r["app_id"] == app_id and r["id"] > max_id][:page]

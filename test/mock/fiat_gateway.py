@@ -2,10 +2,12 @@
 fiat_gateway.py - mock of the intqp fiat payout gateway, plugged into mock_provider.py.
 
 Implements, from the published docs (shared/providers.md section 4 and "Product
-decisions", seed 004); an account's base_url is http://127.0.0.1:PORT/fiat_gateway:
+decisions", seed 004; each behaviour is traced to the seed, or marked an assumption,
+in ASSUMPTIONS.md, F1-F14); an account's base_url is http://127.0.0.1:PORT/fiat_gateway:
   POST /channel/formRule   {uid, currency, pay_code, timestamp, userip, sign}
                            -> {"status":10000,"result":{"data":{"pay_code","name",
-                              "description","form_fields":[...]}},"sign":"..."}
+                              "description","form_fields":[...]}}}  unsigned, as the
+                              seed's example (sign_rule_answers: signed)
   POST /applyfor           {uid, currency, orderid, notify_url, amount, userip, timestamp,
                             pay_code, sign, bank_id?, custom?, user_name?, bank_account?,
                             bank_no?, bank_name?, bank_province?, bank_city?, bank_sub?,
@@ -25,8 +27,8 @@ number is its literal text as written, e.g. 1758210270 or 1.50; true/false); the
 Response signing (one rule for every reply of both endpoints, success or error): the
 signed parameters are the reply's top-level scalar members other than "sign" (status,
 and msg on errors) plus the scalar members of "result" when it is an object (e.g.
-transactionid); nested objects/arrays are not signed, so a formRule reply signs only
-"status=10000".  Same empty-value, sorting and sign_mode rules, the merchant's secret:
+transactionid); nested objects/arrays are not signed, so a signed formRule reply signs
+only "status=10000" (formRule success replies are unsigned unless sign_rule_answers).  Same empty-value, sorting and sign_mode rules, the merchant's secret:
   success  {"status":10000,"result":{"transactionid":"800000001"},"sign":S}
            S = MD5("status=10000&transactionid=800000001&key=SECRET")
   error    {"status":10002,"msg":"Signature verification failed","result":null,"sign":S}
@@ -44,8 +46,10 @@ Checks, in order (codes from the docs):
         ("<field> is required"): applyfor currency, orderid, notify_url, amount, userip,
         pay_code (formRule: currency, pay_code, userip); notify_url not http(s);
         orderid longer than 64
-  10004 amount not exactly two decimals ("100.00"; a JSON string, or a JSON number whose
-        literal text has two decimals) or not > 0
+  10004 amount with more decimals than the pay_code's rule allows ("decimals", default 2:
+        "100", "100.5", "100.00" pass; a JSON string, or a JSON number's literal text)
+        or not > 0
+  10001 bank_id present but not a JSON integer (the seed: int)
   10001 pay_code unknown ("pay_code not supported") or currency not among the rule's
         currencies
   10005 bank_id present but not among the options of the rule's bank_id field
@@ -97,6 +101,11 @@ Config ("fiat_gateway" section):
   notify_timeout_s     5
   bad_response_sign    false   replies carry a wrong sign (fault injection)
   unsigned_response    false   replies carry no sign
+  sign_rule_answers    false   formRule success replies carry a sign too
+  result_as_string     false   a success's result is the JSON text of the object
+  notify_numbers       false   notifications send transactionid, amount, timestamp as
+                               JSON numbers
+  notify_extra         {}      fields added to every notification (signed too)
 
 Control (served by the core under /_mock/fiat_gateway/):
   POST /settle {"orderid", "status": "success"|"failed"[, "uid", "force"]}  settle now and
@@ -174,6 +183,10 @@ DEFAULT_CONFIG = {
     "notify_timeout_s": 5,
     "bad_response_sign": False,
     "unsigned_response": False,
+    "sign_rule_answers": False,
+    "result_as_string": False,
+    "notify_numbers": False,
+    "notify_extra": {},
 }
 
 STATS = ("executed", "duplicates_refused", "bad_signatures", "bad_timestamps", "validation_errors",
@@ -184,7 +197,7 @@ STATS = ("executed", "duplicates_refused", "bad_signatures", "bad_timestamps", "
 APPLY_PATH = "/applyfor"
 RULE_PATH = "/channel/formRule"
 FIRST_TXN = 800000000
-AMOUNT2_RE = re.compile(r"[0-9]+\.[0-9]{2}")
+AMOUNT_RE = re.compile(r"[0-9]+(\.[0-9]+)?")
 DEC_RE = re.compile(r"[0-9]+(\.[0-9]+)?")
 TS_RE = re.compile(r"[0-9]{10}")
 URL_RE = re.compile(r"https?://[^\s/?#]+[^\s]*")
@@ -294,7 +307,10 @@ def check_config(cfg):
             raise ValueError(f"fiat_gateway.{k} must be a number >= 0")
     if cfg.get("settle_outcome") not in ("success", "failed"):
         raise ValueError("fiat_gateway.settle_outcome must be success or failed")
-    for k in ("notify_processing", "bad_response_sign", "unsigned_response"):
+    if not isinstance(cfg.get("notify_extra"), dict):
+        raise ValueError("fiat_gateway.notify_extra must be an object")
+    for k in ("notify_processing", "bad_response_sign", "unsigned_response", "sign_rule_answers",
+              "result_as_string", "notify_numbers"):
         if not isinstance(cfg.get(k), bool):
             raise ValueError(f"fiat_gateway.{k} must be a boolean")
     d = cfg.get("notify_retry_delays_s")
@@ -372,14 +388,21 @@ class Provider(ScheduledProvider):
 
     # -- plumbing shared with the core
 
-    def _reply(self, merchant, status, result=None, msg=None):
-        """A reply body signed with the merchant's rule (or unsigned when merchant is None)."""
+    def _reply(self, merchant, status, result=None, msg=None, signed=True):
+        """A reply body signed with the merchant's rule (or unsigned when merchant is None,
+        or signed is false: the formRule answer, as the seed's example, unless
+        sign_rule_answers).  With result_as_string a success's result is the JSON text of
+        the object ("Returns JSON string when status code is Success"); it is signed over
+        the object's members all the same (F5)."""
         body = {"status": status}
         if msg is not None:
             body["msg"] = msg
         body["result"] = result
-        if merchant is not None and not self.cfg["unsigned_response"]:
-            s = sign(merchant["secret"], response_params(body), merchant.get("sign_mode", "amp_key"))
+        covered = response_params(body)
+        if self.cfg["result_as_string"] and status == 10000 and isinstance(result, dict):
+            body["result"] = json.dumps(result, separators=(",", ":"))
+        if merchant is not None and signed and not self.cfg["unsigned_response"]:
+            s = sign(merchant["secret"], covered, merchant.get("sign_mode", "amp_key"))
             if self.cfg["bad_response_sign"]:
                 s = ("0" if s[0] != "0" else "1") + s[1:]
             body["sign"] = s
@@ -532,7 +555,7 @@ class Provider(ScheduledProvider):
         self.stats["form_rules_served"] += 1
         data = {"pay_code": code, "name": rule["name"], "description": rule.get("description", ""),
                 "form_fields": rule["form_fields"]}
-        return self._reply(merchant, 10000, {"data": data})
+        return self._reply(merchant, 10000, {"data": data}, signed=self.cfg["sign_rule_answers"])
 
     def _apply(self, req, uid, merchant, p, info):
         self._require(p, APPLY_REQUIRED)
@@ -541,11 +564,21 @@ class Provider(ScheduledProvider):
             raise Refusal(10001, "orderid is longer than 64")
         if not isinstance(p["notify_url"], str) or not URL_RE.fullmatch(p["notify_url"]):
             raise Refusal(10001, "notify_url must be an http(s) URL")
+        # seed: "amount string ... accepts two decimal places"; "Pay attention to decimal
+        # places based on different channels": at most the rule's "decimals" (F7: 2)
         amount_text = plain(p["amount"])
-        if isinstance(p["amount"], bool) or not AMOUNT2_RE.fullmatch(amount_text) or Decimal(amount_text) <= 0:
-            raise Refusal(10004, "amount must be a positive number with exactly two decimals", "amount_errors")
-        amount = Decimal(amount_text)
         code, rule = self._rule(p)
+        places = rule.get("decimals", 2)
+        frac = amount_text.partition(".")[2]
+        if isinstance(p["amount"], bool) or not AMOUNT_RE.fullmatch(amount_text) or len(frac) > places \
+                or Decimal(amount_text) <= 0:
+            raise Refusal(10004, f"amount must be a positive number with at most {places} decimals",
+                          "amount_errors")
+        amount = Decimal(amount_text)
+        # seed: "bank_id No int" -- a JSON integer (F8: a string is refused)
+        if "bank_id" in p and p["bank_id"] is not None and not (isinstance(p["bank_id"], Num)
+                                                               and re.fullmatch(r"[0-9]+", p["bank_id"])):
+            raise Refusal(10001, "bank_id must be an int")
         fields = rule["form_fields"]
         for f in sorted(fields, key=lambda f: f["name"] != "bank_id"):    # bank_id (10005) first
             self._check_field(f, p)
@@ -604,11 +637,17 @@ class Provider(ScheduledProvider):
 
     def _note_body(self, o, status):
         m = self._c("merchants").get(o["uid"])
+        # F12: the seed shows no notification; these fields are the /applyfor ones
         fields = {"uid": o["uid"], "orderid": o["orderid"], "transactionid": o["transactionid"],
                   "amount": o["amount"], "status": status, "timestamp": str(int(time.time()))}
+        if self.cfg["notify_numbers"]:      # F12: numbers as JSON numbers
+            for k in ("transactionid", "amount", "timestamp"):
+                fields[k] = Num(fields[k])
+        fields.update(self.cfg["notify_extra"])
         if m is not None:
             fields["sign"] = sign(m["secret"], fields, m.get("sign_mode", "amp_key"))
-        return json.dumps(fields).encode("utf-8")
+        return ("{" + ",".join(f"{json.dumps(k)}:{v if isinstance(v, Num) else json.dumps(v)}"
+                               for k, v in fields.items()) + "}").encode("utf-8")
 
     def _queue_note(self, o, status, kind):
         body = self._note_body(o, status)

@@ -1,7 +1,8 @@
 """
 p99.py - mock of p99.world (ZTDX) spot withdrawals, plugged into mock_provider.py.
 
-Implements, from the published docs (shared/providers.md section 2, seed 002):
+Implements, from the published docs (shared/providers.md section 2, seed 002; each
+behaviour is traced to the seed, or marked an assumption, in ASSUMPTIONS.md, P1-P8):
   GET  /spot/withdrawals        newest first (requested_at desc, then id desc), a bare
                                 JSON array; filters status, token, start, end (Unix
                                 seconds, inclusive, on requested_at); limit default 50,

@@ -147,7 +147,7 @@ def test_v1(c, hooks):
     check(re.fullmatch(r"[0-9]{33}", r["data"]["order_id"] or "") is not None and r["data"]["network_fee"] == "0",
           "order_id is 33 digits, Cwallet network_fee \"0\"", r["data"])
     cw_oid = r["data"]["order_id"]
-    o2 = v1_order(memo="12345")
+    o2 = v1_order(memo=12345)
     st, r2 = c.call(V1_WITHDRAW, o2)
     check(r2["code"] == 10000 and r2["data"]["network_fee"] == "0.0001" and r2["data"]["order_id"] != cw_oid,
           "chain address with memo -> network_fee 0.0001, a new order_id", r2)
@@ -156,6 +156,8 @@ def test_v1(c, hooks):
     e = c.log()[-1]
     check(e["executed"] is True and e["sig_ok"] is True and e["ret_code"] == 10000 and e["api_key"] == "app1",
           "log: executed, sig_ok, ret_code 10000", e)
+    st, r4 = c.call(V1_WITHDRAW, v1_order(memo="12345"))
+    check(r4["code"] == 11000, "memo as a string (the seed: Integer) -> refused", r4)
 
     section("ccpayment: v1 duplicates and errors")
     st, r = c.call(V1_WITHDRAW, o)
@@ -316,7 +318,7 @@ def verify_hook(g, app, version):
 
 def test_webhooks(c, hooks):
     section("ccpayment: webhooks")
-    o = v1_order(address="9454818", memo="m1")
+    o = v1_order(address="9454818", memo=101)
     c.call(V1_WITHDRAW, o)
     got = hooks.wait("/v1", pred=lambda g: json.loads(g["body"])["merchant_order_id"] == o["merchant_order_id"])
     check(len(got) == 1, "v1 order settles -> one webhook to the app's webhook_url", len(got))
@@ -330,7 +332,7 @@ def test_webhooks(c, hooks):
         check(list(p) == WEBHOOK_FIELDS, "payload: exactly the documented v1 fields, in order", list(p))
         check(p["pay_status"] == "success" and p["order_type"] == "API Withdrawal" and p["txid"] == "internal transfer"
               and p["withdraw_amount"] == "0.05" and p["net_receivable"] == "0.05" and p["network_fee"] == "0"
-              and p["to_address"] == "9454818" and p["memo"] == "m1" and p["merchant_pays_fee"] is False
+              and p["to_address"] == "9454818" and p["memo"] == "101" and p["merchant_pays_fee"] is False
               and re.fullmatch(r"[0-9]{33}", p["order_id"]) and p["record_id"] != p["order_id"],
               "values: success, API Withdrawal, internal transfer, amounts, memo", p)
         check(b'", "' in g["body"] and g["body"] == json.dumps(p).encode(),
@@ -511,6 +513,20 @@ def test_faults_and_log(c):
     check(r["code"] == 10000, "after reset the merchant order id is new again", r)
 
 
+def test_v1_seed_errors(c):
+    section("ccpayment: v1 errors as the seed prints them (the mock's default)")
+    c.config({"v1_error_code": 224066})
+    o = v1_order()
+    st, r = c.call(V1_WITHDRAW, o)
+    st, r2 = c.call(V1_WITHDRAW, o)
+    st, r3 = c.call(V2_NET, v2_order(o["merchant_order_id"]))
+    c.config({"v1_error_code": None})
+    check(r["code"] == 10000 and r2 == {"code": 224066, "msg": "Service error, please try again",
+                                        "data": {"reason": r2["data"].get("reason"), "mock_code": 11011}},
+          "a v1 duplicate -> 224066 Service error, please try again (the seed's only v1 error)", r2)
+    check(r3["code"] in (11007, 11011), "v2 routes keep the v2 numbers", r3)
+
+
 def main():
     hooks = Receiver()
     apps = {"app1": {"webhook_url": hooks.url("/v1")}, "app2": {"webhook_url": hooks.url("/v2")},
@@ -531,10 +547,11 @@ def main():
         test_control(c, hooks)
         test_limits(c)
         test_faults_and_log(c)
+        test_v1_seed_errors(c)
 
     return run_mock({"ccpayment": {"apps": apps, "settle_after_s": SETTLE_S, "processing_after_s": 0.3,
                                    "repeat_window_s": 1.5, "webhook_retry_delays_s": RETRY,
-                                   "webhook_timeout_s": 2}},
+                                   "webhook_timeout_s": 2, "v1_error_code": None}},
                     "mock_ccp_", tests, f", webhook receiver on {hooks.port}", hooks.server.shutdown,
                     lambda out: check(not any(s in out for s in SECRETS.values()), "no secret in the server output"))
 

@@ -261,7 +261,7 @@ class Merchant:
         if mode == "callback":      # call the mock while it waits for this answer
             c = Client(self.mock_port)
             st, _, _ = c.raw("GET", "/_mock/health", timeout=3)
-            st2, r = c.call("m-sync", LIST, {"ids": "x", "time": now_ms()}, timeout=3)
+            st2, r = c.call("m-sync", LIST, {"ids": "x", "time": now_ms(), "charset": "utf-8", "version": "v2"}, timeout=3)
             ok = st == 200 and st2 == 200 and r.get("code") == "0"
             return 200, json.dumps({"data": t_seal(key, echo if ok else '{"check_sum":"mock blocked"}')})
         if mode == "echo_all":      # like the SDKs' verifyResponse: the whole args back
@@ -325,8 +325,10 @@ class Client(MockClient):
             data = t_seal(key or Client.keys[app_id], text)
         return urlencode({"app_id": app_id, "data": data})
 
-    def call(self, app_id, path, obj, key=None, data=None, method="POST", timeout=10):
+    def call(self, app_id, path, obj, key=None, data=None, method=None, timeout=10):
         body = self.form(app_id, obj, key, data)
+        if method is None:          # seed 001: withdraw is a POST, both lists are GETs
+            method = "POST" if path == WITHDRAW else "GET"
         if method == "GET":
             st, _, out = self.raw("GET", f"{path}?{body}", timeout=timeout)
         else:
@@ -341,12 +343,13 @@ class Client(MockClient):
         p = {k: v for k, v in p.items() if v is not None}
         return p.get("request_id"), self.call(app_id, WITHDRAW, p, timeout=timeout)
 
-    def list(self, app_id, ids, method="POST"):
-        return self.call(app_id, LIST, {"ids": ",".join(ids), "time": now_ms(), "charset": "utf-8"},
-                         method=method)
+    def list(self, app_id, ids, method=None):
+        return self.call(app_id, LIST, {"ids": ",".join(ids), "time": now_ms(), "charset": "utf-8",
+                                        "version": "v2"}, method=method)
 
-    def sync(self, app_id, max_id):
-        return self.call(app_id, SYNC, {"max_id": max_id, "time": now_ms(), "charset": "utf-8"})
+    def sync(self, app_id, max_id, method=None):
+        return self.call(app_id, SYNC, {"max_id": max_id, "time": now_ms(), "charset": "utf-8",
+                                        "version": "v2"}, method=method)
 
     def notifications(self, **q):
         return self.ctl("GET", "/chainup/notifications?" + urlencode(q))[1]
@@ -491,10 +494,10 @@ def test_create_confirm(c, m):
     check(len(n) == 1 and n[0]["delivered"] and n[0]["attempts"][0]["http_status"] == 200
           and n[0]["reason"] is None and "data" in json.loads(n[0]["attempts"][0]["reply"]),
           "GET /notifications: the confirmation with the merchant's reply", n)
-    rid2, (st, r) = c.withdraw("m-ok", time=str(now_ms()), from_uid=10739, amount=2)
+    rid2, (st, r) = c.withdraw("m-ok", from_uid=10739, amount=2)
     rid3, (st3, r3) = c.withdraw("m-echo_all")
     check(r.get("code") == "0" and r["data"]["id"] == FIRST_ID + 1 and r3.get("code") == "0",
-          "time as a string, from_uid as an integer, amount as a JSON number; a reply echoing all args: accepted",
+          "from_uid as an integer, amount as a JSON number; a reply echoing all args: accepted",
           (r, r3))
     rid4, (st, r) = c.withdraw("m-b64")
     check(r.get("code") == "0", "merchant configured with a bare base64 DER public key", r)
@@ -542,7 +545,7 @@ def test_confirm_failures(c, m):
     st2, r = c.list("m-ok", ["nope"])
     fast = time.monotonic() - t
     rid = next(x[2]["request_id"] for x in m.confirms if x[0] == "slow")
-    st3, dup = c.call("m-slow", WITHDRAW, {"time": now_ms(), "request_id": rid, "from_uid": "1",
+    st3, dup = c.call("m-slow", WITHDRAW, {"time": now_ms(), "charset": "utf-8", "version": "v2", "request_id": rid, "from_uid": "1",
                                            "to_address": "a", "amount": "1", "symbol": "ETH"})
     th.join()
     check(st == 200 and st2 == 200 and r.get("code") == "0" and fast < 0.5,
@@ -595,7 +598,9 @@ def test_duplicates_and_errors(c, m, rid):
            ("amount", "1e3", "amount 1e3"), ("amount", "abc", "amount abc"), ("amount", "", "empty amount"),
            ("amount", True, "amount true"), ("time", None, "no time"), ("time", "soon", "time 'soon'"),
            ("time", now_ms() - 700000, "time 700 s old"), ("time", now_ms() + 700000, "time 700 s ahead"),
-           ("time", str(now_ms() - 700000), "time 700 s old as a string"), ("charset", 8, "charset not a string")]
+           ("time", str(now_ms() - 700000), "time 700 s old as a string"), ("charset", 8, "charset not a string"),
+           ("time", str(now_ms()), "time as a string (the seed: long)"), ("charset", None, "no charset"),
+           ("charset", "GBK", "charset GBK"), ("version", None, "no version"), ("version", "2.0", "version 2.0")]
     n0 = len(m.confirms)
     for field, value, what in bad:
         _, (st, r) = c.withdraw("m-ok", **{field: value})
@@ -603,8 +608,8 @@ def test_duplicates_and_errors(c, m, rid):
     check(len(m.confirms) == n0, "no confirmation for an invalid request")
     _, (st, r) = c.withdraw("m-ok", rid="y" * 64, time=now_ms() - 500000)
     check(r.get("code") == "0", "request_id of 64 characters, time 500 s old -> accepted", r)
-    _, (st, r) = c.withdraw("m-ok", charset=None, version=None)
-    check(r.get("code") == "0", "no charset or version (the current SDKs send neither) -> accepted", r)
+    _, (st, r) = c.withdraw("m-ok", charset="UTF-8")
+    check(r.get("code") == "0", "charset UTF-8 (the seed's spelling) as well as utf-8 -> accepted", r)
 
 
 def test_lists(c):
@@ -624,6 +629,8 @@ def test_lists(c):
           "types as documented: id, uid, times, confirmations, statuses integers; the rest strings", types)
     st, r = c.list("m-sync", [rids[1]], method="GET")
     check(r.get("code") == "0" and [x["request_id"] for x in r["data"]] == [rids[1]], "withdrawList by GET", r)
+    st, r = c.list("m-sync", [rids[1]], method="POST")
+    check(st == 405, "withdrawList by POST -> 405 (the seed: Request method: GET)", (st, r))
     st, r = c.list("m-ok", rids)
     check(r.get("code") == "0" and r["data"] == [], "another merchant's request_ids are not visible", r)
     st, r = c.list("m-sync", [f"id{i}" for i in range(101)])
@@ -636,7 +643,7 @@ def test_lists(c):
 
     more = [c.withdraw("m-sync")[0] for _ in range(102)]
     mine = rids + more
-    st, p1 = c.sync("m-sync", 0)
+    st, p1 = c.sync("m-sync", "0")
     ids1 = [x["id"] for x in p1["data"]]
     check(p1.get("code") == "0" and len(ids1) == 100 and ids1 == sorted(ids1)
           and [x["request_id"] for x in p1["data"]] == mine[:100],
@@ -645,15 +652,19 @@ def test_lists(c):
     ids2 = [x["id"] for x in p2["data"]]
     check(p2.get("code") == "0" and [x["request_id"] for x in p2["data"]] == mine[100:]
           and min(ids2) > ids1[-1], "max_id = last id (as a string) -> the remaining 5", ids2)
-    st, p3 = c.sync("m-sync", ids2[-1])
+    st, p3 = c.sync("m-sync", str(ids2[-1]))
     check(p3.get("code") == "0" and p3["data"] == [], "max_id = the very last id -> []")
-    st, p4 = c.sync("m-sync", ids1[49])
+    st, p4 = c.sync("m-sync", str(ids1[49]))
     check([x["id"] for x in p4["data"]] == ids1[50:] + ids2, "max_id in the middle -> the rest")
     st, r = c.sync("m-sync", "abc")
-    st2, r2 = c.call("m-sync", SYNC, {"time": now_ms()})
-    check(r.get("code") == "100004" and r2.get("code") == "100004", "max_id not a number, or missing -> 100004")
-    st, r = c.call("m-sync", SYNC, {"max_id": 0, "time": now_ms()}, method="GET")
+    st2, r2 = c.call("m-sync", SYNC, {"time": now_ms(), "charset": "utf-8", "version": "v2"})
+    st3, r3 = c.sync("m-sync", 0)
+    check(r.get("code") == "100004" and r2.get("code") == "100004" and r3.get("code") == "100004",
+          "max_id not digits, missing, or a JSON number (the seed: String) -> 100004", (r, r2, r3))
+    st, r = c.sync("m-sync", "0", method="GET")
     check(r.get("code") == "0" and len(r["data"]) == 100, "syncWithdrawList by GET")
+    st, r = c.sync("m-sync", "0", method="POST")
+    check(st == 405, "syncWithdrawList by POST -> 405 (the seed: Request method: GET)", (st, r))
 
 
 def test_progression(c, m):
@@ -761,7 +772,7 @@ def test_faults_log_reset(c, m, keys):
     check(st == 502, "http_502 fault", st)
     rid = new_rid()
     c.ctl("POST", "/faults", {"provider": "chainup", "path": "/withdraw", "kind": "garbage_after"})
-    st, _, data = c.raw("POST", WITHDRAW, c.form("m-noconfirm", {"time": now_ms(), "request_id": rid,
+    st, _, data = c.raw("POST", WITHDRAW, c.form("m-noconfirm", {"time": now_ms(), "charset": "utf-8", "version": "v2", "request_id": rid,
                                                                   "from_uid": "1", "to_address": "a",
                                                                   "amount": "1", "symbol": "ETH"}),
                         {"Content-Type": "application/x-www-form-urlencoded"})

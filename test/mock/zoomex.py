@@ -1,7 +1,8 @@
 """
 zoomex.py - mock of Zoomex's v1 private withdraw API, plugged into mock_provider.py.
 
-Implements, from the published docs (shared/providers.md section 0, seed 000):
+Implements, from the published docs (shared/providers.md section 0, seed 000; each
+behaviour is traced to the seed, or marked an assumption, in ASSUMPTIONS.md, Z0-Z7):
   POST /private/v1/asset/withdraw/inner-create   JSON body, retCode/retMsg envelope
   GET  /private/v1/asset/withdraw/query-record   query string, legacy ret_code envelope
 Both are signed the v1 way: every parameter except sign, keys in byte order, joined
@@ -263,8 +264,9 @@ class Provider:
             return isinstance(v, int) and not isinstance(v, bool)
 
         rid = p.get("requestId")
-        if not isinstance(rid, str) or not re.fullmatch(r"[A-Za-z0-9]{1,64}", rid):
-            bad("requestId", "must be 1-64 letters or digits")
+        # seed 000: "Custom ID, globally unique" -- any string; 64 is an assumption (Z1)
+        if not isinstance(rid, str) or not 1 <= len(rid) <= 64:
+            bad("requestId", "must be a string of 1-64 characters")
         if not isinstance(p.get("coin"), str) or not p["coin"]:
             bad("coin", "is required")
         if not is_int(p.get("addressType")) or p["addressType"] not in (1, 2, 3):
