@@ -64,7 +64,7 @@ static const char *const candidates_sql[2] = {
 	"    AND w.next_attempt_at <= now()"
 	"  ORDER BY w.next_attempt_at, w.id LIMIT $2"
 	"  FOR UPDATE OF w SKIP LOCKED) w"
-	" WHERE a.id <> ALL ($1)"
+	" WHERE a.id <> ALL ($1) AND a.paused_at IS NULL"	/* issue 17: a paused account sends nothing */
 	" ORDER BY w.next_attempt_at, w.id LIMIT $2",
 	/* JOB_STATUS: due polls, and reconciliation of unknown ones */
 	"SELECT w.id, w.account_id, a.provider, a.options, w.state = 'unknown', w.first_sent_at,"
@@ -619,7 +619,11 @@ store_prune(int retention_s, int batch)
 									 2, types);
 		prune_plan[1] = spi_prepare_kept(
 									 "DELETE FROM withdraw.event WHERE id IN (SELECT id FROM withdraw.event"
-									 " WHERE at < now() - $1 * interval '1 second' ORDER BY id LIMIT $2)",
+									 " WHERE at < now() - $1 * interval '1 second'"
+		/* issue 17: the events of an open withdrawal stay (the feed and the desk read them) */
+									 "  AND NOT EXISTS (SELECT FROM withdraw.withdrawal w"
+									 "   WHERE w.id = withdrawal_id AND w.finished_at IS NULL)"
+									 " ORDER BY id LIMIT $2)",
 									 2, types);
 	}
 	args[0] = Float8GetDatum((double) retention_s);

@@ -63,8 +63,8 @@ PG_FUNCTION_INFO_V1(withdraw_state_machine_changed);
 
 typedef struct Transition
 {
-	char		from[16];
-	char		to[16];
+	char		from[32];		/* issue 17: awaiting_approval is 17 bytes */
+	char		to[32];
 } Transition;
 
 /* the state machine as last read, current while transitions_valid */

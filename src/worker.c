@@ -51,6 +51,7 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "desk.h"
 #include "http.h"
 #include "job.h"
 #include "remote.h"
@@ -1516,6 +1517,7 @@ worker_loop(MemoryContext loop_cxt)
 {
 	TimestampTz next_tick = 0;
 	TimestampTz next_prune = 0;
+	TimestampTz next_expiry = 0;	/* issue 17 */
 	bool		claim_now = true;
 
 	for (;;)
@@ -1559,6 +1561,15 @@ worker_loop(MemoryContext loop_cxt)
 			next_prune = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 													 prune_history() ? withdraw_naptime_ms :
 													 Min(PRUNE_INTERVAL_MS, withdraw_retention_s * 100L));
+		/* issue 17: approval requests past their expiry end (worker 0) */
+		if (my_worker == 0 && now >= next_expiry)
+		{
+			begin_work("withdraw: expiring approval requests");
+			if (schema_ready(now))
+				(void) desk_expire_approvals();
+			end_work();
+			next_expiry = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), withdraw_naptime_ms);
+		}
 		MemoryContextSwitchTo(loop_cxt);
 
 		figures.in_flight = list_length(in_flight_jobs);
