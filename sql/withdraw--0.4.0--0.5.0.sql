@@ -74,11 +74,13 @@ INSERT INTO withdraw.state_transition (from_state, to_state) VALUES
 -- -- who did what, and the feed ---------------------------------------------
 ALTER TABLE withdraw.event
 	ADD COLUMN actor name,
+	ADD COLUMN actor_role name,
 	ADD COLUMN action text,
 	ADD COLUMN reason text,
 	ADD COLUMN evidence jsonb CHECK (evidence IS NULL OR jsonb_typeof(evidence) = 'object'),
 	ADD COLUMN feed_id bigint;
 COMMENT ON COLUMN withdraw.event.actor IS 'The person (session_user) whose action this is; NULL for the workers and providers';
+COMMENT ON COLUMN withdraw.event.actor_role IS 'The role the person acted as (SET ROLE included): the one approvals and creators are told apart by';
 COMMENT ON COLUMN withdraw.event.action IS 'The desk action (resolve, retry, hold, release, approve, reject, ...), NULL for the workers and providers';
 COMMENT ON COLUMN withdraw.event.reason IS 'The reason the person gave';
 COMMENT ON COLUMN withdraw.event.evidence IS 'What the person attached (a JSON object), if anything';
@@ -118,19 +120,20 @@ CREATE TABLE withdraw.approval_request (
 );
 COMMENT ON TABLE withdraw.approval_request IS
 	'Withdrawals above their account''s approval threshold: how many approvals they need, until when';
-COMMENT ON COLUMN withdraw.approval_request.requested_by IS 'session_user of the transaction that created the withdrawal: never one of its approvers';
+COMMENT ON COLUMN withdraw.approval_request.requested_by IS 'The role that created the withdrawal (or its copy): never one of its approvers';
 -- the expiry (src/desk.c) walks the withdrawals awaiting approval, not every request ever made
 CREATE INDEX withdrawal_awaiting_approval ON withdraw.withdrawal (id) WHERE state = 'awaiting_approval';
 
 CREATE TABLE withdraw.approval (
 	withdrawal_id bigint NOT NULL REFERENCES withdraw.approval_request ON DELETE CASCADE,
 	approver name NOT NULL,
+	approver_session name NOT NULL,
 	approved_at timestamptz NOT NULL DEFAULT now(),
 	reason text NOT NULL,
 	evidence jsonb,
 	PRIMARY KEY (withdrawal_id, approver)
 );
-COMMENT ON TABLE withdraw.approval IS 'One row per approval given (withdraw_approve)';
+COMMENT ON TABLE withdraw.approval IS 'One row per approval given (withdraw_approve): the approving role, and the session_user it acted in';
 
 -- -- allowlist --------------------------------------------------------------
 CREATE TABLE withdraw.allowlist_entry (
@@ -253,12 +256,12 @@ CREATE FUNCTION withdraw._desk_record(id bigint, changed boolean, action text, r
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
 	IF changed THEN
-		UPDATE withdraw.event e SET actor = session_user, action = _desk_record.action,
+		UPDATE withdraw.event e SET actor = session_user, actor_role = withdraw._calling_role(), action = _desk_record.action,
 			reason = _desk_record.reason, evidence = _desk_record.evidence
 		WHERE e.id = (SELECT max(e2.id) FROM withdraw.event e2 WHERE e2.withdrawal_id = _desk_record.id);
 	ELSE
-		INSERT INTO withdraw.event (withdrawal_id, from_state, to_state, detail, actor, action, reason, evidence)
-		SELECT w.id, w.state, w.state, detail, session_user, action, reason, evidence
+		INSERT INTO withdraw.event (withdrawal_id, from_state, to_state, detail, actor, actor_role, action, reason, evidence)
+		SELECT w.id, w.state, w.state, detail, session_user, withdraw._calling_role(), action, reason, evidence
 		FROM withdraw.withdrawal w WHERE w.id = _desk_record.id;
 	END IF;
 END
@@ -275,12 +278,12 @@ BEGIN
 							CASE WHEN quorum > 1 THEN 's' ELSE '' END)
 	WHERE w.id = _await_approval.id AND w.state = 'queued';
 	INSERT INTO withdraw.approval_request (withdrawal_id, threshold, quorum, requested_by, expires_at)
-	VALUES (id, threshold, quorum, session_user, now() + expires_ms * interval '1 millisecond')
+	VALUES (id, threshold, quorum, withdraw._calling_role(), now() + expires_ms * interval '1 millisecond')
 	ON CONFLICT (withdrawal_id) DO UPDATE
 		SET threshold = EXCLUDED.threshold, quorum = EXCLUDED.quorum, requested_by = EXCLUDED.requested_by,
 			requested_at = EXCLUDED.requested_at, expires_at = EXCLUDED.expires_at;
 	DELETE FROM withdraw.approval a WHERE a.withdrawal_id = _await_approval.id;
-	UPDATE withdraw.event e SET actor = session_user, action = 'request approval'
+	UPDATE withdraw.event e SET actor = session_user, actor_role = withdraw._calling_role(), action = 'request approval'
 	WHERE e.id = (SELECT max(e2.id) FROM withdraw.event e2 WHERE e2.withdrawal_id = _await_approval.id);
 END
 $$;
@@ -290,7 +293,7 @@ CREATE FUNCTION withdraw._allowlist_refusal(account_id integer, destination text
 	RETURNS text
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
 	SELECT CASE
-		WHEN destination IS NULL THEN 'the withdrawal names no destination'
+		WHEN _allowlist_refusal.destination IS NULL THEN 'the withdrawal names no destination'
 		WHEN bool_or(e.usable_from <= now()) THEN NULL
 		WHEN count(e.id) > 0 THEN format('it is on the allowlist as "%s" but usable only from %s (cooling-off period)',
 										 min(e.label), min(e.usable_from))
@@ -328,14 +331,14 @@ BEGIN
 				  DETAIL = 'The workers ask the provider for it until account option reconcile_timeout_ms has passed, then put it in review; nothing was changed.',
 				  HINT = 'Wait for state review, or (superuser) pass force => true.';
 	END IF;
-	IF w.state = 'unknown' AND NOT (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = session_user) THEN
+	IF w.state = 'unknown' AND NOT (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = withdraw._calling_role()) THEN
 		RAISE EXCEPTION 'only a superuser may force the resolution of a withdrawal in state unknown'
 			USING ERRCODE = 'insufficient_privilege',
 				  DETAIL = 'Its automatic reconciliation is still running; nothing was changed.';
 	END IF;
 	UPDATE withdraw.withdrawal x
 	SET state = outcome, needs_reconcile = false, polling = false, updated_at = now(),
-		last_error = format('resolved as %s by %s: %s', outcome, session_user, reason)
+		last_error = format('resolved as %s by %s: %s', outcome, withdraw._calling_role(), reason)
 	WHERE x.id = w.id;
 	PERFORM withdraw._desk_record(w.id, true, CASE WHEN w.state = 'unknown' THEN 'force resolve' ELSE 'resolve' END,
 								  reason, evidence);
@@ -380,7 +383,7 @@ BEGIN
 		UPDATE withdraw.withdrawal x
 		SET state = 'queued', attempts = 0, strikes = 0, finished_at = NULL, next_poll_at = NULL,
 			next_attempt_at = now(), updated_at = now(),
-			last_error = format('retried by %s: %s', session_user, reason)
+			last_error = format('retried by %s: %s', withdraw._calling_role(), reason)
 		WHERE x.id = w.id;
 		PERFORM withdraw._desk_record(w.id, true, 'retry', reason, evidence);
 		IF needs_approval THEN
@@ -397,7 +400,7 @@ BEGIN
 	END IF;
 	SELECT coalesce(jsonb_object_agg(k, v), '{}') INTO copy_request
 	FROM jsonb_each(w.request) AS j(k, v) WHERE v <> to_jsonb(w.idempotency_key);
-	copy_id := withdraw_create(acct.name, copy_request);
+	copy_id := @extschema@.withdraw_create(acct.name, copy_request);
 	IF copy_id = w.id THEN
 		RAISE EXCEPTION 'the copy of withdrawal % got its own key', id USING ERRCODE = 'internal_error';
 	END IF;
@@ -424,7 +427,7 @@ BEGIN
 	w := withdraw._desk_lock(id, 'withdraw_hold', ARRAY['queued'],
 							 'Only a withdrawal not yet sent is held; one at the provider is settled there.');
 	UPDATE withdraw.withdrawal x SET state = 'held', updated_at = now(),
-		last_error = format('held by %s: %s', session_user, reason)
+		last_error = format('held by %s: %s', withdraw._calling_role(), reason)
 	WHERE x.id = w.id;
 	PERFORM withdraw._desk_record(w.id, true, 'hold', reason, evidence);
 	RETURN 'held';
@@ -440,7 +443,7 @@ BEGIN
 	PERFORM withdraw._desk_check_args(reason, evidence);
 	w := withdraw._desk_lock(id, 'withdraw_release', ARRAY['held'], 'Only a held withdrawal is released.');
 	UPDATE withdraw.withdrawal x SET state = 'queued', next_attempt_at = now(), updated_at = now(),
-		last_error = format('released by %s: %s', session_user, reason)
+		last_error = format('released by %s: %s', withdraw._calling_role(), reason)
 	WHERE x.id = w.id;
 	PERFORM withdraw._desk_record(w.id, true, 'release', reason, evidence);
 	PERFORM withdraw._wake();
@@ -462,7 +465,7 @@ BEGIN
 	IF a.paused_at IS NOT NULL THEN
 		RAISE EXCEPTION 'account "%" is already paused', account
 			USING ERRCODE = 'object_not_in_prerequisite_state',
-				  DETAIL = format('%s paused it at %s: %s', a.paused_by, a.paused_at, a.pause_reason),
+				  DETAIL = format('%s paused it: %s', a.paused_by, a.pause_reason),
 				  HINT = 'Resume it with withdraw_account_resume.';
 	END IF;
 	UPDATE withdraw.account x SET paused_at = now(), paused_by = session_user, pause_reason = reason
@@ -521,7 +524,7 @@ BEGIN
 	UPDATE withdraw.withdrawal w
 	SET state = 'cancelled', last_error = 'cancelled by ' || withdraw._calling_role(), updated_at = now()
 	WHERE w.id = withdraw_cancel.id;
-	UPDATE withdraw.event e SET actor = session_user, action = 'cancel'
+	UPDATE withdraw.event e SET actor = session_user, actor_role = withdraw._calling_role(), action = 'cancel'
 	WHERE e.id = (SELECT max(e2.id) FROM withdraw.event e2 WHERE e2.withdrawal_id = withdraw_cancel.id);
 	RETURN true;
 END
@@ -542,30 +545,30 @@ BEGIN
 	w := withdraw._desk_lock(id, 'withdraw_approve', ARRAY['awaiting_approval'],
 							 'Only a withdrawal awaiting approval is approved.');
 	SELECT * INTO r FROM withdraw.approval_request x WHERE x.withdrawal_id = w.id;
-	IF w.created_by IN (session_user, withdraw._calling_role()) OR r.requested_by IN (session_user, withdraw._calling_role()) THEN
-		RAISE EXCEPTION 'withdrawal % cannot be approved by its creator', id
+	IF withdraw._calling_role() IN (w.created_by, r.requested_by) THEN
+		RAISE EXCEPTION 'withdrawal % cannot be approved by the role that created it', id
 			USING ERRCODE = 'insufficient_privilege',
-				  DETAIL = format('It was created by %s (session %s); nothing was changed.', w.created_by, r.requested_by),
+				  DETAIL = format('It was created by %s; nothing was changed.', r.requested_by),
 				  HINT = 'Another member of withdraw_approver must approve it.';
 	END IF;
 	IF r.expires_at <= now() THEN
-		RAISE EXCEPTION 'the approval request of withdrawal % expired at %', id, r.expires_at
+		RAISE EXCEPTION 'the approval request of withdrawal % has expired', id
 			USING ERRCODE = 'object_not_in_prerequisite_state',
 				  DETAIL = 'It ends as expired; nothing was changed.',
 				  HINT = 'Create the withdrawal again if it is still wanted.';
 	END IF;
-	IF EXISTS (SELECT FROM withdraw.approval a WHERE a.withdrawal_id = w.id AND a.approver = session_user) THEN
-		RAISE EXCEPTION 'withdrawal % is already approved by %', id, session_user
+	IF EXISTS (SELECT FROM withdraw.approval a WHERE a.withdrawal_id = w.id AND a.approver = withdraw._calling_role()) THEN
+		RAISE EXCEPTION 'withdrawal % is already approved by %', id, withdraw._calling_role()
 			USING ERRCODE = 'unique_violation',
 				  DETAIL = format('It needs %s distinct approvers; nothing was changed.', r.quorum),
 				  HINT = 'Another member of withdraw_approver must give the next approval.';
 	END IF;
-	INSERT INTO withdraw.approval (withdrawal_id, approver, reason, evidence)
-	VALUES (w.id, session_user, reason, evidence);
+	INSERT INTO withdraw.approval (withdrawal_id, approver, approver_session, reason, evidence)
+	VALUES (w.id, withdraw._calling_role(), session_user, reason, evidence);
 	SELECT count(*) INTO given FROM withdraw.approval a WHERE a.withdrawal_id = w.id;
 	IF given < r.quorum THEN
 		PERFORM withdraw._desk_record(w.id, false, 'approve', reason, evidence,
-									  format('approval %s of %s by %s', given, r.quorum, session_user));
+									  format('approval %s of %s by %s', given, r.quorum, withdraw._calling_role()));
 		RETURN 'awaiting_approval';
 	END IF;
 	UPDATE withdraw.withdrawal x SET state = 'queued', next_attempt_at = now(), updated_at = now(),
@@ -578,7 +581,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION withdraw_approve(bigint, text, jsonb) IS
-	'Approves a withdrawal awaiting approval (never its creator's, once per person); queued once the quorum is reached';
+	'Approves a withdrawal awaiting approval (never by its creator, once per person); queued once the quorum is reached';
 
 CREATE FUNCTION withdraw_reject(id bigint, reason text, evidence jsonb DEFAULT NULL) RETURNS text
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -589,7 +592,7 @@ BEGIN
 	w := withdraw._desk_lock(id, 'withdraw_reject', ARRAY['awaiting_approval'],
 							 'Only a withdrawal awaiting approval is rejected; cancel a queued one.');
 	UPDATE withdraw.withdrawal x SET state = 'rejected', updated_at = now(),
-		last_error = format('rejected by %s: %s', session_user, reason)
+		last_error = format('rejected by %s: %s', withdraw._calling_role(), reason)
 	WHERE x.id = w.id;
 	PERFORM withdraw._desk_record(w.id, true, 'reject', reason, evidence);
 	RETURN 'rejected';
@@ -672,10 +675,14 @@ COMMENT ON FUNCTION withdraw_allowlist_remove(text, bigint, text) IS 'Removes a 
 -- reader's transaction ends): positions are strictly increasing in the
 -- order events become visible, and a reader that stores its cursor in the
 -- same transaction never misses or repeats one.
+CREATE TYPE withdraw.feed_event AS (feed_id bigint, event_id bigint, withdrawal_id bigint,
+	remote_withdrawal_id bigint, at timestamptz, from_state text, to_state text, provider_status text,
+	detail text, actor name, actor_role name, action text, reason text);
+COMMENT ON TYPE withdraw.feed_event IS 'One event of the change feed (withdraw_feed)';
+GRANT USAGE ON TYPE withdraw.feed_event TO PUBLIC;
+
 CREATE FUNCTION withdraw_feed(after bigint DEFAULT 0, max_events integer DEFAULT 100)
-	RETURNS TABLE (feed_id bigint, event_id bigint, withdrawal_id bigint, remote_withdrawal_id bigint,
-				   at timestamptz, from_state text, to_state text, provider_status text, detail text,
-				   actor name, action text, reason text)
+	RETURNS SETOF withdraw.feed_event
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
 	IF after IS NULL OR after < 0 THEN
@@ -699,7 +706,7 @@ BEGIN
 	WHERE e.id = s.id;
 	RETURN QUERY
 	SELECT e.feed_id, e.id, e.withdrawal_id, e.remote_withdrawal_id, e.at, e.from_state, e.to_state,
-		   e.provider_status, e.detail, e.actor, e.action, e.reason
+		   e.provider_status, e.detail, e.actor, e.actor_role, e.action, e.reason
 	FROM withdraw.event e
 	WHERE e.feed_id > after
 	  AND ((SELECT withdraw._sees_all())
@@ -718,7 +725,7 @@ COMMENT ON FUNCTION withdraw_feed(bigint, integer) IS
 
 CREATE OR REPLACE VIEW withdraw.events WITH (security_barrier) AS
 SELECT e.withdrawal_id, e.remote_withdrawal_id, e.at, e.from_state, e.to_state, e.provider_status, e.detail,
-	   e.actor, e.action, e.reason,
+	   e.actor, e.actor_role, e.action, e.reason,
 	   CASE WHEN (SELECT withdraw._sees_all()) THEN e.evidence END AS evidence, e.feed_id, e.id AS event_id
 FROM withdraw.event e
 WHERE (SELECT withdraw._sees_all())
@@ -728,13 +735,13 @@ WHERE (SELECT withdraw._sees_all())
 			  WHERE r.id = e.remote_withdrawal_id AND w.created_by = (SELECT withdraw._calling_role()))
 UNION ALL
 SELECT w.id, NULL, w.created_at, NULL, 'queued', NULL, 'created by ' || w.created_by,
-	   NULL, NULL, NULL, NULL, NULL, NULL
+	   NULL, NULL, NULL, NULL, NULL, NULL, NULL
 FROM withdraw.withdrawal w
 WHERE w.created_by = (SELECT withdraw._calling_role()) OR (SELECT withdraw._sees_all())
 UNION ALL
 SELECT c.withdrawal_id, NULL, c.received_at, NULL, NULL, NULL,
 	   c.kind || ' callback refused: ' || coalesce(c.detail, ''),
-	   NULL, NULL, NULL, NULL, NULL, NULL
+	   NULL, NULL, NULL, NULL, NULL, NULL, NULL
 FROM withdraw.callback c
 JOIN withdraw.withdrawal w ON w.id = c.withdrawal_id
 WHERE c.verdict = 'refused'
@@ -824,7 +831,8 @@ WITH w AS (
 		   max(w.finished_at) FILTER (WHERE w.state IN ('failed', 'rejected', 'expired')) AS last_failure_at
 	FROM withdraw.withdrawal w GROUP BY w.account_id
 ), workers AS (
-	SELECT count(*) FILTER (WHERE k.pid IS NOT NULL AND k.heartbeat_at > now() - interval '1 minute') AS alive,
+	SELECT count(*) FILTER (WHERE k.state = 'running' AND k.database = current_database()
+							  AND k.heartbeat_at > now() - interval '1 minute') AS alive,
 		   string_agg(DISTINCT k.last_error, '; ') FILTER (WHERE k.last_error_at > now() - interval '5 minutes') AS recent_error
 	FROM withdraw._worker_info() k
 )
@@ -844,9 +852,9 @@ SELECT a.name AS account, a.provider,
 		AS oldest_open_age_s,
 	   w.last_success_at, w.last_failure_at,
 	   a.paused_at IS NOT NULL AS paused, a.paused_by, a.pause_reason,
-	   CASE WHEN current_database() <> current_setting('withdraw.database_name')
-			THEN format('the workers serve database "%s"', current_setting('withdraw.database_name'))
-			WHEN k.alive = 0 THEN 'no worker is running' || coalesce(': ' || k.recent_error, '')
+	   CASE WHEN k.alive = 0
+			THEN 'no worker serving this database is running (withdraw.database_name, withdraw.workers)'
+				 || coalesce(': ' || k.recent_error, '')
 			WHEN a.paused_at IS NOT NULL THEN format('paused by %s: %s', a.paused_by, a.pause_reason)
 			WHEN s.account_id IS NULL THEN 'the account has no credentials'
 			WHEN s.credentials IS NULL THEN withdraw._credentials_problem(s.account_id, s.sealed, s.key_id)
@@ -901,8 +909,8 @@ GRANT SELECT ON withdraw.approvals, withdraw.allowlist, withdraw.allowlist_chang
 DO $$
 BEGIN
 	IF EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'withdraw_worker') THEN
-		GRANT SELECT, UPDATE ON withdraw.approval_request, withdraw.withdrawal TO withdraw_worker;
-		GRANT SELECT ON withdraw.allowlist_entry TO withdraw_worker;
+		-- the expiry of approval requests (src/desk.c); withdrawal is granted already
+		GRANT SELECT ON withdraw.approval_request TO withdraw_worker;
 	END IF;
 END
 $$;
