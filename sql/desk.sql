@@ -120,7 +120,7 @@ SELECT withdrawal_id, approvals, approvers, quorum FROM withdraw.approvals WHERE
 -- case: reject with a reason : rejected, never sent; a second reject: 55000 naming the state
 RESET ROLE;
 SET ROLE desk_app;
-SELECT withdraw_create('desk_zx', '{"coin": "USDT", "addressType": 3, "address": "100004", "amount": "200"}') AS rej \gset
+SELECT withdraw_create('desk_zx', '{"requestId": "deskrej1", "coin": "USDT", "addressType": 3, "address": "100004", "amount": "200"}') AS rej \gset
 SET ROLE desk_ap1;
 SELECT withdraw_reject(:rej, '') ;
 \echo SQLSTATE :LAST_ERROR_SQLSTATE
