@@ -254,15 +254,19 @@ def test_feed_consumer_reads_every_event_once_across_a_restart():
     ids = []
     try:
         for i in range(15):
-            ids.append(cluster.value("SELECT withdraw_create('feed', %s)", (body(f"feed{i}", "1"),)))
+            ids.append(cluster.value("SELECT withdraw_create('feed', %s)", (body(f"feed{i}", f"1.{i:02d}", f"1005{i:02d}"),)))
         wait_until(lambda: read[0] > 0, 10, 0.05, "the consumer to read")
         cluster.stop("fast")
         cluster.start()
         cluster.wait_ready()
         for i in range(15, 30):
-            ids.append(cluster.value("SELECT withdraw_create('feed', %s)", (body(f"feed{i}", "1"),)))
-        wait_until(lambda: cluster.value("SELECT count(*) FROM withdraw.withdrawal WHERE id = ANY (%s)"
-                                         " AND state = 'succeeded'", (ids,)) == 30, 40, 0.1, "all 30 to succeed")
+            ids.append(cluster.value("SELECT withdraw_create('feed', %s)", (body(f"feed{i}", f"1.{i:02d}", f"1005{i:02d}"),)))
+        try:
+            wait_until(lambda: cluster.value("SELECT count(*) FROM withdraw.withdrawal WHERE id = ANY (%s)"
+                                             " AND state = 'succeeded'", (ids,)) == 30, 40, 0.1, "all 30 to succeed")
+        except AssertionError:
+            raise AssertionError(cluster.sql("SELECT state, last_error, count(*) FROM withdraw.withdrawal"
+                                             " WHERE id = ANY (%s) GROUP BY 1, 2", (ids,)))
         wait_until(lambda: cluster.value("SELECT count(*) FROM withdraw.event WHERE feed_id IS NULL") == 0
                    and cluster.value("SELECT count(*) FROM withdraw.event e WHERE NOT EXISTS"
                                      " (SELECT FROM consumed c WHERE c.event_id = e.id)") == 0,
@@ -280,6 +284,53 @@ def test_feed_consumer_reads_every_event_once_across_a_restart():
     per = cluster.value("SELECT count(*) FROM withdraw.event WHERE withdrawal_id = ANY (%s)", (ids,))
     assert per >= 30 * 3, per
     return f"{consumed} events read once each ({per} of the 30 withdrawals), across a restart"
+
+
+def test_feed_an_event_committed_late_is_not_missed():
+    """Event ids are given at insert and transactions commit in another
+    order: an event with a lower id can become visible after a higher one.
+    The feed positions events as they become visible, so a reader past the
+    higher one still gets the lower one (reading by id would skip it)."""
+    new_account("late", {})
+    cluster.sql("SELECT withdraw_account_pause('late', 'feed test: nothing is sent')")
+    x = run_as("app", "SELECT withdraw_create('late', %s)", (body("late1", "1"),))[0][0]
+    y = run_as("app", "SELECT withdraw_create('late', %s)", (body("late2", "1"),))[0][0]
+    head = cluster.value("SELECT coalesce(max(feed_id), 0) FROM withdraw_feed(0, 10000)")
+    a = login("op1", autocommit=False)
+    a.cursor().execute("SELECT withdraw_hold(%s, 'first, committed last')", (x,))
+    run_as("op2", "SELECT withdraw_hold(%s, 'second, committed first')", (y,))
+    first = cluster.sql("SELECT feed_id, event_id, withdrawal_id FROM withdraw_feed(%s, 100)", (head,))
+    assert [r[2] for r in first] == [y], first
+    cursor = first[-1][0]
+    a.commit()
+    a.close()
+    x_event = cluster.value("SELECT id FROM withdraw.event WHERE withdrawal_id = %s AND action = 'hold'", (x,))
+    assert x_event < first[-1][1], (x_event, first)       # by id, a reader past y's event would skip x's
+    second = cluster.sql("SELECT feed_id, event_id, withdrawal_id FROM withdraw_feed(%s, 100)", (cursor,))
+    assert [(r[1], r[2]) for r in second] == [(x_event, x)], second
+    return f"event {x_event} (committed last) read after event {first[-1][1]}, at feed position {second[0][0]}"
+
+
+def test_events_of_open_withdrawals_are_never_pruned():
+    new_account("prune", {})
+    cluster.sql("SELECT withdraw_account_pause('prune', 'prune test: nothing is sent')")
+    keep = run_as("app", "SELECT withdraw_create('prune', %s)", (body("prune1", "1"),))[0][0]
+    gone = run_as("app", "SELECT withdraw_create('prune', %s)", (body("prune2", "1"),))[0][0]
+    run_as("op1", "SELECT withdraw_hold(%s, 'kept open')", (keep,))
+    run_as("op1", "SELECT withdraw_hold(%s, 'to be cancelled')", (gone,))
+    run_as("op1", "SELECT withdraw_cancel(%s)", (gone,))
+    cluster.sql("UPDATE withdraw.event SET at = now() - interval '2 hours' WHERE withdrawal_id IN (%s, %s)", (keep, gone))
+    cluster.sql("ALTER SYSTEM SET withdraw.retention = 3600")
+    cluster.sql("SELECT pg_reload_conf()")
+    try:
+        wait_until(lambda: cluster.value("SELECT count(*) FROM withdraw.event WHERE withdrawal_id = %s", (gone,)) == 0,
+                   20, 0.1, "the finished withdrawal's old events to be pruned")
+        kept = cluster.value("SELECT count(*) FROM withdraw.event WHERE withdrawal_id = %s", (keep,))
+        assert kept == 1, kept
+    finally:
+        cluster.sql("ALTER SYSTEM RESET withdraw.retention")
+        cluster.sql("SELECT pg_reload_conf()")
+    return "the held withdrawal's 2-hour-old event kept; the cancelled one's pruned"
 
 
 def scrape(port):
