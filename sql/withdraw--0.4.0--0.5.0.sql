@@ -807,29 +807,65 @@ SELECT x.id, a.name AS account, x.action, x.actor, x.reason, x.at
 FROM withdraw.account_action x JOIN withdraw.account a ON a.id = x.account_id;
 COMMENT ON VIEW withdraw.account_actions IS 'Pauses and resumptions of accounts';
 
--- health: counts for everyone who monitors (no personal data, no rows)
+-- health: counts for everyone who monitors (no personal data, no rows).
+-- Read on every scrape, so neither view reads the whole table: the open
+-- withdrawals come through the partial indexes of their states (the
+-- claims' indexes, and two small ones below), the last success and
+-- failure through an index of finished withdrawals (one entry per
+-- withdrawal, made by the UPDATE that ends it).
+CREATE INDEX withdrawal_held ON withdraw.withdrawal (id) WHERE state = 'held';
+CREATE INDEX withdrawal_finished ON withdraw.withdrawal (account_id, state, finished_at)
+	WHERE finished_at IS NOT NULL;
+
+CREATE FUNCTION withdraw._open_withdrawals(OUT account_id integer, OUT state text,
+										   OUT created_at timestamptz, OUT updated_at timestamptz)
+	RETURNS SETOF record
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+	SELECT w.account_id, w.state, w.created_at, w.updated_at FROM withdraw.withdrawal w
+	WHERE w.state IN ('queued', 'unknown')
+	UNION ALL
+	SELECT w.account_id, w.state, w.created_at, w.updated_at FROM withdraw.withdrawal w
+	WHERE w.state IN ('submitted', 'processing', 'review')
+	UNION ALL
+	SELECT w.account_id, w.state, w.created_at, w.updated_at FROM withdraw.withdrawal w
+	WHERE w.state = 'sending'
+	UNION ALL
+	SELECT w.account_id, w.state, w.created_at, w.updated_at FROM withdraw.withdrawal w
+	WHERE w.state = 'awaiting_approval'
+	UNION ALL
+	SELECT w.account_id, w.state, w.created_at, w.updated_at FROM withdraw.withdrawal w
+	WHERE w.state = 'held'
+$$;
+COMMENT ON FUNCTION withdraw._open_withdrawals() IS
+	'Account, state and times of the withdrawals in a state that is not final, each state read through its partial index (for the health views; no personal data)';
+
 CREATE VIEW withdraw.health_states AS
-SELECT a.name AS account, s.state, count(w.id) AS withdrawals,
-	   coalesce(extract(epoch FROM now() - min(w.updated_at)), 0)::double precision AS oldest_age_s
+SELECT a.name AS account, s.state, count(o.state) AS withdrawals,
+	   coalesce(extract(epoch FROM now() - min(o.updated_at)), 0)::double precision AS oldest_age_s
 FROM withdraw.account a
 CROSS JOIN (VALUES ('queued'), ('awaiting_approval'), ('held'), ('sending'), ('submitted'),
 				   ('processing'), ('unknown'), ('review')) AS s(state)
-LEFT JOIN withdraw.withdrawal w ON w.account_id = a.id AND w.state = s.state
+LEFT JOIN withdraw._open_withdrawals() o ON o.account_id = a.id AND o.state = s.state
 GROUP BY a.name, s.state;
 COMMENT ON VIEW withdraw.health_states IS
 	'Per account and open state: how many withdrawals, and how long the oldest has been in it (seconds)';
 
 CREATE VIEW withdraw.health AS
-WITH w AS (
-	SELECT w.account_id,
-		   count(*) FILTER (WHERE w.state NOT IN ('succeeded', 'failed', 'rejected', 'cancelled', 'expired')) AS open,
-		   count(*) FILTER (WHERE w.state = 'review') AS review,
-		   count(*) FILTER (WHERE w.state = 'unknown') AS unknown,
-		   count(*) FILTER (WHERE w.state = 'awaiting_approval') AS awaiting_approval,
-		   count(*) FILTER (WHERE w.state = 'held') AS held,
-		   max(w.finished_at) FILTER (WHERE w.state = 'succeeded') AS last_success_at,
-		   max(w.finished_at) FILTER (WHERE w.state IN ('failed', 'rejected', 'expired')) AS last_failure_at
-	FROM withdraw.withdrawal w GROUP BY w.account_id
+WITH o AS (
+	SELECT o.account_id,
+		   count(*) AS open,
+		   count(*) FILTER (WHERE o.state = 'review') AS review,
+		   count(*) FILTER (WHERE o.state = 'unknown') AS unknown,
+		   count(*) FILTER (WHERE o.state = 'awaiting_approval') AS awaiting_approval,
+		   count(*) FILTER (WHERE o.state = 'held') AS held,
+		   min(o.created_at) AS oldest_open_at
+	FROM withdraw._open_withdrawals() o GROUP BY o.account_id
+), stuck AS (
+	SELECT o.account_id, count(*) AS stuck
+	FROM withdraw._open_withdrawals() o JOIN withdraw.account a ON a.id = o.account_id
+	WHERE o.state NOT IN ('awaiting_approval', 'held')
+	  AND o.created_at < now() - coalesce((a.options->>'stuck_after_ms')::bigint, 3600000) * interval '1 millisecond'
+	GROUP BY o.account_id
 ), workers AS (
 	SELECT count(*) FILTER (WHERE k.state = 'running' AND k.database = current_database()
 							  AND k.heartbeat_at > now() - interval '1 minute') AS alive,
@@ -837,20 +873,22 @@ WITH w AS (
 	FROM withdraw._worker_info() k
 )
 SELECT a.name AS account, a.provider,
-	   coalesce(w.open, 0) AS open,
-	   coalesce(w.review, 0) AS review,
-	   coalesce(w.unknown, 0) AS unknown,
-	   coalesce(w.awaiting_approval, 0) AS awaiting_approval,
-	   coalesce(w.held, 0) AS held,
-	   (SELECT count(*) FROM withdraw.withdrawal s
-		WHERE s.account_id = a.id AND s.state IN ('queued', 'sending', 'submitted', 'processing', 'unknown', 'review')
-		  AND s.created_at < now() - coalesce((a.options->>'stuck_after_ms')::bigint, 3600000) * interval '1 millisecond')
-		AS stuck,
+	   coalesce(o.open, 0) AS open,
+	   coalesce(o.review, 0) AS review,
+	   coalesce(o.unknown, 0) AS unknown,
+	   coalesce(o.awaiting_approval, 0) AS awaiting_approval,
+	   coalesce(o.held, 0) AS held,
+	   coalesce(st.stuck, 0) AS stuck,
 	   coalesce((a.options->>'stuck_after_ms')::bigint, 3600000) AS stuck_after_ms,
-	   (SELECT coalesce(extract(epoch FROM now() - min(o.created_at)), 0) FROM withdraw.withdrawal o
-		WHERE o.account_id = a.id AND o.state NOT IN ('succeeded', 'failed', 'rejected', 'cancelled', 'expired'))::double precision
-		AS oldest_open_age_s,
-	   w.last_success_at, w.last_failure_at,
+	   coalesce(extract(epoch FROM now() - o.oldest_open_at), 0)::double precision AS oldest_open_age_s,
+	   (SELECT max(f.finished_at) FROM withdraw.withdrawal f
+		WHERE f.account_id = a.id AND f.state = 'succeeded' AND f.finished_at IS NOT NULL) AS last_success_at,
+	   greatest((SELECT max(f.finished_at) FROM withdraw.withdrawal f
+				 WHERE f.account_id = a.id AND f.state = 'failed' AND f.finished_at IS NOT NULL),
+				(SELECT max(f.finished_at) FROM withdraw.withdrawal f
+				 WHERE f.account_id = a.id AND f.state = 'rejected' AND f.finished_at IS NOT NULL),
+				(SELECT max(f.finished_at) FROM withdraw.withdrawal f
+				 WHERE f.account_id = a.id AND f.state = 'expired' AND f.finished_at IS NOT NULL)) AS last_failure_at,
 	   a.paused_at IS NOT NULL AS paused, a.paused_by, a.pause_reason,
 	   CASE WHEN k.alive = 0
 			THEN 'no worker serving this database is running (withdraw.database_name, withdraw.workers)'
@@ -861,7 +899,8 @@ SELECT a.name AS account, a.provider,
 		END AS not_sending,
 	   k.recent_error AS workers_last_error
 FROM withdraw.account a
-LEFT JOIN w ON w.account_id = a.id
+LEFT JOIN o ON o.account_id = a.id
+LEFT JOIN stuck st ON st.account_id = a.id
 LEFT JOIN withdraw.account_secret s ON s.account_id = a.id
 CROSS JOIN workers k;
 COMMENT ON VIEW withdraw.health IS
@@ -875,7 +914,7 @@ REVOKE ALL ON SEQUENCE withdraw.event_feed_seq FROM PUBLIC;
 REVOKE ALL ON FUNCTION withdraw._desk_check_args(text, jsonb), withdraw._desk_lock(bigint, text, text[], text),
 	withdraw._desk_record(bigint, boolean, text, text, jsonb, text),
 	withdraw._await_approval(bigint, numeric, integer, bigint), withdraw._allowlist_refusal(integer, text, jsonb),
-	withdraw._desk_admit(bigint),
+	withdraw._desk_admit(bigint), withdraw._open_withdrawals(),
 	withdraw_resolve(bigint, text, text, jsonb, boolean), withdraw_retry(bigint, text, jsonb, boolean),
 	withdraw_hold(bigint, text, jsonb), withdraw_release(bigint, text, jsonb),
 	withdraw_account_pause(text, text), withdraw_account_resume(text, text),
@@ -898,6 +937,7 @@ GRANT EXECUTE ON FUNCTION withdraw._calling_role(), withdraw._sees_all(), withdr
 	withdraw._mask_destination(text, jsonb), withdraw._worker_info()
 	TO withdraw_operator, withdraw_approver;
 GRANT EXECUTE ON FUNCTION withdraw._credentials_problem(integer, bytea, text) TO withdraw_operator, withdraw_auditor;
+GRANT EXECUTE ON FUNCTION withdraw._open_withdrawals() TO withdraw_operator, withdraw_admin, withdraw_auditor;
 GRANT SELECT ON withdraw.withdrawals, withdraw.attempts, withdraw.events, withdraw.stats, withdraw.workers,
 	withdraw.remote_withdrawals, withdraw.approvals, withdraw.allowlist, withdraw.allowlist_changes,
 	withdraw.account_actions, withdraw.health, withdraw.health_states, withdraw.state_transition
