@@ -365,7 +365,7 @@ BEGIN
 	SELECT * INTO acct FROM withdraw.account a WHERE a.id = w.account_id;
 	IF w.state <> 'failed' THEN
 		unsafe := format('it was %s', w.state);
-	ELSIF w.maybe_delivered OR w.provider_id IS NOT NULL OR w.submitted_at IS NOT NULL THEN
+	ELSIF w.maybe_delivered OR w.needs_reconcile OR w.provider_id IS NOT NULL OR w.submitted_at IS NOT NULL THEN
 		unsafe := 'an attempt may have reached the provider, which may hold its idempotency key';
 	ELSIF w.created_at < now() - coalesce((acct.options->>'deadline_ms')::bigint, 86400000) * interval '1 millisecond' THEN
 		unsafe := 'its account''s deadline_ms has passed since its creation';
