@@ -178,10 +178,13 @@ def test_two_operators_at_once_exactly_one_wins():
     big = run_as("app", "SELECT withdraw_create('race', %s)", (body("race2", "500"),))[0][0]
     r = race("ap1", "SELECT withdraw_approve(%s, 'ok')", "ap2", "SELECT withdraw_reject(%s, 'no')", (big,))
     assert "error" in r and "is in state queued" in r["error"].pgerror, r
-    assert state(held) == "held" and state(big) == "queued"
+    third = run_as("app", "SELECT withdraw_create('race', %s)", (body("race3", "500"),))[0][0]
+    r = race("app", "SELECT withdraw_cancel(%s)", "ap1", "SELECT withdraw_approve(%s, 'ok')", (third,))
+    assert "error" in r and "is in state cancelled" in r["error"].pgerror, r
+    assert state(held) == "held" and state(big) == "queued" and state(third) == "cancelled"
     hold_events = cluster.value("SELECT count(*) FROM withdraw.event WHERE withdrawal_id = %s AND action = 'hold'", (held,))
     assert hold_events == 1, hold_events
-    return "hold/hold and approve/reject: the second got 55000 naming held / queued"
+    return "hold/hold, approve/reject, cancel/approve: the second got 55000 naming held / queued / cancelled"
 
 
 def test_a_paused_account_sends_nothing_and_keeps_polling():
