@@ -45,6 +45,8 @@ SELECT withdraw_account_create('desk_bad', 'zoomex', 'http://127.0.0.1:9/zoomex'
   '{"api_key": "k", "api_secret": "s"}', '{"allowlist": {"enforce": "yes"}}');
 SELECT withdraw_account_create('desk_bad', 'zoomex', 'http://127.0.0.1:9/zoomex',
   '{"api_key": "k", "api_secret": "s"}', '{"stuck_after_ms": 10}');
+SELECT withdraw_account_create('desk_bad', 'zoomex', 'http://127.0.0.1:9/zoomex',
+  '{"api_key": "k", "api_secret": "s"}', '{"approval": {"USDT": {"above": "100", "expires_ms": 1e30}}}');
 SELECT count(*) AS bad_accounts FROM withdraw.account WHERE name = 'desk_bad';
 
 -- the account of this file: USDT above 100 needs two approvers; daily limit 1000

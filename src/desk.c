@@ -59,10 +59,14 @@ period_option(JsonbContainer *c, const char *key, int64 min, int64 max, int64 de
 										  DirectFunctionCall1(numeric_floor,
 															  NumericGetDatum(v.val.numeric)))))
 		option_error(errmsg("option \"%s\": \"%s\" must be a whole number", where, key));
-	n = DatumGetInt64(DirectFunctionCall1(numeric_int8, NumericGetDatum(v.val.numeric)));
-	if (n < min || n > max)
+	/* compared as numeric first: a conversion error would not hide the statement */
+	if (DatumGetBool(DirectFunctionCall2(numeric_lt, NumericGetDatum(v.val.numeric),
+										 DirectFunctionCall1(int8_numeric, Int64GetDatum(min)))) ||
+		DatumGetBool(DirectFunctionCall2(numeric_gt, NumericGetDatum(v.val.numeric),
+										 DirectFunctionCall1(int8_numeric, Int64GetDatum(max)))))
 		option_error(errmsg("option \"%s\": \"%s\" must be between " INT64_FORMAT " and " INT64_FORMAT,
 							where, key, min, max));
+	n = DatumGetInt64(DirectFunctionCall1(numeric_int8, NumericGetDatum(v.val.numeric)));
 	return n;
 }
 
