@@ -841,14 +841,14 @@ COMMENT ON FUNCTION withdraw._open_withdrawals() IS
 
 CREATE VIEW withdraw.health_states AS
 SELECT a.name AS account, s.state, count(o.state) AS withdrawals,
-	   coalesce(extract(epoch FROM now() - min(o.updated_at)), 0)::double precision AS oldest_age_s
+	   coalesce(extract(epoch FROM now() - min(o.created_at)), 0)::double precision AS oldest_age_s
 FROM withdraw.account a
 CROSS JOIN (VALUES ('queued'), ('awaiting_approval'), ('held'), ('sending'), ('submitted'),
 				   ('processing'), ('unknown'), ('review')) AS s(state)
 LEFT JOIN withdraw._open_withdrawals() o ON o.account_id = a.id AND o.state = s.state
 GROUP BY a.name, s.state;
 COMMENT ON VIEW withdraw.health_states IS
-	'Per account and open state: how many withdrawals, and how long the oldest has been in it (seconds)';
+	'Per account and open state: how many withdrawals, and the age of the oldest (seconds since its creation)';
 
 CREATE VIEW withdraw.health AS
 WITH o AS (
