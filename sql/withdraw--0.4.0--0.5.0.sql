@@ -790,17 +790,35 @@ WHERE (SELECT withdraw._sees_all());
 COMMENT ON VIEW withdraw.approvals IS
 	'Approval requests, pending (state awaiting_approval) or past: quorum, approvers so far, expiry';
 
-CREATE VIEW withdraw.allowlist AS
-SELECT e.id, a.name AS account, a.provider, e.destination, nullif(e.memo, '') AS memo, e.fields, e.label,
+-- A listed destination may be personal data (a bank account number, an
+-- e-mail or phone address, a Cwallet user): masked as in withdraw.withdrawals
+-- for every role that cannot read the tables (admins included).
+CREATE FUNCTION withdraw._mask_listed(destination text, provider text, fields jsonb) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS $$
+	SELECT CASE WHEN provider IN ('fiat_gateway', 'zoomex') OR destination LIKE '%@%' OR fields ? 'cwalletUser'
+				THEN withdraw._mask(destination, true) ELSE destination END
+$$;
+COMMENT ON FUNCTION withdraw._mask_listed(text, text, jsonb) IS
+	'An allowlisted destination, masked when it may be personal data (fiat bank accounts, zoomex e-mail/phone/UID, e-mail addresses, Cwallet users)';
+
+CREATE VIEW withdraw.allowlist WITH (security_barrier) AS
+SELECT e.id, a.name AS account, a.provider,
+	   CASE WHEN (SELECT withdraw._sees_personal_data()) THEN e.destination
+			ELSE withdraw._mask_listed(e.destination, a.provider, e.fields) END AS destination,
+	   nullif(e.memo, '') AS memo, e.fields, e.label,
 	   e.added_by, e.added_at, e.usable_from, e.usable_from <= now() AS usable
 FROM withdraw.allowlist_entry e JOIN withdraw.account a ON a.id = e.account_id;
-COMMENT ON VIEW withdraw.allowlist IS 'Allowed destinations per account, and whether their cooling-off period is over';
+COMMENT ON VIEW withdraw.allowlist IS
+	'Allowed destinations per account, and whether their cooling-off period is over; personal destinations masked';
 
-CREATE VIEW withdraw.allowlist_changes AS
-SELECT c.id, a.name AS account, c.entry_id, c.change, c.destination, nullif(c.memo, '') AS memo, c.fields,
+CREATE VIEW withdraw.allowlist_changes WITH (security_barrier) AS
+SELECT c.id, a.name AS account, c.entry_id, c.change,
+	   CASE WHEN (SELECT withdraw._sees_personal_data()) THEN c.destination
+			ELSE withdraw._mask_listed(c.destination, a.provider, c.fields) END AS destination,
+	   nullif(c.memo, '') AS memo, c.fields,
 	   c.label, c.usable_from, c.changed_by, c.changed_at, c.reason
 FROM withdraw.allowlist_change c JOIN withdraw.account a ON a.id = c.account_id;
-COMMENT ON VIEW withdraw.allowlist_changes IS 'Every change of every allowlist: who, when, why';
+COMMENT ON VIEW withdraw.allowlist_changes IS 'Every change of every allowlist: who, when, why; personal destinations masked';
 
 CREATE VIEW withdraw.account_actions AS
 SELECT x.id, a.name AS account, x.action, x.actor, x.reason, x.at
@@ -914,7 +932,7 @@ REVOKE ALL ON SEQUENCE withdraw.event_feed_seq FROM PUBLIC;
 REVOKE ALL ON FUNCTION withdraw._desk_check_args(text, jsonb), withdraw._desk_lock(bigint, text, text[], text),
 	withdraw._desk_record(bigint, boolean, text, text, jsonb, text),
 	withdraw._await_approval(bigint, numeric, integer, bigint), withdraw._allowlist_refusal(integer, text, jsonb),
-	withdraw._desk_admit(bigint), withdraw._open_withdrawals(),
+	withdraw._desk_admit(bigint), withdraw._open_withdrawals(), withdraw._mask_listed(text, text, jsonb),
 	withdraw_resolve(bigint, text, text, jsonb, boolean), withdraw_retry(bigint, text, jsonb, boolean),
 	withdraw_hold(bigint, text, jsonb), withdraw_release(bigint, text, jsonb),
 	withdraw_account_pause(text, text), withdraw_account_resume(text, text),
@@ -938,6 +956,8 @@ GRANT EXECUTE ON FUNCTION withdraw._calling_role(), withdraw._sees_all(), withdr
 	TO withdraw_operator, withdraw_approver;
 GRANT EXECUTE ON FUNCTION withdraw._credentials_problem(integer, bytea, text) TO withdraw_operator, withdraw_auditor;
 GRANT EXECUTE ON FUNCTION withdraw._open_withdrawals() TO withdraw_operator, withdraw_admin, withdraw_auditor;
+GRANT EXECUTE ON FUNCTION withdraw._mask_listed(text, text, jsonb)
+	TO withdraw_operator, withdraw_approver, withdraw_admin, withdraw_auditor;
 GRANT SELECT ON withdraw.withdrawals, withdraw.attempts, withdraw.events, withdraw.stats, withdraw.workers,
 	withdraw.remote_withdrawals, withdraw.approvals, withdraw.allowlist, withdraw.allowlist_changes,
 	withdraw.account_actions, withdraw.health, withdraw.health_states, withdraw.state_transition
