@@ -30,6 +30,7 @@ OBJS = \
 	src/callback.o \
 	src/spi_util.o \
 	src/session.o \
+	src/desk.o \
 	src/providers/registry.o \
 	src/providers/common.o \
 	src/providers/request.o \
@@ -41,13 +42,15 @@ OBJS = \
 
 DATA = sql/withdraw--0.1.0.sql sql/withdraw--0.1.0--0.2.0.sql sql/withdraw--0.2.0--0.3.0.sql \
 	sql/withdraw--0.3.0--0.4.0.sql sql/withdraw--0.4.0--0.5.0.sql sql/withdraw--0.5.0.sql
+# issue 17: the queries of prometheus-postgres-exporter, installed beside the scripts
+DATA += sql/withdraw_prometheus.yaml
 PGFILEDESC = "withdraw - transactional payouts sent by background workers"
 
 SHLIB_LINK += -lcurl -lcrypto
 PG_CFLAGS += -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare -Werror=implicit-function-declaration
 
 # pg_regress needs the library preloaded: a temporary instance with our config
-REGRESS = setup signing validation idempotency accounts network_guard privileges ownership hardening cancel views p99 chainup ccpayment fiat_gateway callbackd catalog upgrade
+REGRESS = setup signing validation idempotency accounts network_guard privileges ownership hardening cancel views p99 chainup ccpayment fiat_gateway callbackd desk catalog upgrade
 REGRESS_OPTS = --temp-config=$(abs_top_builddir)/tmp_regress.conf --temp-instance=$(abs_top_builddir)/tmp_check
 abs_top_builddir := $(CURDIR)
 

@@ -110,3 +110,21 @@ SELECT has_function_privilege('withdraw_webhook', 'withdraw_receive(text, text, 
        has_function_privilege('withdraw_user', 'withdraw_receive(text, text, bytea, bytea, inet)', 'EXECUTE') AS user_receive,
        (SELECT proconfig FROM pg_proc WHERE proname = 'withdraw_receive') AS receive_config;
 SELECT attname FROM pg_attribute WHERE attrelid = 'withdraw.callbacks'::regclass AND attnum > 10 ORDER BY attnum;
+-- case: 0.5.0 payout desk
+-- the upgraded state machine knows awaiting_approval and held, events carry
+-- who did what, the desk's roles exist; the cancelled withdrawal of 0.1.0
+-- is not retried under its key (cancelled is not a failure) and its events
+-- get feed positions like any other
+SELECT count(*) AS transitions, count(*) FILTER (WHERE 'awaiting_approval' IN (from_state, to_state)) AS approval,
+       count(*) FILTER (WHERE 'held' IN (from_state, to_state)) AS held
+FROM withdraw.state_transition;
+SELECT pg_get_constraintdef(oid) LIKE '%awaiting_approval%held%' AS state_check_knows_new_states
+FROM pg_constraint WHERE conname = 'withdrawal_state_check';
+SELECT string_agg(attname, ', ' ORDER BY attname) AS event_columns FROM pg_attribute
+WHERE attrelid = 'withdraw.event'::regclass AND attname IN ('actor', 'actor_role', 'action', 'reason', 'evidence', 'feed_id');
+SELECT rolname FROM pg_roles WHERE rolname IN ('withdraw_operator', 'withdraw_approver') ORDER BY 1;
+\set VERBOSITY terse
+SELECT withdraw_retry(id, 'upgrade check') FROM withdraw.withdrawals WHERE idempotency_key = 'up1';
+\set VERBOSITY default
+SELECT count(*) > 0 AS old_events_fed, bool_and(withdrawal_id IS NOT NULL OR remote_withdrawal_id IS NOT NULL) AS named
+FROM withdraw_feed(0, 10000);

@@ -34,12 +34,29 @@
      9. who sees what (ownership and masking), and the views
     10. API functions, by concern; test vectors for the signing code
     11. roles and grants
-    12. the 0.5.0 additions (placeholder)
+    12. the payout desk
+    13. the 0.5.0 additions (placeholder)
    Names in the extension's own schema (the API functions: withdraw_create ...)
    are unqualified, as in the upgrade scripts: CREATE EXTENSION puts them in
    the schema it installs into. */
 
 \echo Use "CREATE EXTENSION withdraw" to load this file. \quit
+
+-- The workers serve one database (withdraw.database_name, restart).  In any
+-- other the extension would take withdrawals that are never sent and fail at
+-- their deadline: refuse it there, before anything is created.
+DO $desk$
+BEGIN
+	IF pg_catalog.current_database() OPERATOR(pg_catalog.<>)
+	   pg_catalog.current_setting('withdraw.database_name') THEN
+		RAISE EXCEPTION 'extension withdraw cannot be installed in database "%"', pg_catalog.current_database()
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = pg_catalog.format('The withdraw workers serve database "%s" (withdraw.database_name): withdrawals created here would never be sent.',
+											 pg_catalog.current_setting('withdraw.database_name')),
+				  HINT = 'Install it in that database, or set withdraw.database_name to this one in postgresql.conf and restart the server.';
+	END IF;
+END
+$desk$;
 
 ------------------------------------------------------------------------------
 -- 1. The schema: tables and views live in withdraw; the API functions in the
@@ -66,7 +83,10 @@ CREATE TABLE withdraw.account (
 	base_url text NOT NULL CHECK (base_url ~ '^https?://'),
 	options jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(options) = 'object'),
 	created_at timestamptz NOT NULL DEFAULT now(),
-	updated_at timestamptz NOT NULL DEFAULT now()
+	updated_at timestamptz NOT NULL DEFAULT now(),
+	paused_at timestamptz,
+	paused_by name,
+	pause_reason text
 );
 COMMENT ON TABLE withdraw.account IS 'Provider accounts; secrets are in withdraw.account_secret';
 
@@ -123,6 +143,19 @@ SELECT f, t FROM (VALUES
 	('processing', ARRAY['review', 'succeeded', 'failed', 'rejected', 'cancelled', 'expired']),
 	('review', ARRAY['processing', 'succeeded', 'failed', 'rejected', 'cancelled', 'expired'])
 ) AS s(f, ts), unnest(ts) AS t;
+-- the payout desk's states (section 12): awaiting_approval (above the
+-- account's threshold, not sent until approved) and held (stopped by a
+-- person until released); neither is claimed by the workers
+INSERT INTO withdraw.state_transition (from_state, to_state) VALUES
+	('queued', 'awaiting_approval'),	-- at creation, above the approval threshold
+	('queued', 'held'),
+	('awaiting_approval', 'queued'),	-- approved by the quorum
+	('awaiting_approval', 'rejected'),
+	('awaiting_approval', 'expired'),
+	('awaiting_approval', 'cancelled'),
+	('held', 'queued'),
+	('held', 'cancelled'),
+	('failed', 'queued');				-- withdraw_retry: nothing reached the provider
 
 -- Every backend keeps the state machine in memory until the table changes.
 CREATE FUNCTION withdraw.state_machine_changed() RETURNS trigger
@@ -145,8 +178,8 @@ CREATE TABLE withdraw.withdrawal (
 	amount numeric NOT NULL CHECK (amount > 0),
 	destination text,
 	state text NOT NULL DEFAULT 'queued' CHECK (state IN
-		('queued', 'sending', 'submitted', 'processing', 'succeeded', 'failed',
-		 'rejected', 'cancelled', 'expired', 'review', 'unknown')),
+		('queued', 'sending', 'submitted', 'processing', 'succeeded', 'failed', 'rejected',
+		 'cancelled', 'expired', 'review', 'unknown', 'awaiting_approval', 'held')),
 	provider_status text,
 	provider_id text,
 	attempts integer NOT NULL DEFAULT 0,
@@ -326,7 +359,13 @@ CREATE TABLE withdraw.event (
 	to_state text NOT NULL,
 	provider_status text,
 	detail text,
-	CHECK (num_nonnulls(withdrawal_id, remote_withdrawal_id) = 1)
+	CHECK (num_nonnulls(withdrawal_id, remote_withdrawal_id) = 1),
+	actor name,
+	actor_role name,
+	action text,
+	reason text,
+	evidence jsonb CHECK (evidence IS NULL OR jsonb_typeof(evidence) = 'object'),
+	feed_id bigint
 );
 COMMENT ON TABLE withdraw.event IS 'Every state change of a withdrawal (or a remote record) after its creation';
 CREATE INDEX event_withdrawal ON withdraw.event (withdrawal_id) WHERE withdrawal_id IS NOT NULL;
@@ -488,6 +527,8 @@ CREATE FUNCTION withdraw._sees_all() RETURNS boolean
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
 	SELECT pg_catalog.pg_has_role(withdraw._calling_role(), 'withdraw_auditor', 'USAGE')
 		OR pg_catalog.pg_has_role(withdraw._calling_role(), 'withdraw_admin', 'USAGE')
+		OR pg_catalog.pg_has_role(withdraw._calling_role(), 'withdraw_operator', 'USAGE')
+		OR pg_catalog.pg_has_role(withdraw._calling_role(), 'withdraw_approver', 'USAGE')
 		OR pg_catalog.has_table_privilege(withdraw._calling_role(), 'withdraw.withdrawal', 'SELECT')
 $$;
 COMMENT ON FUNCTION withdraw._sees_all() IS
@@ -503,6 +544,7 @@ COMMENT ON FUNCTION withdraw._sees_personal_data() IS
 CREATE FUNCTION withdraw._cancels_all() RETURNS boolean
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
 	SELECT pg_catalog.pg_has_role(withdraw._calling_role(), 'withdraw_admin', 'USAGE')
+		OR pg_catalog.pg_has_role(withdraw._calling_role(), 'withdraw_operator', 'USAGE')
 		OR pg_catalog.has_table_privilege(withdraw._calling_role(), 'withdraw.withdrawal', 'UPDATE')
 $$;
 COMMENT ON FUNCTION withdraw._cancels_all() IS
@@ -633,7 +675,9 @@ COMMENT ON VIEW withdraw.attempts IS
 -- a withdrawal's creation, and a refused confirmation or notification of
 -- it, are among its events
 CREATE VIEW withdraw.events WITH (security_barrier) AS
-SELECT e.withdrawal_id, e.remote_withdrawal_id, e.at, e.from_state, e.to_state, e.provider_status, e.detail
+SELECT e.withdrawal_id, e.remote_withdrawal_id, e.at, e.from_state, e.to_state, e.provider_status, e.detail,
+	   e.actor, e.actor_role, e.action, e.reason,
+	   CASE WHEN (SELECT withdraw._sees_all()) THEN e.evidence END AS evidence, e.feed_id, e.id AS event_id
 FROM withdraw.event e
 WHERE (SELECT withdraw._sees_all())
    OR EXISTS (SELECT FROM withdraw.withdrawal w
@@ -641,12 +685,14 @@ WHERE (SELECT withdraw._sees_all())
    OR EXISTS (SELECT FROM withdraw.remote_withdrawal r JOIN withdraw.withdrawal w ON w.id = r.withdrawal_id
 			  WHERE r.id = e.remote_withdrawal_id AND w.created_by = (SELECT withdraw._calling_role()))
 UNION ALL
-SELECT w.id, NULL, w.created_at, NULL, 'queued', NULL, 'created by ' || w.created_by
+SELECT w.id, NULL, w.created_at, NULL, 'queued', NULL, 'created by ' || w.created_by,
+	   NULL, NULL, NULL, NULL, NULL, NULL, NULL
 FROM withdraw.withdrawal w
 WHERE w.created_by = (SELECT withdraw._calling_role()) OR (SELECT withdraw._sees_all())
 UNION ALL
 SELECT c.withdrawal_id, NULL, c.received_at, NULL, NULL, NULL,
-	   c.kind || ' callback refused: ' || coalesce(c.detail, '')
+	   c.kind || ' callback refused: ' || coalesce(c.detail, ''),
+	   NULL, NULL, NULL, NULL, NULL, NULL, NULL
 FROM withdraw.callback c
 JOIN withdraw.withdrawal w ON w.id = c.withdrawal_id
 WHERE c.verdict = 'refused'
@@ -675,7 +721,9 @@ SELECT a.name AS account, a.provider,
 		WHERE w2.account_id = a.id) AS http_latency_p50_ms,
 	   (SELECT percentile_cont(0.99) WITHIN GROUP (ORDER BY t.latency_ms)
 		FROM withdraw.attempt t JOIN withdraw.withdrawal w2 ON w2.id = t.withdrawal_id
-		WHERE w2.account_id = a.id) AS http_latency_p99_ms
+		WHERE w2.account_id = a.id) AS http_latency_p99_ms,
+	   count(w.id) FILTER (WHERE w.state = 'awaiting_approval') AS awaiting_approval,
+	   count(w.id) FILTER (WHERE w.state = 'held') AS held
 FROM withdraw.account a
 LEFT JOIN withdraw.withdrawal w ON w.account_id = a.id
 GROUP BY a.id, a.name, a.provider;
@@ -801,22 +849,24 @@ BEGIN
 		RAISE EXCEPTION 'withdrawal % was created by another role', withdraw_cancel.id
 			USING ERRCODE = 'insufficient_privilege',
 				  DETAIL = 'A role cancels only the withdrawals it created; nothing was changed.',
-				  HINT = 'Cancel it as the role that created it, or as a member of withdraw_admin.';
+				  HINT = 'Cancel it as the role that created it, or as a member of withdraw_admin or withdraw_operator.';
 	END IF;
-	-- waits for the worker if it is claiming this row right now
+	-- waits for the worker, or a person, acting on this row right now
 	SELECT w.state INTO current_state FROM withdraw.withdrawal w
 	WHERE w.id = withdraw_cancel.id FOR UPDATE;
-	IF current_state <> 'queued' THEN
+	IF current_state NOT IN ('queued', 'awaiting_approval', 'held') THEN
 		RETURN false;
 	END IF;
 	UPDATE withdraw.withdrawal w
 	SET state = 'cancelled', last_error = 'cancelled by ' || withdraw._calling_role(), updated_at = now()
 	WHERE w.id = withdraw_cancel.id;
+	UPDATE withdraw.event e SET actor = session_user, actor_role = withdraw._calling_role(), action = 'cancel'
+	WHERE e.id = (SELECT max(e2.id) FROM withdraw.event e2 WHERE e2.withdrawal_id = withdraw_cancel.id);
 	RETURN true;
 END
 $$;
 COMMENT ON FUNCTION withdraw_cancel(bigint) IS
-	'Cancels a withdrawal that nothing was sent for yet (one the calling role created, or any for withdraw_admin); false when it is too late';
+	'Cancels a withdrawal that nothing was sent for yet (queued, awaiting approval or held; one the calling role created, or any for withdraw_admin and withdraw_operator); false when it is too late';
 
 CREATE FUNCTION withdraw_refresh(id bigint) RETURNS boolean
 LANGUAGE plpgsql VOLATILE STRICT SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -1043,6 +1093,19 @@ BEGIN
 END
 $roles$;
 COMMENT ON ROLE withdraw_worker IS 'The role as which the withdraw background workers run their SQL';
+DO $roles$
+BEGIN
+	IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'withdraw_operator') THEN
+		CREATE ROLE withdraw_operator NOLOGIN;
+	END IF;
+	IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'withdraw_approver') THEN
+		CREATE ROLE withdraw_approver NOLOGIN;
+	END IF;
+END
+$roles$;
+COMMENT ON ROLE withdraw_operator IS 'People who run payouts: resolve, retry, hold, release, pause and resume';
+COMMENT ON ROLE withdraw_approver IS 'People who approve or reject withdrawals above an account''s approval threshold';
+GRANT USAGE ON SCHEMA withdraw TO withdraw_operator, withdraw_approver;
 
 -- nothing for PUBLIC
 REVOKE ALL ON SCHEMA withdraw FROM PUBLIC;
@@ -1105,6 +1168,820 @@ GRANT EXECUTE ON FUNCTION withdraw._credentials(integer, bytea, text),
 	withdraw._credentials_problem(integer, bytea, text) TO withdraw_worker;
 
 ------------------------------------------------------------------------------
+-- 12. the payout desk: what the people who run payouts do (README, Running
+--     payouts): operator actions, approval (four eyes), destination
+--     allowlists, the change feed, health.  Its states, event columns and
+--     account columns are in sections 2, 3 and 5; its roles in 11.
+------------------------------------------------------------------------------
+
+-- -- who did what, and the feed ---------------------------------------------
+COMMENT ON COLUMN withdraw.event.actor IS 'The person (session_user) whose action this is; NULL for the workers and providers';
+COMMENT ON COLUMN withdraw.event.actor_role IS 'The role the person acted as (SET ROLE included): the one approvals and creators are told apart by';
+COMMENT ON COLUMN withdraw.event.action IS 'The desk action (resolve, retry, hold, release, approve, reject, ...), NULL for the workers and providers';
+COMMENT ON COLUMN withdraw.event.reason IS 'The reason the person gave';
+COMMENT ON COLUMN withdraw.event.evidence IS 'What the person attached (a JSON object), if anything';
+COMMENT ON COLUMN withdraw.event.feed_id IS
+	'Position in the change feed (withdraw_feed): given once the event is committed, in the order events become visible';
+CREATE UNIQUE INDEX event_feed ON withdraw.event (feed_id) WHERE feed_id IS NOT NULL;
+CREATE INDEX event_unfed ON withdraw.event (id) WHERE feed_id IS NULL;
+CREATE SEQUENCE withdraw.event_feed_seq;
+COMMENT ON SEQUENCE withdraw.event_feed_seq IS 'Feed positions of withdraw.event (withdraw_feed)';
+
+-- -- pause -----------------------------------------------------------------
+COMMENT ON COLUMN withdraw.account.paused_at IS
+	'Set by withdraw_account_pause: nothing of this account is sent (polls and callbacks go on)';
+
+CREATE TABLE withdraw.account_action (
+	id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	account_id integer NOT NULL REFERENCES withdraw.account ON DELETE CASCADE,
+	action text NOT NULL CHECK (action IN ('paused', 'resumed')),
+	actor name NOT NULL,
+	reason text NOT NULL,
+	at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE withdraw.account_action IS 'Pauses and resumptions of accounts: who, when, why';
+
+-- -- approval ---------------------------------------------------------------
+CREATE TABLE withdraw.approval_request (
+	withdrawal_id bigint PRIMARY KEY REFERENCES withdraw.withdrawal ON DELETE CASCADE,
+	threshold numeric NOT NULL,
+	quorum smallint NOT NULL CHECK (quorum BETWEEN 1 AND 5),
+	requested_by name NOT NULL,
+	requested_at timestamptz NOT NULL DEFAULT now(),
+	expires_at timestamptz NOT NULL
+);
+COMMENT ON TABLE withdraw.approval_request IS
+	'Withdrawals above their account''s approval threshold: how many approvals they need, until when';
+COMMENT ON COLUMN withdraw.approval_request.requested_by IS 'The role that created the withdrawal (or its copy): never one of its approvers';
+-- the expiry (src/desk.c) walks the withdrawals awaiting approval, not every request ever made
+CREATE INDEX withdrawal_awaiting_approval ON withdraw.withdrawal (id) WHERE state = 'awaiting_approval';
+
+CREATE TABLE withdraw.approval (
+	withdrawal_id bigint NOT NULL REFERENCES withdraw.approval_request ON DELETE CASCADE,
+	approver name NOT NULL,
+	approver_session name NOT NULL,
+	approved_at timestamptz NOT NULL DEFAULT now(),
+	reason text NOT NULL,
+	evidence jsonb,
+	PRIMARY KEY (withdrawal_id, approver)
+);
+COMMENT ON TABLE withdraw.approval IS 'One row per approval given (withdraw_approve): the approving role, and the session_user it acted in';
+
+-- -- allowlist --------------------------------------------------------------
+CREATE TABLE withdraw.allowlist_entry (
+	id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	account_id integer NOT NULL REFERENCES withdraw.account ON DELETE CASCADE,
+	destination text NOT NULL CHECK (destination <> ''),
+	memo text NOT NULL DEFAULT '',
+	fields jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(fields) = 'object'),
+	label text NOT NULL CHECK (btrim(label) <> ''),
+	added_by name NOT NULL,
+	added_at timestamptz NOT NULL DEFAULT now(),
+	usable_from timestamptz NOT NULL,
+	UNIQUE (account_id, destination, memo, fields)
+);
+COMMENT ON TABLE withdraw.allowlist_entry IS
+	'Destinations an account may pay (option allowlist.enforce): the withdrawal''s destination, its memo ('''' = none) and other fields it must carry';
+
+CREATE TABLE withdraw.allowlist_change (
+	id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	account_id integer NOT NULL REFERENCES withdraw.account ON DELETE CASCADE,
+	entry_id bigint NOT NULL,
+	change text NOT NULL CHECK (change IN ('added', 'removed')),
+	destination text NOT NULL,
+	memo text NOT NULL,
+	fields jsonb NOT NULL,
+	label text NOT NULL,
+	usable_from timestamptz,
+	changed_by name NOT NULL,
+	changed_at timestamptz NOT NULL DEFAULT now(),
+	reason text
+);
+COMMENT ON TABLE withdraw.allowlist_change IS 'Every addition to and removal from an allowlist: who, when, why';
+
+-- -- copies made by withdraw_retry --------------------------------------------
+CREATE TABLE withdraw.withdrawal_copy (
+	copy_id bigint PRIMARY KEY REFERENCES withdraw.withdrawal ON DELETE CASCADE,
+	original_id bigint NOT NULL REFERENCES withdraw.withdrawal ON DELETE CASCADE,
+	copied_by name NOT NULL,
+	copied_at timestamptz NOT NULL DEFAULT now(),
+	reason text NOT NULL
+);
+CREATE INDEX withdrawal_copy_original ON withdraw.withdrawal_copy (original_id);
+COMMENT ON TABLE withdraw.withdrawal_copy IS 'A withdrawal retried under a new idempotency key, and the one it copies';
+
+-- -- who sees and cancels what: operators and approvers see every withdrawal ---
+
+-- -- helpers of the desk functions (owner only) ----------------------------------
+
+-- a reason is required (1..1000 characters), evidence is a JSON object of at most 64 kB
+CREATE FUNCTION withdraw._desk_check_args(reason text, evidence jsonb) RETURNS void
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	IF reason IS NULL OR btrim(reason) = '' THEN
+		RAISE EXCEPTION 'a reason is required'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'Every action of the desk is recorded with the reason given; nothing was changed.',
+				  HINT = 'Pass the reason as text, for example reason => ''provider confirmed by e-mail, ticket 123''.';
+	END IF;
+	IF length(reason) > 1000 THEN
+		RAISE EXCEPTION 'the reason is longer than 1000 characters'
+			USING ERRCODE = 'invalid_parameter_value', HINT = 'Put long material in evidence.';
+	END IF;
+	IF evidence IS NOT NULL AND jsonb_typeof(evidence) <> 'object' THEN
+		RAISE EXCEPTION 'evidence must be a JSON object'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'For example {"ticket": "OPS-123", "txid": "0x..."}.';
+	END IF;
+	IF evidence IS NOT NULL AND pg_column_size(evidence) > 65536 THEN
+		RAISE EXCEPTION 'evidence is larger than 64 kB'
+			USING ERRCODE = 'program_limit_exceeded', HINT = 'Attach a reference to the document instead.';
+	END IF;
+END
+$$;
+
+-- Locks the withdrawal (a second person acting at once waits here, then
+-- sees the state the first one left) and checks its state allows action.
+CREATE FUNCTION withdraw._desk_lock(id bigint, action text, allowed text[], hint text)
+	RETURNS withdraw.withdrawal
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	w withdraw.withdrawal;
+BEGIN
+	IF id IS NULL THEN
+		RAISE EXCEPTION 'a withdrawal id is required' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	SELECT * INTO w FROM withdraw.withdrawal x WHERE x.id = _desk_lock.id FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'withdrawal % does not exist', id USING ERRCODE = 'no_data_found';
+	END IF;
+	IF w.state <> ALL (allowed) THEN
+		RAISE EXCEPTION 'withdrawal % is in state %', id, w.state
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = format('%s needs a withdrawal in state %s; nothing was changed.',
+								  action, array_to_string(allowed, ' or ')),
+				  HINT = hint;
+	END IF;
+	RETURN w;
+END
+$$;
+
+-- Names the person, action, reason and evidence on the event the last
+-- state change of this withdrawal recorded, or records one without a
+-- change of state (an approval short of the quorum, a copy).
+CREATE FUNCTION withdraw._desk_record(id bigint, changed boolean, action text, reason text,
+									  evidence jsonb, detail text DEFAULT NULL) RETURNS void
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	IF changed THEN
+		UPDATE withdraw.event e SET actor = session_user, actor_role = withdraw._calling_role(), action = _desk_record.action,
+			reason = _desk_record.reason, evidence = _desk_record.evidence
+		WHERE e.id = (SELECT max(e2.id) FROM withdraw.event e2 WHERE e2.withdrawal_id = _desk_record.id);
+	ELSE
+		INSERT INTO withdraw.event (withdrawal_id, from_state, to_state, detail, actor, actor_role, action, reason, evidence)
+		SELECT w.id, w.state, w.state, detail, session_user, withdraw._calling_role(), action, reason, evidence
+		FROM withdraw.withdrawal w WHERE w.id = _desk_record.id;
+	END IF;
+END
+$$;
+
+-- Where the workers' SQL (src/desk.c) reads the desk: an approval request,
+-- and the allowlist match at creation.
+CREATE FUNCTION withdraw._await_approval(id bigint, threshold numeric, quorum integer, expires_ms bigint)
+	RETURNS void
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	UPDATE withdraw.withdrawal w SET state = 'awaiting_approval', updated_at = now(),
+		last_error = format('above the approval threshold %s: waiting for %s approval%s', threshold, quorum,
+							CASE WHEN quorum > 1 THEN 's' ELSE '' END)
+	WHERE w.id = _await_approval.id AND w.state = 'queued';
+	INSERT INTO withdraw.approval_request (withdrawal_id, threshold, quorum, requested_by, expires_at)
+	VALUES (id, threshold, quorum, withdraw._calling_role(), now() + expires_ms * interval '1 millisecond')
+	ON CONFLICT (withdrawal_id) DO UPDATE
+		SET threshold = EXCLUDED.threshold, quorum = EXCLUDED.quorum, requested_by = EXCLUDED.requested_by,
+			requested_at = EXCLUDED.requested_at, expires_at = EXCLUDED.expires_at;
+	DELETE FROM withdraw.approval a WHERE a.withdrawal_id = _await_approval.id;
+	UPDATE withdraw.event e SET actor = session_user, actor_role = withdraw._calling_role(), action = 'request approval'
+	WHERE e.id = (SELECT max(e2.id) FROM withdraw.event e2 WHERE e2.withdrawal_id = _await_approval.id);
+END
+$$;
+
+-- NULL when the destination may be paid now; else why not
+CREATE FUNCTION withdraw._allowlist_refusal(account_id integer, destination text, request jsonb)
+	RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+	SELECT CASE
+		WHEN _allowlist_refusal.destination IS NULL THEN 'the withdrawal names no destination'
+		WHEN bool_or(e.usable_from <= now()) THEN NULL
+		WHEN count(e.id) > 0 THEN format('it is on the allowlist as "%s" but usable only from %s (cooling-off period)',
+										 min(e.label), min(e.usable_from))
+		ELSE 'it is not on the allowlist' END
+	FROM withdraw.allowlist_entry e
+	WHERE e.account_id = _allowlist_refusal.account_id AND e.destination = _allowlist_refusal.destination
+	  AND e.memo = coalesce(request->>'memo', request->>'address_memo', '')
+	  AND request @> e.fields
+$$;
+
+-- src/desk.c: the checks withdraw_create makes (allowlist, limits), run again
+-- for a same-key retry; true when the account's approval threshold applies
+CREATE FUNCTION withdraw._desk_admit(id bigint) RETURNS boolean
+	AS 'MODULE_PATHNAME', 'withdraw_desk_admit' LANGUAGE C VOLATILE STRICT;
+
+-- -- operator actions ---------------------------------------------------------
+
+CREATE FUNCTION withdraw_resolve(id bigint, outcome text, reason text, evidence jsonb DEFAULT NULL,
+								 force boolean DEFAULT false) RETURNS text
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	w withdraw.withdrawal;
+BEGIN
+	IF outcome IS NULL OR outcome NOT IN ('succeeded', 'failed') THEN
+		RAISE EXCEPTION 'a withdrawal is resolved as succeeded or failed, not %', coalesce(quote_literal(outcome), 'NULL')
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	PERFORM withdraw._desk_check_args(reason, evidence);
+	w := withdraw._desk_lock(id, 'withdraw_resolve', ARRAY['review', 'unknown'],
+							 'Only a withdrawal held for review, or whose outcome is unknown, is resolved by a person.');
+	-- unknown: the workers are still settling it with the provider
+	IF w.state = 'unknown' AND NOT coalesce(force, false) THEN
+		RAISE EXCEPTION 'withdrawal % is in state unknown: its automatic reconciliation is still running', id
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = 'The workers ask the provider for it until account option reconcile_timeout_ms has passed, then put it in review; nothing was changed.',
+				  HINT = 'Wait for state review, or (superuser) pass force => true.';
+	END IF;
+	IF w.state = 'unknown' AND NOT (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = withdraw._calling_role()) THEN
+		RAISE EXCEPTION 'only a superuser may force the resolution of a withdrawal in state unknown'
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = 'Its automatic reconciliation is still running; nothing was changed.';
+	END IF;
+	UPDATE withdraw.withdrawal x
+	SET state = outcome, needs_reconcile = false, polling = false, updated_at = now(),
+		last_error = format('resolved as %s by %s: %s', outcome, withdraw._calling_role(), reason)
+	WHERE x.id = w.id;
+	PERFORM withdraw._desk_record(w.id, true, CASE WHEN w.state = 'unknown' THEN 'force resolve' ELSE 'resolve' END,
+								  reason, evidence);
+	RETURN outcome;
+END
+$$;
+COMMENT ON FUNCTION withdraw_resolve(bigint, text, text, jsonb, boolean) IS
+	'Settles a withdrawal in review (or, superuser with force, in unknown) as succeeded or failed, with a reason';
+
+CREATE FUNCTION withdraw_retry(id bigint, reason text, evidence jsonb DEFAULT NULL,
+							   new_key boolean DEFAULT false) RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	w withdraw.withdrawal;
+	acct withdraw.account;
+	unsafe text;
+	copy_request jsonb;
+	copy_id bigint;
+	needs_approval boolean;
+BEGIN
+	PERFORM withdraw._desk_check_args(reason, evidence);
+	w := withdraw._desk_lock(id, 'withdraw_retry', ARRAY['failed', 'rejected', 'expired'],
+							 'Only a withdrawal that ended without paying is retried.');
+	SELECT * INTO acct FROM withdraw.account a WHERE a.id = w.account_id;
+	IF w.state <> 'failed' THEN
+		unsafe := format('it was %s', w.state);
+	ELSIF w.maybe_delivered OR w.needs_reconcile OR w.provider_id IS NOT NULL OR w.submitted_at IS NOT NULL THEN
+		unsafe := 'an attempt may have reached the provider, which may hold its idempotency key';
+	ELSIF w.created_at < now() - coalesce((acct.options->>'deadline_ms')::bigint, 86400000) * interval '1 millisecond' THEN
+		unsafe := 'its account''s deadline_ms has passed since its creation';
+	ELSIF date_trunc('day', w.created_at AT TIME ZONE 'UTC') <> date_trunc('day', now() AT TIME ZONE 'UTC') THEN
+		unsafe := 'it was created on another UTC day, which its daily limit counted';
+	END IF;
+	IF NOT coalesce(new_key, false) THEN
+		IF unsafe IS NOT NULL THEN
+			RAISE EXCEPTION 'withdrawal % cannot be retried under its idempotency key', id
+				USING ERRCODE = 'object_not_in_prerequisite_state',
+					  DETAIL = format('Resending key %s is not safe: %s; nothing was changed.', w.idempotency_key, unsafe),
+					  HINT = 'Check it at the provider first; then withdraw_retry(id, reason, new_key => true) creates a copy under a new key, linked to this one.';
+		END IF;
+		needs_approval := withdraw._desk_admit(w.id);
+		UPDATE withdraw.withdrawal x
+		SET state = 'queued', attempts = 0, strikes = 0, finished_at = NULL, next_poll_at = NULL,
+			next_attempt_at = now(), updated_at = now(),
+			last_error = format('retried by %s: %s', withdraw._calling_role(), reason)
+		WHERE x.id = w.id;
+		PERFORM withdraw._desk_record(w.id, true, 'retry', reason, evidence);
+		IF needs_approval THEN
+			PERFORM withdraw._await_approval(w.id, (acct.options->'approval'->w.asset->>'above')::numeric,
+											 coalesce((acct.options->'approval'->w.asset->>'quorum')::integer, 1),
+											 coalesce((acct.options->'approval'->w.asset->>'expires_ms')::bigint, 86400000));
+		END IF;
+		PERFORM withdraw._wake();
+		RETURN w.id;
+	END IF;
+	-- a copy under a new key: withdraw_create makes every check of a new withdrawal
+	IF w.state = 'failed' AND w.needs_reconcile THEN
+		RAISE EXCEPTION 'withdrawal % is still being reconciled', id USING ERRCODE = 'object_not_in_prerequisite_state';
+	END IF;
+	SELECT coalesce(jsonb_object_agg(k, v), '{}') INTO copy_request
+	FROM jsonb_each(w.request) AS j(k, v) WHERE v <> to_jsonb(w.idempotency_key);
+	copy_id := @extschema@.withdraw_create(acct.name, copy_request);
+	IF copy_id = w.id THEN
+		RAISE EXCEPTION 'the copy of withdrawal % got its own key', id USING ERRCODE = 'internal_error';
+	END IF;
+	-- the application that created the original follows its copy
+	UPDATE withdraw.withdrawal x SET created_by = w.created_by WHERE x.id = copy_id;
+	INSERT INTO withdraw.withdrawal_copy (copy_id, original_id, copied_by, reason)
+	VALUES (copy_id, w.id, session_user, reason);
+	PERFORM withdraw._desk_record(w.id, false, 'retry as copy', reason, evidence,
+								  format('copied to withdrawal %s under a new key', copy_id));
+	PERFORM withdraw._desk_record(copy_id, false, 'copy', reason, evidence,
+								  format('copy of withdrawal %s (%s)', w.id, coalesce(unsafe, 'asked for')));
+	RETURN copy_id;
+END
+$$;
+COMMENT ON FUNCTION withdraw_retry(bigint, text, jsonb, boolean) IS
+	'Queues a failed withdrawal again under its key when nothing reached the provider; with new_key, a linked copy under a new key; returns the id queued';
+
+CREATE FUNCTION withdraw_hold(id bigint, reason text, evidence jsonb DEFAULT NULL) RETURNS text
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	w withdraw.withdrawal;
+BEGIN
+	PERFORM withdraw._desk_check_args(reason, evidence);
+	w := withdraw._desk_lock(id, 'withdraw_hold', ARRAY['queued'],
+							 'Only a withdrawal not yet sent is held; one at the provider is settled there.');
+	UPDATE withdraw.withdrawal x SET state = 'held', updated_at = now(),
+		last_error = format('held by %s: %s', withdraw._calling_role(), reason)
+	WHERE x.id = w.id;
+	PERFORM withdraw._desk_record(w.id, true, 'hold', reason, evidence);
+	RETURN 'held';
+END
+$$;
+COMMENT ON FUNCTION withdraw_hold(bigint, text, jsonb) IS 'Stops a queued withdrawal from being sent until released';
+
+CREATE FUNCTION withdraw_release(id bigint, reason text, evidence jsonb DEFAULT NULL) RETURNS text
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	w withdraw.withdrawal;
+BEGIN
+	PERFORM withdraw._desk_check_args(reason, evidence);
+	w := withdraw._desk_lock(id, 'withdraw_release', ARRAY['held'], 'Only a held withdrawal is released.');
+	UPDATE withdraw.withdrawal x SET state = 'queued', next_attempt_at = now(), updated_at = now(),
+		last_error = format('released by %s: %s', withdraw._calling_role(), reason)
+	WHERE x.id = w.id;
+	PERFORM withdraw._desk_record(w.id, true, 'release', reason, evidence);
+	PERFORM withdraw._wake();
+	RETURN 'queued';
+END
+$$;
+COMMENT ON FUNCTION withdraw_release(bigint, text, jsonb) IS 'Queues a held withdrawal again';
+
+CREATE FUNCTION withdraw_account_pause(account text, reason text) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	a withdraw.account;
+BEGIN
+	PERFORM withdraw._desk_check_args(reason, NULL);
+	SELECT * INTO a FROM withdraw.account x WHERE x.name = account FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'account "%" does not exist', account USING ERRCODE = 'undefined_object';
+	END IF;
+	IF a.paused_at IS NOT NULL THEN
+		RAISE EXCEPTION 'account "%" is already paused', account
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = format('%s paused it: %s', a.paused_by, a.pause_reason),
+				  HINT = 'Resume it with withdraw_account_resume.';
+	END IF;
+	UPDATE withdraw.account x SET paused_at = now(), paused_by = session_user, pause_reason = reason
+	WHERE x.id = a.id;
+	INSERT INTO withdraw.account_action (account_id, action, actor, reason) VALUES (a.id, 'paused', session_user, reason);
+END
+$$;
+COMMENT ON FUNCTION withdraw_account_pause(text, text) IS
+	'Stops sending for an account (queued withdrawals wait; polls and callbacks go on)';
+
+CREATE FUNCTION withdraw_account_resume(account text, reason text) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	a withdraw.account;
+BEGIN
+	PERFORM withdraw._desk_check_args(reason, NULL);
+	SELECT * INTO a FROM withdraw.account x WHERE x.name = account FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'account "%" does not exist', account USING ERRCODE = 'undefined_object';
+	END IF;
+	IF a.paused_at IS NULL THEN
+		RAISE EXCEPTION 'account "%" is not paused', account USING ERRCODE = 'object_not_in_prerequisite_state';
+	END IF;
+	UPDATE withdraw.account x SET paused_at = NULL, paused_by = NULL, pause_reason = NULL WHERE x.id = a.id;
+	INSERT INTO withdraw.account_action (account_id, action, actor, reason) VALUES (a.id, 'resumed', session_user, reason);
+	PERFORM withdraw._wake();
+END
+$$;
+COMMENT ON FUNCTION withdraw_account_resume(text, text) IS 'Sends for a paused account again';
+
+
+-- -- approval ---------------------------------------------------------------
+
+CREATE FUNCTION withdraw_approve(id bigint, reason text, evidence jsonb DEFAULT NULL) RETURNS text
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	w withdraw.withdrawal;
+	r withdraw.approval_request;
+	given integer;
+BEGIN
+	PERFORM withdraw._desk_check_args(reason, evidence);
+	w := withdraw._desk_lock(id, 'withdraw_approve', ARRAY['awaiting_approval'],
+							 'Only a withdrawal awaiting approval is approved.');
+	SELECT * INTO r FROM withdraw.approval_request x WHERE x.withdrawal_id = w.id;
+	IF withdraw._calling_role() IN (w.created_by, r.requested_by) THEN
+		RAISE EXCEPTION 'withdrawal % cannot be approved by the role that created it', id
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = format('It was created by %s; nothing was changed.', r.requested_by),
+				  HINT = 'Another member of withdraw_approver must approve it.';
+	END IF;
+	IF r.expires_at <= now() THEN
+		RAISE EXCEPTION 'the approval request of withdrawal % has expired', id
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = 'It ends as expired; nothing was changed.',
+				  HINT = 'Create the withdrawal again if it is still wanted.';
+	END IF;
+	IF EXISTS (SELECT FROM withdraw.approval a WHERE a.withdrawal_id = w.id AND a.approver = withdraw._calling_role()) THEN
+		RAISE EXCEPTION 'withdrawal % is already approved by %', id, withdraw._calling_role()
+			USING ERRCODE = 'unique_violation',
+				  DETAIL = format('It needs %s distinct approvers; nothing was changed.', r.quorum),
+				  HINT = 'Another member of withdraw_approver must give the next approval.';
+	END IF;
+	INSERT INTO withdraw.approval (withdrawal_id, approver, approver_session, reason, evidence)
+	VALUES (w.id, withdraw._calling_role(), session_user, reason, evidence);
+	SELECT count(*) INTO given FROM withdraw.approval a WHERE a.withdrawal_id = w.id;
+	IF given < r.quorum THEN
+		PERFORM withdraw._desk_record(w.id, false, 'approve', reason, evidence,
+									  format('approval %s of %s by %s', given, r.quorum, withdraw._calling_role()));
+		RETURN 'awaiting_approval';
+	END IF;
+	UPDATE withdraw.withdrawal x SET state = 'queued', next_attempt_at = now(), updated_at = now(),
+		last_error = format('approved by %s', (SELECT string_agg(a.approver, ', ' ORDER BY a.approved_at)
+											   FROM withdraw.approval a WHERE a.withdrawal_id = w.id))
+	WHERE x.id = w.id;
+	PERFORM withdraw._desk_record(w.id, true, 'approve', reason, evidence);
+	PERFORM withdraw._wake();
+	RETURN 'queued';
+END
+$$;
+COMMENT ON FUNCTION withdraw_approve(bigint, text, jsonb) IS
+	'Approves a withdrawal awaiting approval (never by its creator, once per person); queued once the quorum is reached';
+
+CREATE FUNCTION withdraw_reject(id bigint, reason text, evidence jsonb DEFAULT NULL) RETURNS text
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	w withdraw.withdrawal;
+BEGIN
+	PERFORM withdraw._desk_check_args(reason, evidence);
+	w := withdraw._desk_lock(id, 'withdraw_reject', ARRAY['awaiting_approval'],
+							 'Only a withdrawal awaiting approval is rejected; cancel a queued one.');
+	UPDATE withdraw.withdrawal x SET state = 'rejected', updated_at = now(),
+		last_error = format('rejected by %s: %s', withdraw._calling_role(), reason)
+	WHERE x.id = w.id;
+	PERFORM withdraw._desk_record(w.id, true, 'reject', reason, evidence);
+	RETURN 'rejected';
+END
+$$;
+COMMENT ON FUNCTION withdraw_reject(bigint, text, jsonb) IS 'Rejects a withdrawal awaiting approval: it is never sent';
+
+-- -- allowlist --------------------------------------------------------------
+
+CREATE FUNCTION withdraw_allowlist_add(account text, destination text, label text, memo text DEFAULT NULL,
+									   fields jsonb DEFAULT '{}', reason text DEFAULT NULL) RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	a withdraw.account;
+	e withdraw.allowlist_entry;
+	cooling bigint;
+BEGIN
+	SELECT * INTO a FROM withdraw.account x WHERE x.name = account;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'account "%" does not exist', coalesce(account, 'NULL') USING ERRCODE = 'undefined_object';
+	END IF;
+	IF destination IS NULL OR btrim(destination) = '' THEN
+		RAISE EXCEPTION 'a destination is required' USING ERRCODE = 'invalid_parameter_value',
+			HINT = 'It is compared with the withdrawal''s destination: the address, UID, e-mail, bank account number or Cwallet user its request names.';
+	END IF;
+	IF label IS NULL OR btrim(label) = '' THEN
+		RAISE EXCEPTION 'a label is required' USING ERRCODE = 'invalid_parameter_value',
+			HINT = 'Name the destination for the people who read the list, for example ''cold wallet 2''.';
+	END IF;
+	IF fields IS NULL OR jsonb_typeof(fields) <> 'object' THEN
+		RAISE EXCEPTION 'fields must be a JSON object' USING ERRCODE = 'invalid_parameter_value',
+			HINT = 'Request fields the withdrawal must carry too, for example {"bank_id": 1001}.';
+	END IF;
+	cooling := coalesce((a.options->'allowlist'->>'cooling_off_ms')::bigint, 86400000);
+	INSERT INTO withdraw.allowlist_entry (account_id, destination, memo, fields, label, added_by, usable_from)
+	VALUES (a.id, destination, coalesce(memo, ''), fields, label, session_user,
+			now() + cooling * interval '1 millisecond')
+	ON CONFLICT DO NOTHING
+	RETURNING * INTO e;
+	IF e.id IS NULL THEN
+		RAISE EXCEPTION 'this destination is already on the allowlist of account "%"', account
+			USING ERRCODE = 'unique_violation',
+				  HINT = 'Remove it first to change its label; it then cools off again.';
+	END IF;
+	INSERT INTO withdraw.allowlist_change (account_id, entry_id, change, destination, memo, fields, label,
+										   usable_from, changed_by, reason)
+	VALUES (a.id, e.id, 'added', e.destination, e.memo, e.fields, e.label, e.usable_from, session_user, reason);
+	RETURN e.id;
+END
+$$;
+COMMENT ON FUNCTION withdraw_allowlist_add(text, text, text, text, jsonb, text) IS
+	'Adds a destination to an account''s allowlist; usable after the account''s cooling-off period; returns the entry id';
+
+CREATE FUNCTION withdraw_allowlist_remove(account text, entry_id bigint, reason text) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	e withdraw.allowlist_entry;
+BEGIN
+	PERFORM withdraw._desk_check_args(reason, NULL);
+	DELETE FROM withdraw.allowlist_entry x
+	USING withdraw.account a
+	WHERE a.id = x.account_id AND a.name = account AND x.id = entry_id
+	RETURNING x.* INTO e;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'account "%" has no allowlist entry %', coalesce(account, 'NULL'), coalesce(entry_id::text, 'NULL')
+			USING ERRCODE = 'no_data_found', HINT = 'The entries are listed in withdraw.allowlist.';
+	END IF;
+	INSERT INTO withdraw.allowlist_change (account_id, entry_id, change, destination, memo, fields, label,
+										   usable_from, changed_by, reason)
+	VALUES (e.account_id, e.id, 'removed', e.destination, e.memo, e.fields, e.label, e.usable_from, session_user, reason);
+END
+$$;
+COMMENT ON FUNCTION withdraw_allowlist_remove(text, bigint, text) IS 'Removes a destination from an account''s allowlist';
+
+-- -- the change feed ------------------------------------------------------------
+-- withdraw.event.id is given when an event is inserted, and transactions
+-- commit in another order: a reader going by id could pass an id whose
+-- transaction commits later, and miss it.  So each committed event gets a
+-- feed position when a reader first asks (under one lock, held until the
+-- reader's transaction ends): positions are strictly increasing in the
+-- order events become visible, and a reader that stores its cursor in the
+-- same transaction never misses or repeats one.
+CREATE TYPE withdraw.feed_event AS (feed_id bigint, event_id bigint, withdrawal_id bigint,
+	remote_withdrawal_id bigint, at timestamptz, from_state text, to_state text, provider_status text,
+	detail text, actor name, actor_role name, action text, reason text);
+COMMENT ON TYPE withdraw.feed_event IS 'One event of the change feed (withdraw_feed)';
+GRANT USAGE ON TYPE withdraw.feed_event TO PUBLIC;
+
+CREATE FUNCTION withdraw_feed(after bigint DEFAULT 0, max_events integer DEFAULT 100)
+	RETURNS SETOF withdraw.feed_event
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	IF after IS NULL OR after < 0 THEN
+		RAISE EXCEPTION 'after must be 0 or a feed_id already read' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF max_events IS NULL OR max_events NOT BETWEEN 1 AND 10000 THEN
+		RAISE EXCEPTION 'max_events must be between 1 and 10000' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF current_setting('transaction_isolation') <> 'read committed' THEN
+		RAISE EXCEPTION 'withdraw_feed runs at READ COMMITTED only'
+			USING ERRCODE = 'feature_not_supported',
+				  DETAIL = 'An older snapshot could miss positions another reader gave meanwhile.',
+				  HINT = 'Read the feed in a READ COMMITTED transaction.';
+	END IF;
+	-- one positioner at a time, until this transaction ends
+	PERFORM pg_advisory_xact_lock(hashtext('withdraw.event_feed'));
+	UPDATE withdraw.event e SET feed_id = s.f
+	FROM (SELECT u.id, nextval('withdraw.event_feed_seq') AS f
+		  FROM (SELECT x.id FROM withdraw.event x WHERE x.feed_id IS NULL ORDER BY x.id LIMIT 10000) u
+		  ORDER BY u.id) s
+	WHERE e.id = s.id;
+	RETURN QUERY
+	SELECT e.feed_id, e.id, e.withdrawal_id, e.remote_withdrawal_id, e.at, e.from_state, e.to_state,
+		   e.provider_status, e.detail, e.actor, e.actor_role, e.action, e.reason
+	FROM withdraw.event e
+	WHERE e.feed_id > after
+	  AND ((SELECT withdraw._sees_all())
+		   OR EXISTS (SELECT FROM withdraw.withdrawal w
+					  WHERE w.id = e.withdrawal_id AND w.created_by = (SELECT withdraw._calling_role()))
+		   OR EXISTS (SELECT FROM withdraw.remote_withdrawal r JOIN withdraw.withdrawal w ON w.id = r.withdrawal_id
+					  WHERE r.id = e.remote_withdrawal_id AND w.created_by = (SELECT withdraw._calling_role())))
+	ORDER BY e.feed_id
+	LIMIT max_events;
+END
+$$;
+COMMENT ON FUNCTION withdraw_feed(bigint, integer) IS
+	'The events after feed position after, in order, a page at a time (the calling role''s as in withdraw.events); store the last feed_id in the same transaction';
+
+-- -- views ----------------------------------------------------------------------
+
+
+
+CREATE VIEW withdraw.approvals WITH (security_barrier) AS
+SELECT w.id AS withdrawal_id, a.name AS account, w.asset, w.amount,
+	   CASE WHEN (SELECT withdraw._sees_personal_data()) THEN w.destination
+			ELSE withdraw._mask_destination(w.destination, w.request) END AS destination,
+	   w.state, w.created_by, r.requested_by, r.requested_at, r.threshold, r.quorum,
+	   (SELECT count(*) FROM withdraw.approval p WHERE p.withdrawal_id = w.id) AS approvals,
+	   ARRAY(SELECT p.approver FROM withdraw.approval p WHERE p.withdrawal_id = w.id ORDER BY p.approved_at) AS approvers,
+	   r.expires_at
+FROM withdraw.approval_request r
+JOIN withdraw.withdrawal w ON w.id = r.withdrawal_id
+JOIN withdraw.account a ON a.id = w.account_id
+WHERE (SELECT withdraw._sees_all());
+COMMENT ON VIEW withdraw.approvals IS
+	'Approval requests, pending (state awaiting_approval) or past: quorum, approvers so far, expiry';
+
+-- A listed destination may be personal data (a bank account number, an
+-- e-mail or phone address, a Cwallet user): masked as in withdraw.withdrawals
+-- for every role that cannot read the tables (admins included).
+CREATE FUNCTION withdraw._mask_listed(destination text, provider text, fields jsonb) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS $$
+	SELECT CASE WHEN provider IN ('fiat_gateway', 'zoomex') OR destination LIKE '%@%' OR fields ? 'cwalletUser'
+				THEN withdraw._mask(destination, true) ELSE destination END
+$$;
+COMMENT ON FUNCTION withdraw._mask_listed(text, text, jsonb) IS
+	'An allowlisted destination, masked when it may be personal data (fiat bank accounts, zoomex e-mail/phone/UID, e-mail addresses, Cwallet users)';
+
+CREATE VIEW withdraw.allowlist WITH (security_barrier) AS
+SELECT e.id, a.name AS account, a.provider,
+	   CASE WHEN (SELECT withdraw._sees_personal_data()) THEN e.destination
+			ELSE withdraw._mask_listed(e.destination, a.provider, e.fields) END AS destination,
+	   nullif(e.memo, '') AS memo, e.fields, e.label,
+	   e.added_by, e.added_at, e.usable_from, e.usable_from <= now() AS usable
+FROM withdraw.allowlist_entry e JOIN withdraw.account a ON a.id = e.account_id;
+COMMENT ON VIEW withdraw.allowlist IS
+	'Allowed destinations per account, and whether their cooling-off period is over; personal destinations masked';
+
+CREATE VIEW withdraw.allowlist_changes WITH (security_barrier) AS
+SELECT c.id, a.name AS account, c.entry_id, c.change,
+	   CASE WHEN (SELECT withdraw._sees_personal_data()) THEN c.destination
+			ELSE withdraw._mask_listed(c.destination, a.provider, c.fields) END AS destination,
+	   nullif(c.memo, '') AS memo, c.fields,
+	   c.label, c.usable_from, c.changed_by, c.changed_at, c.reason
+FROM withdraw.allowlist_change c JOIN withdraw.account a ON a.id = c.account_id;
+COMMENT ON VIEW withdraw.allowlist_changes IS 'Every change of every allowlist: who, when, why; personal destinations masked';
+
+CREATE VIEW withdraw.account_actions AS
+SELECT x.id, a.name AS account, x.action, x.actor, x.reason, x.at
+FROM withdraw.account_action x JOIN withdraw.account a ON a.id = x.account_id;
+COMMENT ON VIEW withdraw.account_actions IS 'Pauses and resumptions of accounts';
+
+-- health: counts for everyone who monitors (no personal data, no rows).
+-- Read on every scrape, so neither view reads the whole table: the open
+-- withdrawals come through the partial indexes of their states (the
+-- claims' indexes, and two small ones below), the last success and
+-- failure through an index of finished withdrawals (one entry per
+-- withdrawal, made by the UPDATE that ends it).
+CREATE INDEX withdrawal_held ON withdraw.withdrawal (id) WHERE state = 'held';
+CREATE INDEX withdrawal_finished ON withdraw.withdrawal (account_id, state, finished_at)
+	WHERE finished_at IS NOT NULL;
+
+CREATE FUNCTION withdraw._open_withdrawals(OUT account_id integer, OUT state text,
+										   OUT created_at timestamptz, OUT updated_at timestamptz)
+	RETURNS SETOF record
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+	SELECT w.account_id, w.state, w.created_at, w.updated_at FROM withdraw.withdrawal w
+	WHERE w.state IN ('queued', 'unknown')
+	UNION ALL
+	SELECT w.account_id, w.state, w.created_at, w.updated_at FROM withdraw.withdrawal w
+	WHERE w.state IN ('submitted', 'processing', 'review')
+	UNION ALL
+	SELECT w.account_id, w.state, w.created_at, w.updated_at FROM withdraw.withdrawal w
+	WHERE w.state = 'sending'
+	UNION ALL
+	SELECT w.account_id, w.state, w.created_at, w.updated_at FROM withdraw.withdrawal w
+	WHERE w.state = 'awaiting_approval'
+	UNION ALL
+	SELECT w.account_id, w.state, w.created_at, w.updated_at FROM withdraw.withdrawal w
+	WHERE w.state = 'held'
+$$;
+COMMENT ON FUNCTION withdraw._open_withdrawals() IS
+	'Account, state and times of the withdrawals in a state that is not final, each state read through its partial index (for the health views; no personal data)';
+
+CREATE VIEW withdraw.health_states AS
+SELECT a.name AS account, s.state, count(o.state) AS withdrawals,
+	   coalesce(extract(epoch FROM now() - min(o.created_at)), 0)::double precision AS oldest_age_s
+FROM withdraw.account a
+CROSS JOIN (VALUES ('queued'), ('awaiting_approval'), ('held'), ('sending'), ('submitted'),
+				   ('processing'), ('unknown'), ('review')) AS s(state)
+LEFT JOIN withdraw._open_withdrawals() o ON o.account_id = a.id AND o.state = s.state
+GROUP BY a.name, s.state;
+COMMENT ON VIEW withdraw.health_states IS
+	'Per account and open state: how many withdrawals, and the age of the oldest (seconds since its creation)';
+
+CREATE VIEW withdraw.health AS
+WITH o AS (
+	SELECT o.account_id,
+		   count(*) AS open,
+		   count(*) FILTER (WHERE o.state = 'review') AS review,
+		   count(*) FILTER (WHERE o.state = 'unknown') AS unknown,
+		   count(*) FILTER (WHERE o.state = 'awaiting_approval') AS awaiting_approval,
+		   count(*) FILTER (WHERE o.state = 'held') AS held,
+		   min(o.created_at) AS oldest_open_at
+	FROM withdraw._open_withdrawals() o GROUP BY o.account_id
+), stuck AS (
+	SELECT o.account_id, count(*) AS stuck
+	FROM withdraw._open_withdrawals() o JOIN withdraw.account a ON a.id = o.account_id
+	WHERE o.state NOT IN ('awaiting_approval', 'held')
+	  AND o.created_at < now() - coalesce((a.options->>'stuck_after_ms')::bigint, 3600000) * interval '1 millisecond'
+	GROUP BY o.account_id
+), workers AS (
+	SELECT count(*) FILTER (WHERE k.state = 'running' AND k.database = current_database()
+							  AND k.heartbeat_at > now() - interval '1 minute') AS alive,
+		   string_agg(DISTINCT k.last_error, '; ') FILTER (WHERE k.last_error_at > now() - interval '5 minutes') AS recent_error
+	FROM withdraw._worker_info() k
+)
+SELECT a.name AS account, a.provider,
+	   coalesce(o.open, 0) AS open,
+	   coalesce(o.review, 0) AS review,
+	   coalesce(o.unknown, 0) AS unknown,
+	   coalesce(o.awaiting_approval, 0) AS awaiting_approval,
+	   coalesce(o.held, 0) AS held,
+	   coalesce(st.stuck, 0) AS stuck,
+	   coalesce((a.options->>'stuck_after_ms')::bigint, 3600000) AS stuck_after_ms,
+	   coalesce(extract(epoch FROM now() - o.oldest_open_at), 0)::double precision AS oldest_open_age_s,
+	   (SELECT max(f.finished_at) FROM withdraw.withdrawal f
+		WHERE f.account_id = a.id AND f.state = 'succeeded' AND f.finished_at IS NOT NULL) AS last_success_at,
+	   greatest((SELECT max(f.finished_at) FROM withdraw.withdrawal f
+				 WHERE f.account_id = a.id AND f.state = 'failed' AND f.finished_at IS NOT NULL),
+				(SELECT max(f.finished_at) FROM withdraw.withdrawal f
+				 WHERE f.account_id = a.id AND f.state = 'rejected' AND f.finished_at IS NOT NULL),
+				(SELECT max(f.finished_at) FROM withdraw.withdrawal f
+				 WHERE f.account_id = a.id AND f.state = 'expired' AND f.finished_at IS NOT NULL)) AS last_failure_at,
+	   a.paused_at IS NOT NULL AS paused, a.paused_by, a.pause_reason,
+	   CASE WHEN k.alive = 0
+			THEN 'no worker serving this database is running (withdraw.database_name, withdraw.workers)'
+				 || coalesce(': ' || k.recent_error, '')
+			WHEN a.paused_at IS NOT NULL THEN format('paused by %s: %s', a.paused_by, a.pause_reason)
+			WHEN s.account_id IS NULL THEN 'the account has no credentials'
+			WHEN s.credentials IS NULL THEN withdraw._credentials_problem(s.account_id, s.sealed, s.key_id)
+		END AS not_sending,
+	   k.recent_error AS workers_last_error
+FROM withdraw.account a
+LEFT JOIN o ON o.account_id = a.id
+LEFT JOIN stuck st ON st.account_id = a.id
+LEFT JOIN withdraw.account_secret s ON s.account_id = a.id
+CROSS JOIN workers k;
+COMMENT ON VIEW withdraw.health IS
+	'Per account: open, review, unknown, awaiting approval, held and stuck withdrawals, oldest open age, last success and failure, and why nothing is sent (NULL when sending)';
+
+-- -- privileges ---------------------------------------------------------------------
+REVOKE ALL ON withdraw.account_action, withdraw.approval_request, withdraw.approval, withdraw.allowlist_entry,
+	withdraw.allowlist_change, withdraw.withdrawal_copy, withdraw.approvals, withdraw.allowlist,
+	withdraw.allowlist_changes, withdraw.account_actions, withdraw.health, withdraw.health_states FROM PUBLIC;
+REVOKE ALL ON SEQUENCE withdraw.event_feed_seq FROM PUBLIC;
+REVOKE ALL ON FUNCTION withdraw._desk_check_args(text, jsonb), withdraw._desk_lock(bigint, text, text[], text),
+	withdraw._desk_record(bigint, boolean, text, text, jsonb, text),
+	withdraw._await_approval(bigint, numeric, integer, bigint), withdraw._allowlist_refusal(integer, text, jsonb),
+	withdraw._desk_admit(bigint), withdraw._open_withdrawals(), withdraw._mask_listed(text, text, jsonb),
+	withdraw_resolve(bigint, text, text, jsonb, boolean), withdraw_retry(bigint, text, jsonb, boolean),
+	withdraw_hold(bigint, text, jsonb), withdraw_release(bigint, text, jsonb),
+	withdraw_account_pause(text, text), withdraw_account_resume(text, text),
+	withdraw_approve(bigint, text, jsonb), withdraw_reject(bigint, text, jsonb),
+	withdraw_allowlist_add(text, text, text, text, jsonb, text), withdraw_allowlist_remove(text, bigint, text),
+	withdraw_feed(bigint, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION withdraw_resolve(bigint, text, text, jsonb, boolean), withdraw_retry(bigint, text, jsonb, boolean),
+	withdraw_hold(bigint, text, jsonb), withdraw_release(bigint, text, jsonb),
+	withdraw_account_pause(text, text), withdraw_account_resume(text, text),
+	withdraw_cancel(bigint), withdraw_refresh(bigint), withdraw_status(bigint), withdraw_status(text, text)
+	TO withdraw_operator;
+GRANT EXECUTE ON FUNCTION withdraw_approve(bigint, text, jsonb), withdraw_reject(bigint, text, jsonb),
+	withdraw_status(bigint), withdraw_status(text, text) TO withdraw_approver;
+GRANT EXECUTE ON FUNCTION withdraw_allowlist_add(text, text, text, text, jsonb, text),
+	withdraw_allowlist_remove(text, bigint, text) TO withdraw_admin;
+GRANT EXECUTE ON FUNCTION withdraw_feed(bigint, integer)
+	TO withdraw_user, withdraw_admin, withdraw_auditor, withdraw_operator, withdraw_approver;
+GRANT EXECUTE ON FUNCTION withdraw._calling_role(), withdraw._sees_all(), withdraw._sees_personal_data(),
+	withdraw._mask(text, boolean), withdraw._mask_personal(jsonb), withdraw._mask_body(text),
+	withdraw._mask_destination(text, jsonb), withdraw._worker_info()
+	TO withdraw_operator, withdraw_approver;
+GRANT EXECUTE ON FUNCTION withdraw._credentials_problem(integer, bytea, text) TO withdraw_operator, withdraw_auditor;
+GRANT EXECUTE ON FUNCTION withdraw._open_withdrawals() TO withdraw_operator, withdraw_admin, withdraw_auditor;
+GRANT EXECUTE ON FUNCTION withdraw._mask_listed(text, text, jsonb)
+	TO withdraw_operator, withdraw_approver, withdraw_admin, withdraw_auditor;
+GRANT SELECT ON withdraw.withdrawals, withdraw.attempts, withdraw.events, withdraw.stats, withdraw.workers,
+	withdraw.remote_withdrawals, withdraw.approvals, withdraw.allowlist, withdraw.allowlist_changes,
+	withdraw.account_actions, withdraw.health, withdraw.health_states, withdraw.state_transition
+	TO withdraw_operator;
+GRANT SELECT ON withdraw.withdrawals, withdraw.events, withdraw.approvals, withdraw.allowlist,
+	withdraw.allowlist_changes, withdraw.stats TO withdraw_approver;
+GRANT SELECT ON withdraw.approvals, withdraw.allowlist, withdraw.allowlist_changes, withdraw.account_actions,
+	withdraw.health, withdraw.health_states TO withdraw_admin, withdraw_auditor;
+DO $$
+BEGIN
+	IF EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'withdraw_worker') THEN
+		-- the expiry of approval requests (src/desk.c); withdrawal is granted already
+		GRANT SELECT ON withdraw.approval_request TO withdraw_worker;
+	END IF;
+END
+$$;
+
+SELECT pg_catalog.pg_extension_config_dump('withdraw.account_action', '');
+SELECT pg_catalog.pg_extension_config_dump('withdraw.approval_request', '');
+SELECT pg_catalog.pg_extension_config_dump('withdraw.approval', '');
+SELECT pg_catalog.pg_extension_config_dump('withdraw.allowlist_entry', '');
+SELECT pg_catalog.pg_extension_config_dump('withdraw.allowlist_change', '');
+SELECT pg_catalog.pg_extension_config_dump('withdraw.withdrawal_copy', '');
+SELECT pg_catalog.pg_extension_config_dump('withdraw.account_action_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('withdraw.allowlist_entry_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('withdraw.allowlist_change_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('withdraw.event_feed_seq', '');
+
+-- == restructure (issue 19) ==
+
+------------------------------------------------------------------------------
 -- == 0.5.0 additions ==
 --
 -- The sections of withdraw--0.4.0--0.5.0.sql, each to be folded by the lead
@@ -1121,6 +1998,8 @@ GRANT EXECUTE ON FUNCTION withdraw._credentials(integer, bytea, text),
 -- == failover (issue 20) ==
 
 -- == payout desk (issue 17) ==
+-- (folded: section 12, with its states in 3, event columns in 5, account
+-- columns in 2, roles in 11, the database guard at the top)
 
 -- == restructure (issue 19) ==
 -- (folded above: section 3 and 4 comments, section 11 grants)

@@ -38,6 +38,7 @@
 #include "jsonutil.h"
 #include "amount_limits.h"
 #include "accounts.h"
+#include "desk.h"
 #include "http.h"
 #include "secrets.h"
 #include "providers/provider.h"
@@ -51,7 +52,9 @@ PG_FUNCTION_INFO_V1(withdraw_account_drop);
 static const char *const generic_option_keys[] = {
 	"create_interval_ms", "polls_per_second", "poll_interval_ms", "request_timeout_ms",
 	"max_attempts", "idempotency_window_ms", "reconcile_timeout_ms", "deadline_ms",
-	"max_in_flight", "sync_interval_ms", "limits", NULL
+	"max_in_flight", "sync_interval_ms", "limits",
+	"approval", "allowlist", "stuck_after_ms",	/* issue 17: the payout desk */
+	NULL
 };
 
 #define account_error(code, ...) \
@@ -215,6 +218,7 @@ check_options(const Provider *provider, Jsonb *options)
 	}
 	account_policy(provider, options, &policy);
 	amount_limits_check_option(options);
+	desk_check_options(options);
 	if (provider->check_options)
 		provider->check_options(options);
 }

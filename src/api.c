@@ -21,6 +21,7 @@
 #include "utils/jsonb.h"
 
 #include "amount_limits.h"
+#include "desk.h"
 #include "providers/provider.h"
 #include "spi_util.h"
 #include "withdraw.h"
@@ -201,12 +202,16 @@ withdraw_create(PG_FUNCTION_ARGS)
 		existing_withdrawal(account_name, account_id, &validated) : 0;
 	if (id == 0)
 	{
+		desk_admit(account_id, account_name, options, &validated);
 		amount_limits_enforce(account_id, account_name, options, validated.asset, validated.amount);
 		id = insert_withdrawal(account_id, &validated);
 		if (id == 0)			/* a concurrent call stored the same key */
 			id = existing_withdrawal(account_name, account_id, &validated);
 		else
+		{
 			WithdrawWakeWorkerAtCommit(account_id);
+			desk_after_insert(id, options, &validated); /* issue 17: approval */
+		}
 	}
 	SPI_finish();
 

@@ -73,7 +73,11 @@ store_prune(int retention_s, int batch)
 									 2, types);
 		prune_plan[1] = spi_prepare_kept(
 									 "DELETE FROM withdraw.event WHERE id IN (SELECT id FROM withdraw.event"
-									 " WHERE at < now() - $1 * interval '1 second' ORDER BY id LIMIT $2)",
+									 " WHERE at < now() - $1 * interval '1 second'"
+		/* the events of an open withdrawal stay: the feed and the desk read them */
+									 "  AND NOT EXISTS (SELECT FROM withdraw.withdrawal w"
+									 "   WHERE w.id = withdrawal_id AND w.finished_at IS NULL)"
+									 " ORDER BY id LIMIT $2)",
 									 2, types);
 	}
 	args[0] = Float8GetDatum((double) retention_s);

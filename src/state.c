@@ -28,6 +28,8 @@ static const char *const state_names[WITHDRAW_STATES] = {
 	[STATE_PROCESSING] = "processing",
 	[STATE_REVIEW] = "review",
 	[STATE_UNKNOWN] = "unknown",
+	[STATE_AWAITING_APPROVAL] = "awaiting_approval",
+	[STATE_HELD] = "held",
 	[STATE_SUCCEEDED] = "succeeded",
 	[STATE_FAILED] = "failed",
 	[STATE_REJECTED] = "rejected",
@@ -45,15 +47,29 @@ state_name(WithdrawState state)
 	return state_names[state];
 }
 
+/* The state of a name, if C knows it. */
+bool
+state_lookup(const char *name, WithdrawState *state)
+{
+	for (int i = 0; i < WITHDRAW_STATES; i++)
+		if (name != NULL && strcmp(state_names[i], name) == 0)
+		{
+			*state = (WithdrawState) i;
+			return true;
+		}
+	return false;
+}
+
 /* The state of a name (NULL: STATE_NONE); a name C does not know is an ERROR. */
 WithdrawState
 state_of_name(const char *name)
 {
+	WithdrawState state;
+
 	if (name == NULL)
 		return STATE_NONE;
-	for (int i = 0; i < WITHDRAW_STATES; i++)
-		if (strcmp(state_names[i], name) == 0)
-			return (WithdrawState) i;
+	if (state_lookup(name, &state))
+		return state;
 	ereport(ERROR,
 			(errcode(ERRCODE_DATA_EXCEPTION),
 			 errmsg("unknown withdrawal state \"%s\"", name),
@@ -61,7 +77,7 @@ state_of_name(const char *name)
 	return STATE_NONE;			/* keep the compiler quiet */
 }
 
-/* Does a withdrawal in this state never change again? */
+/* Does a withdrawal in this state never change again?  (the enum's last five) */
 bool
 state_is_final(WithdrawState state)
 {
@@ -90,12 +106,11 @@ state_machine_problem(void)
 	for (uint64 r = 0; r < SPI_processed; r++)
 	{
 		char	   *name = SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1);
-		bool		known = false;
+		WithdrawState state;
 
-		for (int i = 0; i < WITHDRAW_STATES; i++)
-			if (strcmp(state_names[i], name) == 0)
-				known = mentioned[i] = true;
-		if (!known)
+		if (state_lookup(name, &state))
+			mentioned[state] = true;
+		else
 			appendStringInfo(&problem, "%sstate \"%s\" of withdraw.state_transition is unknown to this library",
 							 problem.len > 0 ? "; " : "", name);
 	}

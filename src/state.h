@@ -20,16 +20,20 @@ typedef enum WithdrawState
 	STATE_PROCESSING,			/* the provider is paying it */
 	STATE_REVIEW,				/* held for a person */
 	STATE_UNKNOWN,				/* may or may not have reached the provider */
+	STATE_AWAITING_APPROVAL,	/* above its account's threshold: not sent
+								 * until approved (the payout desk) */
+	STATE_HELD,					/* held by an operator: not sent until released */
 	STATE_SUCCEEDED,			/* paid: final */
 	STATE_FAILED,				/* not paid: final */
 	STATE_REJECTED,				/* refused by the provider: final */
 	STATE_CANCELLED,			/* cancelled before it was paid: final */
-	STATE_EXPIRED				/* the provider let it lapse: final */
+	STATE_EXPIRED				/* lapsed, at the provider or unapproved: final */
 } WithdrawState;
 
 #define WITHDRAW_STATES (STATE_EXPIRED + 1)
 
 extern const char *state_name(WithdrawState state);
+extern bool state_lookup(const char *name, WithdrawState *state);
 extern WithdrawState state_of_name(const char *name);
 extern bool state_is_final(WithdrawState state);
 extern char *state_machine_problem(void);

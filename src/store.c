@@ -59,7 +59,7 @@ static const char *const candidates_sql[2] = {
 	"    AND w.next_attempt_at <= now()"
 	"  ORDER BY w.next_attempt_at, w.id LIMIT $2"
 	"  FOR UPDATE OF w SKIP LOCKED) w"
-	" WHERE a.id <> ALL ($1)"
+	" WHERE a.id <> ALL ($1) AND a.paused_at IS NULL"	/* issue 17: a paused account sends nothing */
 	" ORDER BY w.next_attempt_at, w.id LIMIT $2",
 	/* JOB_STATUS: due polls, and reconciliation of unknown ones */
 	"SELECT w.id, w.account_id, a.provider, a.options, w.state = 'unknown', w.first_sent_at,"

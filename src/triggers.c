@@ -58,17 +58,12 @@ PG_FUNCTION_INFO_V1(withdraw_record_transitions);
 PG_FUNCTION_INFO_V1(withdraw_check_withdrawal_ids);
 PG_FUNCTION_INFO_V1(withdraw_state_machine_changed);
 
-#define MAX_TRANSITIONS 128
-
-typedef struct Transition
-{
-	char		from[16];
-	char		to[16];
-} Transition;
-
-/* the state machine as last read, current while transitions_valid */
-static Transition transitions[MAX_TRANSITIONS];
-static int	ntransitions = 0;
+/*
+ * The state machine as last read, current while transitions_valid: by the
+ * states C knows (state.c); a row naming another state allows nothing here
+ * (the workers refuse to run with one: readiness.c).
+ */
+static bool allowed[WITHDRAW_STATES][WITHDRAW_STATES];
 static bool transitions_valid = false;
 static uint64 transitions_invalidations = 0;	/* changes heard so far */
 static Oid	transitions_relid = InvalidOid;
@@ -111,17 +106,15 @@ load_transitions(void)
 											0, NULL);
 	if (SPI_execute_plan(transitions_plan, NULL, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "reading withdraw.state_transition failed");
-	if (SPI_processed > MAX_TRANSITIONS)
-		elog(ERROR, "withdraw.state_transition has more than %d rows", MAX_TRANSITIONS);
-	ntransitions = 0;
+	memset(allowed, 0, sizeof(allowed));
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
-		char	   *from = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
-		char	   *to = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
+		WithdrawState from;
+		WithdrawState to;
 
-		strlcpy(transitions[ntransitions].from, from, sizeof(transitions[0].from));
-		strlcpy(transitions[ntransitions].to, to, sizeof(transitions[0].to));
-		ntransitions++;
+		if (state_lookup(SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1), &from) &&
+			state_lookup(SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2), &to))
+			allowed[from][to] = true;
 	}
 	session_unpin_search_path(nestlevel);
 	SPI_finish();
@@ -149,11 +142,11 @@ withdraw_state_machine_changed(PG_FUNCTION_ARGS)
 bool
 transition_allowed(const char *from, const char *to)
 {
+	WithdrawState f;
+	WithdrawState t;
+
 	load_transitions();
-	for (int i = 0; i < ntransitions; i++)
-		if (strcmp(transitions[i].from, from) == 0 && strcmp(transitions[i].to, to) == 0)
-			return true;
-	return false;
+	return state_lookup(from, &f) && state_lookup(to, &t) && allowed[f][t];
 }
 
 static char *

@@ -40,6 +40,7 @@
 #include "utils/timestamp.h"
 
 #include "claim.h"
+#include "desk.h"
 #include "http.h"
 #include "inflight.h"
 #include "readiness.h"
@@ -154,6 +155,7 @@ worker_loop(MemoryContext loop_cxt)
 {
 	TimestampTz next_tick = 0;
 	TimestampTz next_prune = 0;
+	TimestampTz next_expiry = 0;
 	bool		claim_now = true;
 
 	for (;;)
@@ -197,6 +199,15 @@ worker_loop(MemoryContext loop_cxt)
 			next_prune = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 													 prune_history() ? withdraw_naptime_ms :
 													 Min(PRUNE_INTERVAL_MS, withdraw_retention_s * 100L));
+		/* approval requests past their expiry end (worker 0) */
+		if (worker_number == 0 && now >= next_expiry)
+		{
+			worker_begin("withdraw: expiring approval requests");
+			if (readiness_schema(now))
+				(void) desk_expire_approvals();
+			worker_end();
+			next_expiry = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), withdraw_naptime_ms);
+		}
 		MemoryContextSwitchTo(loop_cxt);
 
 		worker_figures.in_flight = inflight_jobs();

@@ -41,7 +41,7 @@ suite_of() {
 
 packages_of() {
 	echo "postgresql-$1 postgresql-server-dev-$1 libcurl4-openssl-dev libssl-dev libmicrohttpd-dev libpq-dev make gcc" \
-		"python3 python3-psycopg2 python3-cryptography openssl procps ca-certificates"
+		"python3 python3-psycopg2 python3-cryptography openssl procps ca-certificates prometheus-postgres-exporter"
 }
 
 run_in_root() {

@@ -68,6 +68,9 @@ $PY test/integration/test_worker.py || failed+=(integration)
 echo "== integration suite: two workers"
 $PY test/integration/test_workers.py || failed+=(workers)
 
+echo "== integration suite: payout desk (approval, allowlist, operators, feed, exporter)"
+$PY test/integration/test_desk.py || failed+=(desk)
+
 echo "== integration suite, again with two workers sharing the work"
 WITHDRAW_WORKERS=2 $PY test/integration/test_worker.py || failed+=(integration-two-workers)
 

@@ -19,7 +19,7 @@ if ! pg_config_choose; then
 	pg_config_choose
 fi
 packages=("postgresql-$PG_MAJOR" "postgresql-server-dev-$PG_MAJOR" libcurl4-openssl-dev libssl-dev
-	libmicrohttpd-dev libpq-dev python3 python3-psycopg2 python3-cryptography make gcc)
+	libmicrohttpd-dev libpq-dev python3 python3-psycopg2 python3-cryptography make gcc prometheus-postgres-exporter)
 # the fuzzers (test/fuzz) need clang with its sanitizer runtimes; a matrix
 # member (test/matrix.sh) runs none
 [ "${WITHDRAW_MATRIX_MEMBER:-0}" = 1 ] || packages+=(clang libclang-rt-dev)

@@ -65,7 +65,10 @@ def cases():
                  '{"poll_interval_ms": 1e30}', '{"limits": 5}', '{"limits": {"USDT": 3}}',
                  '{"limits": {"USDT": {"weekly": "5"}}}', '{"limits": {"USDT": {"single": "-1"}}}',
                  '{"limits": {"USDT": {"daily": 7}}}', '{"recv_window": "x"}', '[1, 2]',
-                 '{"deadline_ms": true}', '{"create_interval_ms": -1}']:
+                 '{"deadline_ms": true}', '{"create_interval_ms": -1}',
+                 # issue 17: the desk's options
+                 '{"approval": {"USDT": {"above": "1", "expires_ms": 1e30}}}', '{"stuck_after_ms": 1e30}',
+                 '{"allowlist": {"enforce": 1}}', '{"approval": {"USDT": {"above": 5}}}']:
         add(f"zoomex options {opts}", acct("zx_new", "zoomex", url, zx(), opts))
     for opts in ['{"sign_mode": "plain"}', '{"notify_url": "ftp://x"}', '{"pay_codes": [1]}',
                  '{"pay_codes": {"1004": 5}}', '{"rules_ttl_ms": 1}', '{"notify_window_s": 0}']:
