@@ -49,8 +49,8 @@ attempt: withdrawal id, attempt number, start time, the request body sent),
 committed before anything is sent (that committed row is the "sending"
 mark: exactly once is its primary key); the outcome updates the row once
 (state, provider id, response, next poll).  Driven by a procedure doing what
-the worker does per batch of 64 (claim + commit, outcome + commit), with no
-HTTP; request and response bodies of the same length as withdraw's attempts.
+the worker does per batch (claim + commit, outcome + commit; the batch size
+is withdraw's mean one in the same run, from its commit count), with no HTTP; request and response bodies of the same length as withdraw's attempts.
 
 Production settings: fsync on, synchronous_commit on, full_page_writes on,
 wal_level replica (BENCH_FSYNC=off changes nothing here but the rate: the
@@ -73,7 +73,6 @@ from benchlib import (CREATE_SERIES_SQL, HUGE_MS, Nginx, Table, bench_cluster, c
                       durability_note, install_signal_handlers, log)
 
 MARK = "/* bench_writes */"
-BATCH = 64
 
 BASELINE_DDL = """
 CREATE TABLE withdrawal (
@@ -266,6 +265,7 @@ def attribute(recs, names, mid):
     insertions (all, and those before LSN mid: the creation), distinct pages;
     and the records with no block (commits...)."""
     rel = collections.defaultdict(lambda: {"records": 0, "rec": 0, "fpi": 0, "types": collections.Counter(),
+                                           "type_bytes": collections.Counter(),
                                            "insertions": 0, "create_insertions": 0, "pages": set()})
     commits = 0
     for rmgr, rtype, rec, fpi, refs, desc, lsn in recs:
@@ -281,6 +281,7 @@ def attribute(recs, names, mid):
         r["rec"] += rec
         r["fpi"] += fpi
         r["types"][f"{rmgr}/{rtype}"] += 1
+        r["type_bytes"][f"{rmgr}/{rtype}"] += rec
         if is_leaf_insertion(rmgr, rtype, desc):
             r["insertions"] += 1
             if lsn < mid:
@@ -295,9 +296,9 @@ def run_window(name, w, mon, n, run, cluster, names_of, checkpoint=False):
     returns the LSN between creation and dispatch).  Returns the figures."""
     if checkpoint:
         mon.cursor().execute("CHECKPOINT")
+    # what earlier work left pending must be flushed before the window opens
+    t0, g0 = settle(w, mon)
     mon.cursor().execute("SELECT pg_stat_statements_reset()")
-    t0 = w.table_stats()
-    g0 = global_stats(mon, w.dbname)
     own0 = w.own
     start = time.perf_counter()
     mid = run()
@@ -365,7 +366,7 @@ def withdraw_run(w, mon, prefix, n):
     return run
 
 
-def baseline_run(w, mon, prefix, n, lens):
+def baseline_run(w, mon, prefix, n, lens, batch):
     def run():
         conn = w.connect(autocommit=False)
         try:
@@ -374,7 +375,7 @@ def baseline_run(w, mon, prefix, n, lens):
             mid = global_stats(mon, w.dbname)["lsn_text"]
             conn.commit()
             conn.autocommit = True
-            cur.execute("CALL dispatch(%s, %s, %s)", (BATCH, lens[0], lens[1]))
+            cur.execute("CALL dispatch(%s, %s, %s)", (batch, lens[0], lens[1]))
         finally:
             conn.close()
         left = w.query(f"SELECT {MARK} count(*) FROM withdrawal WHERE state <> 'submitted'")[0][0]
@@ -428,7 +429,7 @@ def main():
         lens = wd.query(f"SELECT {MARK} round(avg(length(request_body))), round(avg(length(response_body)))"
                         " FROM withdraw.attempt")[0]
         lens = (int(lens[0] or 0), int(lens[1] or 0))
-        baseline_run(bl, mon, "warm", 2000, lens)()
+        baseline_run(bl, mon, "warm", 2000, lens, 64)()
         wd.query("VACUUM withdraw.withdrawal, withdraw.attempt, withdraw.event")
         bl.query("VACUUM withdrawal, attempt")
 
@@ -439,16 +440,19 @@ def main():
         res[("withdraw", False)] = run_window("withdraw, between checkpoints", wd, mon, n,
                                               withdraw_run(wd, mon, "a", n), cluster, names)
         vac_w = vacuum_wal(wd, mon, ["withdraw.withdrawal", "withdraw.attempt", "withdraw.event"])
+        # the baseline sends in batches of withdraw's measured size (a claim and an outcome
+        # transaction per batch, besides the creating one), so that batching is not what differs
+        batch = max(1, min(64, round(n / max(1, (res[("withdraw", False)]["commits"] - 1) / 2))))
         res[("baseline", False)] = run_window("baseline, between checkpoints", bl, mon, n,
-                                              baseline_run(bl, mon, "a", n, lens), cluster, names)
+                                              baseline_run(bl, mon, "a", n, lens, batch), cluster, names)
         vac_b = vacuum_wal(bl, mon, ["withdrawal", "attempt"])
         res[("withdraw", True)] = run_window("withdraw, after a CHECKPOINT", wd, mon, n,
                                              withdraw_run(wd, mon, "b", n), cluster, names, checkpoint=True)
         res[("baseline", True)] = run_window("baseline, after a CHECKPOINT", bl, mon, n,
-                                             baseline_run(bl, mon, "b", n, lens), cluster, names,
+                                             baseline_run(bl, mon, "b", n, lens, batch), cluster, names,
                                              checkpoint=True)
 
-        report(res, n, vac_w, vac_b, lens)
+        report(res, n, vac_w, vac_b, lens, batch)
     finally:
         if mon:
             mon.close()
@@ -466,7 +470,7 @@ def row_versions(r):
     return ins, upd, hot, dele
 
 
-def report(res, n, vac_w, vac_b, lens):
+def report(res, n, vac_w, vac_b, lens, batch):
     w, b = res[("withdraw", False)], res[("baseline", False)]
     wc, bc = res[("withdraw", True)], res[("baseline", True)]
     t = Table(f"writes per withdrawal sent ({n:,} per window; baseline: the smallest honest design, same run)")
@@ -507,7 +511,8 @@ def report(res, n, vac_w, vac_b, lens):
     t.add("withdrawals/s in the window (noisy: shared machine; baseline sends nothing)", w["rate"], b["rate"])
     t.note(f"Between checkpoints: checkpoints inside the windows: withdraw {w['stat']['checkpoints']}, baseline "
            f"{b['stat']['checkpoints']}. Baseline bodies as withdraw's attempts: request {lens[0]} bytes, "
-           f"response {lens[1]} bytes. {durability_note()}; autovacuum off (the VACUUM row is its share). "
+           f"response {lens[1]} bytes; baseline batch {batch} (withdraw's mean: N / (write commits - 1) x 2). "
+           f"{durability_note()}; autovacuum off (the VACUUM row is its share). "
            "Creation: all N in one transaction; its WAL and index insertions are those before the LSN read "
            "just before its COMMIT.")
     t.print()
@@ -516,7 +521,7 @@ def report(res, n, vac_w, vac_b, lens):
         print(f"## where {label}'s WAL goes, per withdrawal (between checkpoints; FPI column: the window after a"
               " CHECKPOINT)\n")
         print("| relation | WAL bytes | records | FPI bytes | FPI bytes after CHECKPOINT | pages touched /1k "
-              "| index insertions | ins / upd / hot / del | main records |")
+              "| index insertions | ins / upd / hot / del | main records (per withdrawal x mean record bytes) |")
         print("|---|---:|---:|---:|---:|---:|---:|---|---|")
         keys = sorted(set(r["rel"]) | set(rc["rel"]), key=lambda k: -(r["rel"][k]["rec"] + r["rel"][k]["fpi"])
                       if k in r["rel"] else 0)
@@ -527,7 +532,8 @@ def report(res, n, vac_w, vac_b, lens):
                 continue
             tab = r["tables"].get(k.split(":")[-1])
             rows = "/".join(f"{x / n:.2f}" for x in tab) if tab else ""
-            types = ", ".join(f"{t.split('/')[1]} {c / n:.2f}" for t, c in v["types"].most_common(4))
+            types = ", ".join(f"{t.split('/')[1]} {c / n:.2f} x {v['type_bytes'][t] / c:.0f} B"
+                              for t, c in v["types"].most_common(4))
             print(f"| {k} | {(v['rec'] + v['fpi']) / n:,.0f} | {v['records'] / n:.2f} | {v['fpi'] / n:,.0f} | "
                   f"{(vc['fpi'] / n if vc else 0):,.0f} | {1000 * len(v['pages']) / n:.1f} | "
                   f"{v['insertions'] / n:.2f} | {rows} | {types} |")
