@@ -37,7 +37,8 @@ and nginx pieces two sealed blocks together:
 
 The answers are opened here (Python, the public key) before the run, and the
 connection count is checked after it.  The cluster is benchlib's
-(fsync off, max_in_flight 64); the account has max_in_flight 64 and no
+(fsync on, synchronous_commit on, max_in_flight 64; one more round with fsync
+off, switched by reload); the account has max_in_flight 64 and no
 creation interval, status polls and syncs 24 h away.  Each round: the tables
 are emptied, N withdrawals are created in transactions of --batch committed
 back to back, and the time from the first COMMIT until all are submitted
@@ -62,8 +63,8 @@ import time
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from benchlib import (BENCH_WORKERS, HUGE_MS, Nginx, Table, bench_cluster, install_signal_handlers, log, median,
-                      wait_drained, wait_until, workers_cpu_seconds)
+from benchlib import (BENCH_WORKERS, DURABLE, HUGE_MS, Nginx, Table, bench_cluster, durability_note,
+                      install_signal_handlers, log, median, set_fsync, wait_drained, wait_until, workers_cpu_seconds)
 
 CREATE_PATH = "/chainup/api/v2/billing/withdraw"
 CHUNK = 234            # plaintext bytes per envelope block (src/envelope.c)
@@ -269,6 +270,13 @@ def main():
             results.append(run(cluster, args.n, args.batch))
             r = results[-1]
             log(f"round {i + 1}: {r['rate']:,.0f} creates/s in {r['elapsed']:.2f} s, workers {r['cpu']:.2f} cores")
+        # one round with fsync off (issue 21), beside the production rounds
+        nofsync = None
+        if DURABLE:
+            set_fsync(cluster, False)
+            nofsync = run(cluster, args.n, args.batch)
+            set_fsync(cluster, True)
+            log(f"fsync off: {nofsync['rate']:,.0f} creates/s, workers {nofsync['cpu']:.2f} cores")
         log(f"openssl speed -seconds {args.openssl_seconds} rsa2048, again")
         sign_after = openssl_sign_per_s(args.openssl_seconds)
         sign = max(sign_before, sign_after)
@@ -288,6 +296,9 @@ def main():
         t.add("envelopes (RSA private-key operations) per create", envelopes, None, fmt="{:.2f}")
         t.add(f"openssl speed -seconds {args.openssl_seconds} rsa2048: sign/s, 1 core, before / after the runs",
               f"{sign_before:,.0f} / {sign_after:,.0f}", None)
+        if nofsync:
+            t.add("RSA-2048 signs/s the creates needed, fsync = off (one round) vs openssl sign/s",
+                  nofsync["rate"] * envelopes, sign)
         t.add(f"creates/s, withdraw.workers {BENCH_WORKERS} vs 1 (one round of {args.n:,})", rate, single["rate"],
               fmt="{:,.0f}")
         t.add("RSA-2048 signs/s the creates needed with withdraw.workers 1 vs openssl sign/s",
@@ -302,7 +313,8 @@ def main():
                f"$connection and $connection_requests; {connections} connections used, keepalive_requests "
                f"{R_MAX}). withdraw.max_in_flight 64, account max_in_flight 64, withdraw.workers {BENCH_WORKERS}. "
                f"{os.cpu_count()} cores shared by the workers, PostgreSQL and nginx; openssl speed ran alone, before the cluster started and "
-               "after the rounds (the cluster idle); the baseline is the higher of the two.")
+               "after the rounds (the cluster idle); the baseline is the higher of the two. "
+               f"{durability_note()}, except the fsync = off round (same cluster, switched by reload).")
         t.print()
     finally:
         if cluster:

@@ -57,7 +57,13 @@ wal_level replica (BENCH_FSYNC=off changes nothing here but the rate: the
 counts do not depend on it).  No data checksums (initdb default): with them,
 hint bits add full-page images too.
 
-Usage: python3 bench/bench_writes.py [--quick] [--n 10000]
+Scratch experiments (SQL only, nothing in the extension changes): --withdraw-sql
+runs statements as superuser in withdraw's database after CREATE EXTENSION and
+before the warm-up (e.g. "ALTER TABLE withdraw.withdrawal SET (fillfactor =
+50)"), --baseline-sql the same for the baseline's; what the windows then count
+is the change's effect.
+
+Usage: python3 bench/bench_writes.py [--quick] [--n 10000] [--withdraw-sql SQL] [--baseline-sql SQL]
 """
 
 import argparse
@@ -399,6 +405,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="5,000 withdrawals per window")
     ap.add_argument("--n", type=int, default=10000)
+    ap.add_argument("--withdraw-sql", default="", help="scratch experiment: SQL run in withdraw's database first")
+    ap.add_argument("--baseline-sql", default="", help="scratch experiment: SQL run in the baseline's database")
     args = ap.parse_args()
     if args.quick:
         args.n = 5000
@@ -418,8 +426,13 @@ def main():
         mon = psycopg2.connect(host=cluster.dir, port=cluster.port, user="postgres", dbname="bench_monitor")
         mon.autocommit = True
         mon.cursor().execute("CREATE EXTENSION pg_stat_statements")
-        for stmt in [BASELINE_DDL]:
-            bl.query(stmt)
+        bl.query(BASELINE_DDL)
+        if args.withdraw_sql:
+            log(f"experiment, withdraw: {args.withdraw_sql}")
+            wd.query(args.withdraw_sql)
+        if args.baseline_sql:
+            log(f"experiment, baseline: {args.baseline_sql}")
+            bl.query(args.baseline_sql)
         create_account(cluster, "sink", nginx.base_url(), create_interval_ms=0, poll_interval_ms=HUGE_MS,
                        max_in_flight=10000)
         time.sleep(0.3)
@@ -452,7 +465,7 @@ def main():
                                              baseline_run(bl, mon, "b", n, lens, batch), cluster, names,
                                              checkpoint=True)
 
-        report(res, n, vac_w, vac_b, lens, batch)
+        report(res, n, vac_w, vac_b, lens, batch, args)
     finally:
         if mon:
             mon.close()
@@ -470,7 +483,7 @@ def row_versions(r):
     return ins, upd, hot, dele
 
 
-def report(res, n, vac_w, vac_b, lens, batch):
+def report(res, n, vac_w, vac_b, lens, batch, args):
     w, b = res[("withdraw", False)], res[("baseline", False)]
     wc, bc = res[("withdraw", True)], res[("baseline", True)]
     t = Table(f"writes per withdrawal sent ({n:,} per window; baseline: the smallest honest design, same run)")
@@ -514,7 +527,9 @@ def report(res, n, vac_w, vac_b, lens, batch):
            f"response {lens[1]} bytes; baseline batch {batch} (withdraw's mean: N / (write commits - 1) x 2). "
            f"{durability_note()}; autovacuum off (the VACUUM row is its share). "
            "Creation: all N in one transaction; its WAL and index insertions are those before the LSN read "
-           "just before its COMMIT.")
+           "just before its COMMIT." +
+           (f" EXPERIMENT, withdraw: {args.withdraw_sql}." if args.withdraw_sql else "") +
+           (f" EXPERIMENT, baseline: {args.baseline_sql}." if args.baseline_sql else ""))
     t.print()
 
     for label, r, rc in (("withdraw", w, wc), ("baseline", b, bc)):
