@@ -391,6 +391,17 @@ def baseline_run(w, mon, prefix, n, lens, batch):
     return run
 
 
+def row_anatomy(w, table):
+    """(mean row bytes, [(column, mean bytes)] largest first) of a table's rows
+    now (pg_column_size of the row and of each column)."""
+    schema, _, name = table.rpartition(".")
+    cols = [c for (c,) in w.query(f"SELECT {MARK} attname FROM pg_attribute WHERE attrelid = %s::regclass"
+                                  " AND attnum > 0 AND NOT attisdropped ORDER BY attnum", (table,))]
+    exprs = ", ".join(f"avg(pg_column_size(t.{c}))" for c in cols)
+    row = w.query(f"SELECT {MARK} avg(pg_column_size(t.*)), {exprs} FROM {table} t")[0]
+    return float(row[0] or 0), sorted(((c, float(v or 0)) for c, v in zip(cols, row[1:])), key=lambda x: -x[1])
+
+
 def vacuum_wal(w, mon, tables):
     g0 = global_stats(mon, w.dbname)
     w.query("VACUUM " + ", ".join(tables))
@@ -465,7 +476,15 @@ def main():
                                              baseline_run(bl, mon, "b", n, lens, batch), cluster, names,
                                              checkpoint=True)
 
+        anatomy = [(t, row_anatomy(wd, t)) for t in ("withdraw.withdrawal", "withdraw.attempt", "withdraw.event")]
+        anatomy += [(f"bench_baseline:{t}", row_anatomy(bl, t)) for t in ("withdrawal", "attempt")]
         report(res, n, vac_w, vac_b, lens, batch, args)
+        print("## row anatomy: mean bytes of a row (pg_column_size of the row) and of its largest columns\n")
+        print("| table | row | largest columns |")
+        print("|---|---:|---|")
+        for t, (rowb, cols) in anatomy:
+            print(f"| {t} | {rowb:.0f} | " + ", ".join(f"{c} {v:.0f}" for c, v in cols[:9]) + " |")
+        print(flush=True)
     finally:
         if mon:
             mon.close()
