@@ -61,7 +61,8 @@ Scratch experiments (SQL only, nothing in the extension changes): --withdraw-sql
 runs statements as superuser in withdraw's database after CREATE EXTENSION and
 before the warm-up (e.g. "ALTER TABLE withdraw.withdrawal SET (fillfactor =
 50)"), --baseline-sql the same for the baseline's; what the windows then count
-is the change's effect.
+is the change's effect.  "@FILE" reads the SQL from a file
+(bench/issue21_prototype.sql: the changes SQL alone can try).
 
 Usage: python3 bench/bench_writes.py [--quick] [--n 10000] [--withdraw-sql SQL] [--baseline-sql SQL]
 """
@@ -419,6 +420,11 @@ def main():
     ap.add_argument("--withdraw-sql", default="", help="scratch experiment: SQL run in withdraw's database first")
     ap.add_argument("--baseline-sql", default="", help="scratch experiment: SQL run in the baseline's database")
     args = ap.parse_args()
+    for k in ("withdraw_sql", "baseline_sql"):
+        v = getattr(args, k)
+        if v.startswith("@"):
+            with open(v[1:]) as f:
+                setattr(args, k, f.read())
     if args.quick:
         args.n = 5000
     n = args.n
@@ -439,7 +445,7 @@ def main():
         mon.cursor().execute("CREATE EXTENSION pg_stat_statements")
         bl.query(BASELINE_DDL)
         if args.withdraw_sql:
-            log(f"experiment, withdraw: {args.withdraw_sql}")
+            log(f"experiment, withdraw: {args.withdraw_sql[:300]}")
             wd.query(args.withdraw_sql)
         if args.baseline_sql:
             log(f"experiment, baseline: {args.baseline_sql}")
@@ -452,7 +458,8 @@ def main():
         withdraw_run(wd, mon, "warm", 2000)()
         lens = wd.query(f"SELECT {MARK} round(avg(length(request_body))), round(avg(length(response_body)))"
                         " FROM withdraw.attempt")[0]
-        lens = (int(lens[0] or 0), int(lens[1] or 0))
+        # (an experiment may keep no attempt rows: then the sizes seen without it)
+        lens = (int(lens[0] or 193), int(lens[1] or 119))
         baseline_run(bl, mon, "warm", 2000, lens, 64)()
         wd.query("VACUUM withdraw.withdrawal, withdraw.attempt, withdraw.event")
         bl.query("VACUUM withdrawal, attempt")
@@ -547,7 +554,7 @@ def report(res, n, vac_w, vac_b, lens, batch, args):
            f"{durability_note()}; autovacuum off (the VACUUM row is its share). "
            "Creation: all N in one transaction; its WAL and index insertions are those before the LSN read "
            "just before its COMMIT." +
-           (f" EXPERIMENT, withdraw: {args.withdraw_sql}." if args.withdraw_sql else "") +
+           (f" EXPERIMENT, withdraw: {' '.join(args.withdraw_sql.split())[:200]}..." if args.withdraw_sql else "") +
            (f" EXPERIMENT, baseline: {args.baseline_sql}." if args.baseline_sql else ""))
     t.print()
 
