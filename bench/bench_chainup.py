@@ -250,13 +250,17 @@ def main():
 
         def chainup_cluster(workers):
             cluster = bench_cluster(workers=workers)
-            options = {"max_in_flight": 64, "create_interval_ms": 0, "poll_interval_ms": HUGE_MS,
-                       "sync_interval_ms": HUGE_MS}
-            cluster.sql("SELECT withdraw_account_create('cu', 'chainup', %s, %s, %s)",
-                        (nginx.url + "/chainup", json.dumps(credentials), json.dumps(options)))
-            time.sleep(0.3)
-            log(f"warm-up, withdraw.workers {workers}")
-            run(cluster, min(2000, args.n), args.batch)
+            try:
+                options = {"max_in_flight": 64, "create_interval_ms": 0, "poll_interval_ms": HUGE_MS,
+                           "sync_interval_ms": HUGE_MS}
+                cluster.sql("SELECT withdraw_account_create('cu', 'chainup', %s, %s, %s)",
+                            (nginx.url + "/chainup", json.dumps(credentials), json.dumps(options)))
+                time.sleep(0.3)
+                log(f"warm-up, withdraw.workers {workers}")
+                run(cluster, min(2000, args.n), args.batch)
+            except BaseException:
+                cluster.destroy()   # not yet the caller's to destroy: a failed warm-up left it running
+                raise
             return cluster
 
         # one worker first (one round: what the second worker brings), then the figure
