@@ -24,8 +24,9 @@ and nginx pieces two sealed blocks together:
   ID = 1 CCCCC RRRRRR, C = $connection (nginx's serial number of the
   connection), R = $connection_requests (the request's number on it): the
   pair is unique for the life of nginx.  Block 1 opens to
-  '{"code":"0","msg":"ok","data":{"id":1CCCCC' and is chosen by a map on
-  $connection; block 2 opens to 'RRRRRR,"status":0,"withdraw_type":0}}' and
+  '{"code":"0","msg":"ok",  ...  "data":{"id":1CCCCC' (spaces pad it to a
+  full chunk of 234 bytes: the extension refuses a short first block when
+  more follow) and is chosen by a map on $connection; block 2 opens to 'RRRRRR,"status":0,"withdraw_type":0}}' and
   is chosen by a map on $connection_requests.  keepalive_requests R_MAX bounds
   R (nginx closes a connection after R_MAX requests, the worker opens
   another), C_MAX bounds the connections; C_MAX + R_MAX blocks are sealed.
@@ -70,7 +71,10 @@ CREATE_PATH = "/chainup/api/v2/billing/withdraw"
 CHUNK = 234            # plaintext bytes per envelope block (src/envelope.c)
 WALLET_BITS = 2064     # 258-byte blocks: base64url of each block stands alone
 C_MAX, R_MAX = 500, 500
-HEAD = '{"code":"0","msg":"ok","data":{"id":1%05d'
+# block 1 must open to a full chunk when a block follows (src/envelope.c refuses
+# a short first block): JSON whitespace pads it to CHUNK bytes
+HEAD = '{"code":"0","msg":"ok",%s"data":{"id":1%%05d'
+HEAD = HEAD % (" " * (CHUNK - len(HEAD % "" % 0)))
 TAIL = '%06d,"status":0,"withdraw_type":0}}'
 REQUEST_SQL = ("SELECT count(withdraw_create('cu', json_build_object('from_uid', '1', 'to_address', '0xabc',"
                " 'amount', '1.5', 'symbol', 'usdt')::jsonb)) FROM generate_series(1, %s)")
@@ -110,6 +114,7 @@ def open_envelope(public, data):
         m = pow(int.from_bytes(raw[i:i + k], "big"), e, n).to_bytes(k, "big")
         sep = m.index(b"\x00", 2)
         assert m[:2] == b"\x00\x01" and set(m[2:sep]) == {0xff} and sep >= 10, "not type-1 padding"
+        assert i == 0 or len(plain) in (CHUNK, k - 11), "block 1 is not a full chunk although more blocks follow"
         plain += m[sep + 1:]
     return plain.decode()
 
