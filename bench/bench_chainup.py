@@ -26,8 +26,9 @@ and nginx pieces two sealed blocks together:
   pair is unique for the life of nginx.  Block 1 opens to
   '{"code":"0","msg":"ok",  ...  "data":{"id":1CCCCC' (spaces pad it to a
   full chunk of 234 bytes: the extension refuses a short first block when
-  more follow) and is chosen by a map on $connection; block 2 opens to 'RRRRRR,"status":0,"withdraw_type":0}}' and
-  is chosen by a map on $connection_requests.  keepalive_requests R_MAX bounds
+  more follow) and is chosen by a map on $connection; block 2 opens to
+  'RRRRRR,"status":0,"withdraw_type":0}}' and is chosen by a map on
+  $connection_requests.  keepalive_requests R_MAX bounds
   R (nginx closes a connection after R_MAX requests, the worker opens
   another), C_MAX bounds the connections; C_MAX + R_MAX blocks are sealed.
   The envelope is the concatenation of the two blocks' base64url texts, which
