@@ -64,7 +64,8 @@ before the warm-up (e.g. "ALTER TABLE withdraw.withdrawal SET (fillfactor =
 is the change's effect.  "@FILE" reads the SQL from a file
 (bench/issue21_prototype.sql: the changes SQL alone can try).
 
-Usage: python3 bench/bench_writes.py [--quick] [--n 10000] [--withdraw-sql SQL] [--baseline-sql SQL]
+Usage: python3 bench/bench_writes.py [--quick] [--n 10000] [--withdraw-sql SQL|@FILE]
+       [--baseline-sql SQL|@FILE] [--set NAME=VALUE ...]
 """
 
 import argparse
@@ -419,6 +420,8 @@ def main():
     ap.add_argument("--n", type=int, default=10000)
     ap.add_argument("--withdraw-sql", default="", help="scratch experiment: SQL run in withdraw's database first")
     ap.add_argument("--baseline-sql", default="", help="scratch experiment: SQL run in the baseline's database")
+    ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                    help="a server setting for both sides (e.g. wal_compression=lz4)")
     args = ap.parse_args()
     for k in ("withdraw_sql", "baseline_sql"):
         v = getattr(args, k)
@@ -433,9 +436,11 @@ def main():
     nginx = cluster = mon = None
     try:
         nginx = Nginx()
-        cluster = bench_cluster({"shared_preload_libraries": "'withdraw,pg_stat_statements'",
-                                 "pg_stat_statements.track": "all", "autovacuum": "off",
-                                 "checkpoint_timeout": "'1h'", "max_wal_size": "'8GB'"})
+        settings = {"shared_preload_libraries": "'withdraw,pg_stat_statements'",
+                    "pg_stat_statements.track": "all", "autovacuum": "off",
+                    "checkpoint_timeout": "'1h'", "max_wal_size": "'8GB'"}
+        settings.update(dict(x.split("=", 1) for x in args.set))
+        cluster = bench_cluster(settings)
         for db in ("bench_baseline", "bench_monitor"):
             cluster.sql(f"CREATE DATABASE {db}")
         wd = Workload(cluster, "postgres", "withdraw")
@@ -555,7 +560,8 @@ def report(res, n, vac_w, vac_b, lens, batch, args):
            "Creation: all N in one transaction; its WAL and index insertions are those before the LSN read "
            "just before its COMMIT." +
            (f" EXPERIMENT, withdraw: {' '.join(args.withdraw_sql.split())[:200]}..." if args.withdraw_sql else "") +
-           (f" EXPERIMENT, baseline: {args.baseline_sql}." if args.baseline_sql else ""))
+           (f" EXPERIMENT, baseline: {args.baseline_sql}." if args.baseline_sql else "") +
+           (f" Settings: {', '.join(args.set)}." if args.set else ""))
     t.print()
 
     for label, r, rc in (("withdraw", w, wc), ("baseline", b, bc)):
