@@ -26,7 +26,10 @@ the statistics have settled:
                     incoming tuple with the split).  INSERT_UPPER / level > 0
                     splits are downlinks, DEDUP merges existing tuples: not
                     counted.  (pg_stat_all_indexes counts reads only; the
-                    index's size moves by pages, not tuples.)
+                    index's size moves by pages, not tuples.)  Cross-check:
+                    each table's primary key gets one per inserted row and
+                    one per non-HOT update.  GIN (an experiment's) is not
+                    counted: its pending-list records carry many keys each;
   statements        pg_stat_statements (track = all: the workers' SPI
                     statements and the triggers' nested ones) calls,
                     top-level and nested, and each statement's wal_bytes;
@@ -50,7 +53,9 @@ committed before anything is sent (that committed row is the "sending"
 mark: exactly once is its primary key); the outcome updates the row once
 (state, provider id, response, next poll).  Driven by a procedure doing what
 the worker does per batch (claim + commit, outcome + commit; the batch size
-is withdraw's mean one in the same run, from its commit count), with no HTTP; request and response bodies of the same length as withdraw's attempts.
+is withdraw's mean one in the same run, from its commit count), with no
+HTTP; request and response bodies of the same length as withdraw's attempts.
+Its WAL bytes and b-tree insertions are counted the same way.
 
 Production settings: fsync on, synchronous_commit on, full_page_writes on,
 wal_level replica (BENCH_FSYNC=off changes nothing here but the rate: the
