@@ -29,7 +29,7 @@ the statistics have settled:
                     index's size moves by pages, not tuples.)  Cross-check:
                     each table's primary key gets one per inserted row and
                     one per non-HOT update.  GIN (an experiment's) is not
-                    counted: its pending-list records carry many keys each;
+                    counted: its pending-list records carry many keys each.
   statements        pg_stat_statements (track = all: the workers' SPI
                     statements and the triggers' nested ones) calls,
                     top-level and nested, and each statement's wal_bytes;
