@@ -24,9 +24,11 @@ and nginx pieces two sealed blocks together:
   ID = 1 CCCCC RRRRRR, C = $connection (nginx's serial number of the
   connection), R = $connection_requests (the request's number on it): the
   pair is unique for the life of nginx.  Block 1 opens to
-  '{"code":"0","msg":"ok","data":{"id":1CCCCC' and is chosen by a map on
-  $connection; block 2 opens to 'RRRRRR,"status":0,"withdraw_type":0}}' and
-  is chosen by a map on $connection_requests.  keepalive_requests R_MAX bounds
+  '{"code":"0","msg":"ok",  ...  "data":{"id":1CCCCC' (spaces pad it to a
+  full chunk of 234 bytes: the extension refuses a short first block when
+  more follow) and is chosen by a map on $connection; block 2 opens to
+  'RRRRRR,"status":0,"withdraw_type":0}}' and is chosen by a map on
+  $connection_requests.  keepalive_requests R_MAX bounds
   R (nginx closes a connection after R_MAX requests, the worker opens
   another), C_MAX bounds the connections; C_MAX + R_MAX blocks are sealed.
   The envelope is the concatenation of the two blocks' base64url texts, which
@@ -37,7 +39,8 @@ and nginx pieces two sealed blocks together:
 
 The answers are opened here (Python, the public key) before the run, and the
 connection count is checked after it.  The cluster is benchlib's
-(fsync off, max_in_flight 64); the account has max_in_flight 64 and no
+(fsync on, synchronous_commit on, max_in_flight 64; one more round with fsync
+off, switched by reload); the account has max_in_flight 64 and no
 creation interval, status polls and syncs 24 h away.  Each round: the tables
 are emptied, N withdrawals are created in transactions of --batch committed
 back to back, and the time from the first COMMIT until all are submitted
@@ -62,14 +65,17 @@ import time
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from benchlib import (BENCH_WORKERS, HUGE_MS, Nginx, Table, bench_cluster, install_signal_handlers, log, median,
-                      wait_drained, wait_until, workers_cpu_seconds)
+from benchlib import (BENCH_WORKERS, DURABLE, HUGE_MS, Nginx, Table, bench_cluster, durability_note,
+                      install_signal_handlers, log, median, set_fsync, wait_drained, wait_until, workers_cpu_seconds)
 
 CREATE_PATH = "/chainup/api/v2/billing/withdraw"
 CHUNK = 234            # plaintext bytes per envelope block (src/envelope.c)
 WALLET_BITS = 2064     # 258-byte blocks: base64url of each block stands alone
 C_MAX, R_MAX = 500, 500
-HEAD = '{"code":"0","msg":"ok","data":{"id":1%05d'
+# block 1 must open to a full chunk when a block follows (src/envelope.c refuses
+# a short first block): JSON whitespace pads it to CHUNK bytes
+HEAD = '{"code":"0","msg":"ok",%s"data":{"id":1%%05d'
+HEAD = HEAD % (" " * (CHUNK - len(HEAD % "" % 0)))
 TAIL = '%06d,"status":0,"withdraw_type":0}}'
 REQUEST_SQL = ("SELECT count(withdraw_create('cu', json_build_object('from_uid', '1', 'to_address', '0xabc',"
                " 'amount', '1.5', 'symbol', 'usdt')::jsonb)) FROM generate_series(1, %s)")
@@ -109,6 +115,7 @@ def open_envelope(public, data):
         m = pow(int.from_bytes(raw[i:i + k], "big"), e, n).to_bytes(k, "big")
         sep = m.index(b"\x00", 2)
         assert m[:2] == b"\x00\x01" and set(m[2:sep]) == {0xff} and sep >= 10, "not type-1 padding"
+        assert i == 0 or len(plain) in (CHUNK, k - 11), "block 1 is not a full chunk although more blocks follow"
         plain += m[sep + 1:]
     return plain.decode()
 
@@ -249,13 +256,17 @@ def main():
 
         def chainup_cluster(workers):
             cluster = bench_cluster(workers=workers)
-            options = {"max_in_flight": 64, "create_interval_ms": 0, "poll_interval_ms": HUGE_MS,
-                       "sync_interval_ms": HUGE_MS}
-            cluster.sql("SELECT withdraw_account_create('cu', 'chainup', %s, %s, %s)",
-                        (nginx.url + "/chainup", json.dumps(credentials), json.dumps(options)))
-            time.sleep(0.3)
-            log(f"warm-up, withdraw.workers {workers}")
-            run(cluster, min(2000, args.n), args.batch)
+            try:
+                options = {"max_in_flight": 64, "create_interval_ms": 0, "poll_interval_ms": HUGE_MS,
+                           "sync_interval_ms": HUGE_MS}
+                cluster.sql("SELECT withdraw_account_create('cu', 'chainup', %s, %s, %s)",
+                            (nginx.url + "/chainup", json.dumps(credentials), json.dumps(options)))
+                time.sleep(0.3)
+                log(f"warm-up, withdraw.workers {workers}")
+                run(cluster, min(2000, args.n), args.batch)
+            except BaseException:
+                cluster.destroy()   # not yet the caller's to destroy: a failed warm-up left it running
+                raise
             return cluster
 
         # one worker first (one round: what the second worker brings), then the figure
@@ -269,6 +280,13 @@ def main():
             results.append(run(cluster, args.n, args.batch))
             r = results[-1]
             log(f"round {i + 1}: {r['rate']:,.0f} creates/s in {r['elapsed']:.2f} s, workers {r['cpu']:.2f} cores")
+        # one round with fsync off (issue 21), beside the production rounds
+        nofsync = None
+        if DURABLE:
+            set_fsync(cluster, False)
+            nofsync = run(cluster, args.n, args.batch)
+            set_fsync(cluster, True)
+            log(f"fsync off: {nofsync['rate']:,.0f} creates/s, workers {nofsync['cpu']:.2f} cores")
         log(f"openssl speed -seconds {args.openssl_seconds} rsa2048, again")
         sign_after = openssl_sign_per_s(args.openssl_seconds)
         sign = max(sign_before, sign_after)
@@ -288,6 +306,9 @@ def main():
         t.add("envelopes (RSA private-key operations) per create", envelopes, None, fmt="{:.2f}")
         t.add(f"openssl speed -seconds {args.openssl_seconds} rsa2048: sign/s, 1 core, before / after the runs",
               f"{sign_before:,.0f} / {sign_after:,.0f}", None)
+        if nofsync:
+            t.add("RSA-2048 signs/s the creates needed, fsync = off (one round) vs openssl sign/s",
+                  nofsync["rate"] * envelopes, sign)
         t.add(f"creates/s, withdraw.workers {BENCH_WORKERS} vs 1 (one round of {args.n:,})", rate, single["rate"],
               fmt="{:,.0f}")
         t.add("RSA-2048 signs/s the creates needed with withdraw.workers 1 vs openssl sign/s",
@@ -302,7 +323,8 @@ def main():
                f"$connection and $connection_requests; {connections} connections used, keepalive_requests "
                f"{R_MAX}). withdraw.max_in_flight 64, account max_in_flight 64, withdraw.workers {BENCH_WORKERS}. "
                f"{os.cpu_count()} cores shared by the workers, PostgreSQL and nginx; openssl speed ran alone, before the cluster started and "
-               "after the rounds (the cluster idle); the baseline is the higher of the two.")
+               "after the rounds (the cluster idle); the baseline is the higher of the two. "
+               f"{durability_note()}, except the fsync = off round (same cluster, switched by reload).")
         t.print()
     finally:
         if cluster:

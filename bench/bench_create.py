@@ -23,6 +23,10 @@ Two phases, each with its own baseline runs:
   B  the function alone: the worker is made to serve another database
      (withdraw.database_name = template1, restart), so a wake costs nothing.
 
+Production settings (fsync on, synchronous_commit on: each call's COMMIT
+waits for its WAL flush, on both sides); phase A is run again with fsync
+off in the same cluster, beside it (issue 21).
+
 Target: cost per call (mean latency) <= 1.3x the plain INSERT.
 
 Usage: python3 bench/bench_create.py [--quick] [--seconds 10] [--rounds 2] [--clients 1,4]
@@ -35,8 +39,8 @@ import shutil
 import subprocess
 import tempfile
 
-from benchlib import (HUGE_MS, Table, bench_cluster, create_account, install_signal_handlers, workers_cpu_seconds,
-                      workers_sent, log, median)
+from benchlib import (DURABLE, HUGE_MS, Table, bench_cluster, create_account, durability_note,
+                      install_signal_handlers, set_fsync, workers_cpu_seconds, workers_sent, log, median)
 
 REQUEST_EXPR = ("('{\"requestId\":\"c' || :client_id || 'r' || :k || '\",\"coin\":\"USDT\",\"addressType\":3,"
                 "\"address\":\"100200\",\"amount\":\"1.25\",\"remark\":\"bench\"}')::jsonb")
@@ -149,17 +153,26 @@ def main():
         rows_a = (cluster.value("SELECT count(*) FROM withdraw.withdrawal"),
                   cluster.value("SELECT count(*) FROM bench_plain.withdrawal"))
 
+        # A again with fsync off (issue 21): beside the production figures
+        res_a0 = cpu_a0 = None
+        if DURABLE:
+            set_fsync(cluster, False)
+            res_a0, cpu_a0 = run_phase(cluster, paths, clients_list, args.rounds, args.seconds)
+            set_fsync(cluster, True)
+
         # B: withdraw_create alone — the worker serves another database
         cluster.sql("ALTER SYSTEM SET withdraw.database_name = 'template1'")
         cluster.stop()
         cluster.start()
         cluster.wait_ready()
         res_b, cpu_b = run_phase(cluster, paths, clients_list, args.rounds, args.seconds)
-        failed = sum(x[3] for d in (res_a, res_b) for v in d.values() for x in v)
+        failed = sum(x[3] for d in (res_a, res_b, res_a0 or {}) for v in d.values() for x in v)
 
         t = Table("withdraw_create vs plain INSERT (pgbench, same cluster, same run)")
         add_rows(t, "A", res_a, cpu_a, clients_list)
         add_rows(t, "B", res_b, cpu_b, clients_list)
+        if res_a0:
+            add_rows(t, "A, fsync = off", res_a0, cpu_a0, clients_list)
         t.note("A: as deployed: the worker serves this database and is woken by every commit, but the account's "
                "create_interval_ms = 24 h keeps it from sending (it only runs its claim and finds the account "
                f"rate-limited): requests sent {sent}; states {states}. "
@@ -171,7 +184,8 @@ def main():
                "worker (A) keeps the vCPUs from idling, which makes those round trips faster, so A's 1-client "
                "ratio is not a cost comparison; B's is.")
         t.note(f"pgbench -M prepared, {args.seconds} s per run, {args.rounds} alternating round(s) per client "
-               f"count (medians), {os.cpu_count()} cores, fsync off (harness default). Rows after A: withdraw "
+               f"count (medians), {os.cpu_count()} cores, {durability_note()} (the 'A, fsync = off' rows: the same "
+               f"cluster with fsync off, switched by reload). Rows after A: withdraw "
                f"{rows_a[0]:,}, baseline {rows_a[1]:,}; failed transactions: {failed}. pg_stat_statements is "
                f"loaded for both sides. Worker CPU: cores used by the worker process during each side's runs.")
         t.print()

@@ -21,6 +21,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "test", "integration"))
 from harness import Cluster, Mock, wait_until  # noqa: E402
+from benchlib import durability_note, durability_settings  # noqa: E402
 
 
 def pct(values, p):
@@ -68,7 +69,8 @@ def main():
     mock = Mock({"zoomex": {"keys": {"bench": "bench-secret"}, "create_interval_s": 0,
                             "status_schedule": [["Pending Transfer", 3600]]}})
     cluster = Cluster({"withdraw.naptime": "1000", "withdraw.poll_interval": "3600000",
-                       "withdraw.max_in_flight": "64", "log_min_messages": "warning"}).start()
+                       "withdraw.max_in_flight": "64", "log_min_messages": "warning",
+                       **durability_settings()}).start()
     try:
         cluster.sql("CREATE EXTENSION withdraw")
         cluster.wait_ready()
@@ -123,7 +125,7 @@ def main():
               f"{rate / base_rate:>7.2f}")
         print(f"\nlatency over {len(lat)} single-withdrawal transactions; throughput over {args.throughput_n}"
               f" withdrawals in one commit, max_in_flight 64; baselines: plain keep-alive HTTP to the same mock"
-              f" (1 client for latency, 8 threads for throughput). {os.cpu_count()} cores.")
+              f" (1 client for latency, 8 threads for throughput). {os.cpu_count()} cores, {durability_note()}.")
     finally:
         cluster.destroy()
         mock.stop()

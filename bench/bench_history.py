@@ -30,7 +30,7 @@ import os
 import time
 
 from bench_sink import create_backlog, worker_plans
-from benchlib import (CREATE_SERIES_SQL, HUGE_MS, Nginx, Table, bench_cluster, create_account,
+from benchlib import (CREATE_SERIES_SQL, HUGE_MS, Nginx, Table, bench_cluster, create_account, durability_note,
                       install_signal_handlers, log, set_guc, wait_drained)
 
 # the worker's claim queries, read from the extension (withdraw._claim_query)
@@ -167,7 +167,7 @@ def main():
                                                   or "none over 1 ms") for size in sizes) + ".")
         t.note(f"EXPLAIN rows: generic plans (plan_cache_mode = force_generic_plan), $3 = 64. History rows: withdrawals only "
                f"(no attempts or events), VACUUM ANALYZE after loading; withdraw.withdrawal at the end: "
-               f"{size_mb:,} MB with indexes. {os.cpu_count()} cores, fsync off.")
+               f"{size_mb:,} MB with indexes. {os.cpu_count()} cores, {durability_note()}.")
         t.print()
         big = max(sizes)
         for cond in ("idle", "backlog"):

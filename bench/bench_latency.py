@@ -21,6 +21,10 @@ Baselines, same run, same sink, same clock: plain keep-alive POSTs of a body
 of the same size from this process: send -> arrival for the first byte,
 send -> answer read for the round trip.
 
+Production settings (fsync on, synchronous_commit on: the COMMIT waits for
+its WAL flush); the mock's first-byte rows are measured again with fsync off
+in the same cluster (issue 21).
+
 Targets: p50 <= 5 ms, p99 <= 50 ms (first byte).
 
 Usage: python3 bench/bench_latency.py [--quick] [--n 1000]
@@ -33,8 +37,8 @@ import os
 import select
 import time
 
-from benchlib import (CREATE_PATH, HUGE_MS, Mock, Nginx, Table, bench_cluster, create_account,
-                      install_signal_handlers, log, median, pct, request_json)
+from benchlib import (CREATE_PATH, DURABLE, HUGE_MS, Mock, Nginx, Table, bench_cluster, create_account,
+                      durability_note, install_signal_handlers, log, median, pct, request_json, set_fsync)
 
 
 def measure_withdraw(cluster, account, prefix, n):
@@ -131,6 +135,16 @@ def main():
         w_ng = measure_withdraw(cluster, "ngx", "ln", args.n)
         b_ng = baseline_posts(nginx.port, CREATE_PATH, "bn", args.n)
 
+        # the mock's rows again with fsync off (issue 21), beside the production figures
+        fb_off = w_off = None
+        if DURABLE:
+            log(f"mock, fsync off: {args.n} transactions")
+            set_fsync(cluster, False)
+            w_off = measure_withdraw(cluster, "mck", "om", args.n)
+            set_fsync(cluster, True)
+            arrivals = {r["requestId"]: r["t"] for r in mock.requests() if r.get("requestId")}
+            fb_off = first_byte_ms(w_off, arrivals)
+
         rt = {name: [(t[2] - t[0]) * 1000 for t in w.values()] for name, w in (("nginx", w_ng), ("mock", w_mk))}
         rt_base = {name: [(t[1] - t[0]) * 1000 for t in b.values()] for name, b in (("nginx", b_ng),
                                                                                      ("mock", b_mk))}
@@ -142,6 +156,11 @@ def main():
         t.add("COMMIT -> first byte at the mock, p99 (ms)", pct(fb_mk, 99), pct(fb_base, 99), fmt="{:.2f}",
               target="<= 50 ms", met=pct(fb_mk, 99) <= 50)
         t.add("COMMIT -> first byte at the mock, max (ms)", max(fb_mk), max(fb_base), fmt="{:.2f}")
+        if fb_off:
+            t.add("COMMIT -> first byte at the mock, fsync = off, p50 (ms)", median(fb_off), median(fb_base),
+                  fmt="{:.2f}")
+            t.add("COMMIT -> first byte at the mock, fsync = off, p99 (ms)", pct(fb_off, 99), pct(fb_base, 99),
+                  fmt="{:.2f}")
         for name in ("nginx", "mock"):
             t.add(f"COMMIT -> 'submitted' recorded, {name}, p50 (ms)", median(rt[name]), median(rt_base[name]),
                   fmt="{:.2f}")
@@ -150,7 +169,10 @@ def main():
         t.note("withdraw: from the moment COMMIT is sent. Baselines: a plain keep-alive POST of the same size "
                "from this process, from the moment it is sent (first byte: to its arrival at the mock; "
                "'submitted' rows: to its answer read back, the HTTP round trip alone). "
-               f"The COMMIT round trip itself: p50 {median(commit_rt):.3f} ms, p99 {pct(commit_rt, 99):.3f} ms.")
+               f"The COMMIT round trip itself: p50 {median(commit_rt):.3f} ms, p99 {pct(commit_rt, 99):.3f} ms" +
+               (f"; with fsync off: p50 {median([(t[1] - t[0]) * 1000 for t in w_off.values()]):.3f} ms, p99 "
+                f"{pct([(t[1] - t[0]) * 1000 for t in w_off.values()], 99):.3f} ms." if w_off else ".") +
+               f" {durability_note()}, except the fsync = off rows (same cluster, switched by reload).")
         t.note(f"$request_body under a plain nginx `return`: {'populated' if plain_return_logs_body else 'empty'}; "
                f"hence first byte is measured at the mock only. {os.cpu_count()} cores.")
         t.print()

@@ -23,6 +23,10 @@ pg_stat_statements (track = all) and auto_explain (statements over 1 ms) are
 loaded, to report per row the worker's claim query and its costliest
 statement.
 
+Production settings (fsync on, synchronous_commit on; BENCH_FSYNC=off for
+fsync off everywhere), plus one row at the largest setting with fsync off,
+switched by reload in the same cluster (issue 21).
+
 Target: >= 10,000 withdrawals/s.
 
 Usage: python3 bench/bench_sink.py [--quick] [--n 20000] [--in-flight 1,2,4,8,64]
@@ -38,9 +42,9 @@ import tempfile
 import shutil
 import time
 
-from benchlib import (BENCH_WORKERS, CREATE_SERIES_SQL, HUGE_MS, Nginx, Table, bench_cluster, cpu_seconds,
-                      create_account, workers_cpu_seconds, workers_sent,
-                      install_signal_handlers, log, set_guc, wait_drained, wrk)
+from benchlib import (BENCH_WORKERS, CREATE_SERIES_SQL, DURABLE, HUGE_MS, Nginx, Table, bench_cluster, cpu_seconds,
+                      create_account, durability_note, workers_cpu_seconds, workers_sent,
+                      install_signal_handlers, log, set_fsync, set_guc, wait_drained, wrk)
 
 TRUNCATE = "TRUNCATE withdraw.withdrawal, withdraw.attempt, withdraw.event RESTART IDENTITY CASCADE"
 
@@ -202,6 +206,16 @@ def main():
         # all N in one transaction: every row has the same next_attempt_at
         cap = max(settings)
         set_guc(cluster, "withdraw.max_in_flight", cap)
+
+        # the largest setting again with fsync off (issue 21): beside the production figure
+        nofsync = None
+        if DURABLE:
+            set_fsync(cluster, False)
+            nofsync = dispatch_run(cluster, nginx, args.n, "nofsync", 600)
+            set_fsync(cluster, True)
+            nofsync["wrk"] = results[cap]["wrk"]
+            log(f"max_in_flight {cap}, fsync off: {nofsync['rate']:.0f}/s, worker {nofsync['worker_cpu']:.2f} cores")
+
         one = dispatch_run(cluster, nginx, args.n, "one", 900, one_transaction=True)
         one["wrk"] = results[cap]["wrk"]
         log(f"max_in_flight {cap}, one transaction: {one['rate']:.0f}/s, worker {one['worker_cpu']:.2f} cores")
@@ -240,6 +254,9 @@ def main():
             r = results[k]
             t.add(f"withdrawals/s, withdraw.max_in_flight {k} (baseline: wrk -c{k})", r["rate"], r["wrk"],
                   target=">= 10,000 /s", met=r["rate"] >= 10000)
+        if nofsync:
+            t.add(f"withdrawals/s, max_in_flight {cap}, fsync = off (wrk -c{cap})", nofsync["rate"], nofsync["wrk"],
+                  target=">= 10,000 /s", met=nofsync["rate"] >= 10000)
         t.add(f"withdrawals/s, max_in_flight {cap}, all {args.n:,} in ONE transaction (wrk -c{cap})", one["rate"],
               one["wrk"], target=">= 10,000 /s", met=one["rate"] >= 10000)
         t.add(f"withdrawals/s, max_in_flight {cap}, backlog {args.n // 10:,} instead of {args.n:,} (wrk -c{cap})",
@@ -255,13 +272,15 @@ def main():
                "(pg_stat_statements: count, mean, share of the elapsed time), the shapes of those over 1 ms "
                "(auto_explain), and the costliest top-level statement:\n" +
                "\n".join(f"  max_in_flight {k}: {describe(results[k])}" for k in settings) +
+               (f"\n  fsync off: {describe(nofsync)}" if nofsync else "") +
                f"\n  one transaction: {describe(one)}\n  backlog {args.n // 10:,}: {describe(small)}"
                f"\n  account cap 16: {describe(capped)}\n  withdraw.workers 1: {describe(single)}")
         t.note(f"Best: {results[best]['rate']:,.0f} withdrawals/s at max_in_flight {best}. wrk: 1 thread, POST "
                f"of a create-sized body with the X-BAPI headers, {args.wrk_seconds} s. nginx: 1 worker process. "
                f"withdraw.workers {BENCH_WORKERS} except where a row says otherwise (CPU: all workers). "
                f"{os.cpu_count()} cores shared by the workers, nginx, PostgreSQL and wrk. "
-               f"$request_body in a plain `return` location: {'populated' if body_logged else 'empty'}.")
+               f"$request_body in a plain `return` location: {'populated' if body_logged else 'empty'}. "
+               f"{durability_note()} except the fsync = off row (same cluster, fsync switched by reload).")
         t.print()
         if profile:
             syms, dsos, err = profile
