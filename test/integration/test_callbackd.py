@@ -289,7 +289,9 @@ def test_hostile_http_leaves_it_serving_and_the_workers_sending():
     # 10,000 headers, and 100 small ones (under the byte limit, over the count)
     many = b"".join(b"X-H%d: v\r\n" % i for i in range(10000))
     found["10,000 headers"] = status_of(exchange(b"POST /ccp/notify HTTP/1.1\r\nHost: a\r\n" + many + b"\r\n")) or "closed"
-    found["100 headers"] = status_of(exchange(b"POST /ccp/notify HTTP/1.1\r\nHost: a\r\n" + many[:1000] +
+    # (whole lines: a line cut in the middle is malformed HTTP, 400 from newer libmicrohttpd)
+    hundred = b"".join(b"X-H%d: v\r\n" % i for i in range(100))
+    found["100 headers"] = status_of(exchange(b"POST /ccp/notify HTTP/1.1\r\nHost: a\r\n" + hundred +
                                               b"Content-Length: 0\r\n\r\n"))
     # a good request with garbage pipelined behind it
     reply = exchange(b"GET /health HTTP/1.1\r\nHost: a\r\n\r\n\x00\x01\x02GARBAGE \xff\xfe HTTP/9.9\r\n\r\n")

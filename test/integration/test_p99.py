@@ -168,6 +168,9 @@ def test_seed_example_passes_through_the_parser():
              "confirmed_at": 1778316040}]
     account("p99seed", {"api_key": "pkey-bob", "api_secret": "psecret-bob-0123456789"},
             {"sync_interval_ms": 3600000})
+    # the new account's first scheduled sync runs at once: let it end before counting
+    wait_until(lambda: cluster.value("SELECT last_sync_at IS NOT NULL FROM withdraw.syncs"
+                                     " WHERE account = 'p99seed'"), 15, 0.1, "the first scheduled sync")
     mark = len(mock.requests("p99"))
     try:
         cluster.sql("SELECT withdraw_sync('p99seed', '{\"status\": \"pending\"}')")
@@ -177,7 +180,7 @@ def test_seed_example_passes_through_the_parser():
     mock.fault(provider="p99", path="/spot/withdrawals", kind="raw", body=json.dumps(seed))
     cluster.sql("SELECT withdraw_sync('p99seed', '{\"status\": \"confirmed\"}')")
     rows = cluster.sql("SELECT provider_id, status, state, amount::text, txid, asset FROM withdraw.remote_withdrawals"
-                       " WHERE account = 'p99seed'")
+                       " WHERE account = 'p99seed' AND provider_id = %s", (seed[0]["id"],))
     assert rows == [("9f2a1c4e-5b67-4d8a-bf93-2e1f4a6c8d10", "confirmed", "succeeded", "100", "0xabc123...", "DF")], rows
     q = mock.requests("p99")[-1]
     assert q["path"].endswith("/spot/withdrawals"), q
