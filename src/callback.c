@@ -169,7 +169,7 @@ poll_to_confirm(WithdrawAccount *account, Target *t, CallbackNotice *notice, cha
 		elog(ERROR, "asking for a status poll failed");
 	WithdrawWakeWorkerAtCommit(account->id);
 	*detail = psprintf("%s -> %s not applied on the notification's word: a status poll decides",
-					   state_name(t->state), notice->state);
+					   state_name(t->state), state_name(notice->state));
 	return "confirming";
 }
 
@@ -181,10 +181,10 @@ poll_to_confirm(WithdrawAccount *account, Target *t, CallbackNotice *notice, cha
 static const char *
 apply_notice(WithdrawAccount *account, Target *t, CallbackNotice *notice, char **detail)
 {
-	WithdrawState to = state_of_name(notice->state);
+	WithdrawState to = notice->state;
 	const char *from = state_name(t->state);
 	bool		move = to != STATE_NONE && to != t->state && t->state != STATE_SENDING &&
-		transition_allowed(from, notice->state);
+		transition_allowed(from, state_name(to));
 	Oid			types[6] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, BOOLOID};
 	Datum		values[6];
 	char		nulls[7] = "      ";
@@ -192,7 +192,7 @@ apply_notice(WithdrawAccount *account, Target *t, CallbackNotice *notice, char *
 	if (move && notice->confirm_by_poll)
 		return poll_to_confirm(account, t, notice, detail);
 	values[0] = Int64GetDatum(t->id);
-	values[1] = CStringGetTextDatum(move ? notice->state : from);
+	values[1] = CStringGetTextDatum(move ? state_name(to) : from);
 	values[2] = spi_text_or_null(notice->provider_status, &nulls[2]);
 	values[3] = spi_text_or_null(notice->provider_id, &nulls[3]);
 	values[4] = spi_text_or_null(notice->details, &nulls[4]);
@@ -211,7 +211,7 @@ apply_notice(WithdrawAccount *account, Target *t, CallbackNotice *notice, char *
 		elog(ERROR, "applying a notification failed");
 	if (move)
 	{
-		*detail = psprintf("%s -> %s", from, notice->state);
+		*detail = psprintf("%s -> %s", from, state_name(to));
 		return "applied";
 	}
 	if (to == STATE_NONE)
@@ -221,11 +221,11 @@ apply_notice(WithdrawAccount *account, Target *t, CallbackNotice *notice, char *
 	else if (t->state == STATE_SENDING)
 	{
 		*detail = psprintf("%s while the create is in flight: not acknowledged, so that the provider repeats it",
-						   notice->state);
+						   state_name(to));
 		return "deferred";
 	}
 	else
-		*detail = psprintf("%s -> %s is not allowed: ignored as stale", from, notice->state);
+		*detail = psprintf("%s -> %s is not allowed: ignored as stale", from, state_name(to));
 	return "unchanged";
 }
 
@@ -255,6 +255,7 @@ read_authentic(WithdrawAccount *account, text *body, Jsonb *headers, CallbackNot
 	char	   *error = NULL;
 
 	memset(notice, 0, sizeof(*notice));
+	notice->state = STATE_NONE;
 	if (account->provider->read_callback(account, VARDATA_ANY(body), VARSIZE_ANY_EXHDR(body),
 										 headers, notice, &error))
 		return true;

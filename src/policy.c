@@ -222,7 +222,7 @@ decide_status(Job *job, const AccountPolicy *policy, Outcome *out, Change *chang
 	if (out->kind == OUTCOME_STATE)
 	{
 		change->outcome = "status";
-		change->state = state_of_name(out->state);
+		change->state = out->state;
 		change->provider_id = out->provider_id;
 		change->needs_reconcile = false;
 		if (state_is_final(change->state))

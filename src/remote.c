@@ -105,7 +105,7 @@ remote_upsert(int32 account_id, RemoteRecord *r)
 	v[5] = spi_text_or_null(is_decimal(r->fee) ? r->fee : NULL, &n[5]);
 	v[6] = spi_text_or_null(r->fee_asset, &n[6]);
 	v[7] = spi_text_or_null(r->status, &n[7]);
-	v[8] = CStringGetTextDatum(r->state);
+	v[8] = CStringGetTextDatum(state_name(r->state));
 	v[9] = spi_text_or_null(r->txid, &n[9]);
 	v[10] = digits_arg(r->block_number, &n[10]);
 	v[11] = spi_text_or_null(r->chain_id, &n[11]);

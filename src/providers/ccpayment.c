@@ -110,16 +110,19 @@ static const CcpaymentCode ccpayment_v2_codes[] = {
 };
 
 /* record statuses of both versions and of the batch API */
-static const struct
-{
-	const char *status;
-	const char *state;
-}			ccpayment_statuses[] = {
-	{"Pending", "processing"}, {"Processing", "processing"}, {"Init", "processing"},
-	{"Reviewing", "review"}, {"Rejected", "rejected"},
-	{"Successful", "succeeded"}, {"Success", "succeeded"}, {"Completed", "succeeded"},
-	{"Failed", "failed"},
+static const ProviderStatus ccpayment_status_list[] = {
+	{"Pending", STATE_PROCESSING}, {"Processing", STATE_PROCESSING}, {"Init", STATE_PROCESSING},
+	{"Reviewing", STATE_REVIEW}, {"Rejected", STATE_REJECTED},
+	{"Successful", STATE_SUCCEEDED}, {"Success", STATE_SUCCEEDED}, {"Completed", STATE_SUCCEEDED},
+	{"Failed", STATE_FAILED},
 };
+static const ProviderStatusTable ccpayment_statuses = PROVIDER_STATUS_TABLE(ccpayment_status_list, false);
+
+/* pay_status of a webhook */
+static const ProviderStatus ccpayment_pay_status_list[] = {
+	{"success", STATE_SUCCEEDED}, {"failed", STATE_FAILED},
+};
+static const ProviderStatusTable ccpayment_pay_statuses = PROVIDER_STATUS_TABLE(ccpayment_pay_status_list, false);
 
 static int
 api_version(Jsonb *options)
@@ -536,15 +539,6 @@ ccpayment_build_status(WithdrawalJob *job, HttpRequest *req)
 	ccpayment_request(job->account, CCPAYMENT_V2_STATUS, body.data, req);
 }
 
-static const char *
-state_of(const char *status)
-{
-	for (int i = 0; i < lengthof(ccpayment_statuses); i++)
-		if (status && strcmp(ccpayment_statuses[i].status, status) == 0)
-			return ccpayment_statuses[i].state;
-	return NULL;
-}
-
 /* two JSON objects of details as one */
 static char *
 merge_details(const char *a, const char *b)
@@ -594,8 +588,8 @@ record_state(JsonbContainer *record, Outcome *out)
 	char	   *status = json_get_text(record, "status");
 
 	out->provider_status = status;
-	out->state = state_of(status);
-	if (out->state == NULL)
+	out->state = provider_state(&ccpayment_statuses, status);
+	if (out->state == STATE_NONE)
 	{
 		out->message = psprintf("unrecognized status \"%s\"", status ? status : "(none)");
 		return;
@@ -768,9 +762,7 @@ ccpayment_read_callback(WithdrawAccount *account, const char *body, int len, Jso
 	out->amount = json_get_text(&content->root, "withdraw_amount");
 	pay_status = json_get_text(&content->root, "pay_status");
 	out->provider_status = pay_status ? psprintf("pay_status %s", pay_status) : NULL;
-	out->state = pay_status == NULL ? NULL
-		: strcmp(pay_status, "success") == 0 ? "succeeded"
-		: strcmp(pay_status, "failed") == 0 ? "failed" : NULL;
+	out->state = provider_state(&ccpayment_pay_statuses, pay_status);
 	out->details = details_json(&content->root, keys, lengthof(keys));
 	out->sent_at = timestamp_from_digits(timestamp, 1000);
 	return true;

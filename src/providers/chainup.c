@@ -100,25 +100,18 @@ static const ChainupCode chainup_codes[] = {
 };
 
 /* withdraw status codes: 2, 4, 5, 6 are final; 7 and 8 wait for people */
-static const char *
-chainup_state_of(const char *status)
-{
-	static const char *const states[] = {
-		"processing",			/* 0 risk-control review */
-		"processing",			/* 1 paying */
-		"rejected",				/* 2 audit rejected */
-		"processing",			/* 3 coins sent (older docs) */
-		"failed",				/* 4 */
-		"succeeded",			/* 5 */
-		"cancelled",			/* 6 */
-		"review",				/* 7 pending KYT */
-		"review",				/* 8 pending manual review */
-	};
-
-	if (status == NULL || strlen(status) != 1 || status[0] < '0' || status[0] > '8')
-		return NULL;
-	return states[status[0] - '0'];
-}
+static const ProviderStatus chainup_status_list[] = {
+	{"0", STATE_PROCESSING},	/* risk-control review */
+	{"1", STATE_PROCESSING},	/* paying */
+	{"2", STATE_REJECTED},		/* audit rejected */
+	{"3", STATE_PROCESSING},	/* coins sent (older docs) */
+	{"4", STATE_FAILED},
+	{"5", STATE_SUCCEEDED},
+	{"6", STATE_CANCELLED},
+	{"7", STATE_REVIEW},		/* pending KYT */
+	{"8", STATE_REVIEW},		/* pending manual review */
+};
+static const ProviderStatusTable chainup_statuses = PROVIDER_STATUS_TABLE(chainup_status_list, false);
 
 /*
  * A key of an account's credentials, parsed once per process: the worker
@@ -748,8 +741,8 @@ record_outcome(JsonbContainer *record, Outcome *out)
 	out->details = record_details(record);
 	out->record_amount = json_get_text(record, "amount");
 	out->record_destination = json_get_text(record, "address_to");
-	out->state = chainup_state_of(status);
-	if (out->state == NULL)
+	out->state = provider_state(&chainup_statuses, status);
+	if (out->state == STATE_NONE)
 	{
 		out->kind = OUTCOME_NO_CHANGE;
 		out->message = psprintf("unrecognized status \"%s\"", status ? status : "(none)");
@@ -874,13 +867,13 @@ chainup_record(JsonbContainer *object)
 	r->real_fee = json_get_text(object, "real_fee");
 	r->real_fee_asset = json_get_text(object, "fee_symbol");
 	r->status = json_get_text(object, "status");
-	r->state = chainup_state_of(r->status);
-	if (r->state == NULL)
-		r->state = "review";	/* a status we do not know goes to a person */
+	r->state = provider_state(&chainup_statuses, r->status);
+	if (r->state == STATE_NONE)
+		r->state = STATE_REVIEW;	/* a status we do not know goes to a person */
 	r->txid = json_get_text(object, "txid");
 	r->confirmations = json_get_text(object, "confirmations");
 	r->requested_at = timestamp_from_digits(json_get_text(object, "created_at"), 1);
-	if (strcmp(r->state, "succeeded") == 0)
+	if (r->state == STATE_SUCCEEDED)
 		r->confirmed_at = timestamp_from_digits(json_get_text(object, "updated_at"), 1);
 	r->raw = JsonbToCString(NULL, object, 256);
 	return r;
@@ -1061,14 +1054,13 @@ chainup_read_callback(WithdrawAccount *account, const char *body, int len, Jsonb
 
 		out->kind = CALLBACK_WITHDRAWAL;
 		out->provider_status = psprintf("status %s", status ? status : "(none)");
-		out->state = chainup_state_of(status);
+		out->state = provider_state(&chainup_statuses, status);
 		out->details = record_details(c);
 		out->window_ms = account_option_int(account->options, "notify_window_ms",
 											CHAINUP_DEFAULT_NOTIFY_WINDOW_MS, 1000,
 											7 * 24 * 3600 * 1000);
-		out->confirm_by_poll = out->state != NULL &&
-			(strcmp(out->state, "failed") == 0 || strcmp(out->state, "rejected") == 0 ||
-			 strcmp(out->state, "cancelled") == 0);
+		out->confirm_by_poll = out->state == STATE_FAILED || out->state == STATE_REJECTED ||
+			out->state == STATE_CANCELLED;
 	}
 	else
 	{

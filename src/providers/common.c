@@ -349,3 +349,30 @@ timestamp_within(const char *seconds, int window_s, const char *what, char **err
 	}
 	return true;
 }
+
+/* The index of a provider's status word in its table, or -1. */
+static int
+status_index(const ProviderStatusTable *table, const char *status)
+{
+	for (int i = 0; status != NULL && i < table->count; i++)
+		if (table->ignore_case ? pg_strcasecmp(table->statuses[i].status, status) == 0
+			: strcmp(table->statuses[i].status, status) == 0)
+			return i;
+	return -1;
+}
+
+/* The state a provider's status word names; STATE_NONE when the table lacks it. */
+WithdrawState
+provider_state(const ProviderStatusTable *table, const char *status)
+{
+	int			i = status_index(table, status);
+
+	return i < 0 ? STATE_NONE : table->statuses[i].state;
+}
+
+/* Is status one of the table's words? */
+bool
+provider_status_known(const ProviderStatusTable *table, const char *status)
+{
+	return status_index(table, status) >= 0;
+}

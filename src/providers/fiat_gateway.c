@@ -54,6 +54,15 @@ static const char *const fiat_fields[] = {
 	NULL
 };
 
+/*
+ * A notification's status: the seed shows no notification, so its words
+ * are an assumption, read in any case.
+ */
+static const ProviderStatus fiat_notify_status_list[] = {
+	{"success", STATE_SUCCEEDED}, {"failed", STATE_FAILED}, {"processing", STATE_PROCESSING},
+};
+static const ProviderStatusTable fiat_notify_statuses = PROVIDER_STATUS_TABLE(fiat_notify_status_list, true);
+
 typedef struct FiatCode
 {
 	const char *code;
@@ -795,11 +804,7 @@ fiat_read_callback(WithdrawAccount *account, const char *body, int len, Jsonb *h
 	}
 	status = json_get_text(&content->root, "status");
 	out->provider_status = status ? psprintf("notify %s", status) : NULL;
-	/* the seed shows no notification: its words are an assumption, read in any case */
-	out->state = status == NULL ? NULL
-		: pg_strcasecmp(status, "success") == 0 ? "succeeded"
-		: pg_strcasecmp(status, "failed") == 0 ? "failed"
-		: pg_strcasecmp(status, "processing") == 0 ? "processing" : NULL;
+	out->state = provider_state(&fiat_notify_statuses, status);
 	out->details = details_json(&content->root, keys, lengthof(keys));
 	return true;
 }
@@ -823,7 +828,7 @@ fiat_overdue(WithdrawalJob *job, Outcome *out)
 	int			deadline_s = fiat_notice_deadline_ms(job->account->options) / 1000;
 
 	out->kind = OUTCOME_STATE;
-	out->state = "review";
+	out->state = STATE_REVIEW;
 	out->provider_status = pstrdup("no notification");
 	out->message = psprintf("no final notification from the gateway within %d s of its acceptance (account option notify_deadline_s), and it has no status query: check order %s at the gateway",
 							deadline_s, job->idempotency_key);

@@ -19,6 +19,7 @@
 
 #include "../compat.h"
 #include "../http.h"
+#include "../state.h"
 
 struct Provider;
 
@@ -72,7 +73,7 @@ typedef enum OutcomeKind
 typedef struct Outcome
 {
 	OutcomeKind kind;
-	const char *state;			/* OUTCOME_STATE: a state of withdraw.state_transition */
+	WithdrawState state;		/* OUTCOME_STATE: the state learned */
 	char	   *provider_status;	/* raw status or code, as the provider said */
 	char	   *provider_id;
 	char	   *message;		/* what went wrong, for last_error and events */
@@ -114,7 +115,7 @@ typedef struct RemoteRecord
 	char	   *fee;
 	char	   *fee_asset;
 	char	   *status;			/* as the provider says */
-	const char *state;			/* a state of withdraw.state_transition */
+	WithdrawState state;		/* the record's state */
 	char	   *txid;
 	char	   *block_number;
 	char	   *chain_id;
@@ -154,7 +155,8 @@ typedef struct CallbackNotice
 	char	   *provider_id;
 	char	   *amount;			/* as the provider states it, to check */
 	char	   *provider_status;
-	const char *state;			/* a state of withdraw.state_transition, NULL = none */
+	WithdrawState state;		/* STATE_NONE = none (the caller sets it
+								 * before read_callback) */
 	char	   *details;		/* JSON object: txid, confirmations, fees */
 	TimestampTz sent_at;		/* the provider's clock, 0 = not given */
 	int			window_ms;		/* > 0: CALLBACK_WITHDRAWAL refused unless
@@ -252,6 +254,26 @@ typedef struct Provider
 	void		(*overdue) (WithdrawalJob *job, Outcome *out);
 } Provider;
 
+/*
+ * A provider's words for the states of a withdrawal, as a table:
+ * provider_state() is STATE_NONE for a word the table lacks.
+ */
+typedef struct ProviderStatus
+{
+	const char *status;			/* as the provider writes it */
+	WithdrawState state;
+} ProviderStatus;
+
+typedef struct ProviderStatusTable
+{
+	const ProviderStatus *statuses;
+	int			count;
+	bool		ignore_case;	/* the provider's case is not to be relied on */
+} ProviderStatusTable;
+
+#define PROVIDER_STATUS_TABLE(array, ignore_case) \
+	{(array), lengthof(array), (ignore_case)}
+
 /* registry.c */
 extern const Provider *provider_lookup(const char *name);
 extern const Provider *provider_lookup_or_error(const char *name);
@@ -272,6 +294,8 @@ extern int64 epoch_ms(TimestampTz t);
 extern TimestampTz timestamp_from_digits(const char *text, int unit_ms);
 extern bool timestamp_within(const char *seconds, int window_s, const char *what, char **error);
 extern char *details_json(JsonbContainer *c, const char *const (*keys)[2], int nkeys);
+extern WithdrawState provider_state(const ProviderStatusTable *table, const char *status);
+extern bool provider_status_known(const ProviderStatusTable *table, const char *status);
 extern JsonbContainer *list_entry_of(JsonbContainer *list, const char *inner, const char *key_field,
 									 const char *key);
 

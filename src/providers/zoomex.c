@@ -40,21 +40,16 @@ static const char *const zoomex_fields[] = {
 	"requestId", "coin", "addressType", "areaCode", "address", "amount", "remark", NULL
 };
 
-typedef struct ZoomexStatus
-{
-	const char *provider_status;
-	const char *state;
-} ZoomexStatus;
-
 /* withdrawStatus enum of the provider's docs */
-static const ZoomexStatus zoomex_statuses[] = {
-	{"Pending Review", "review"},
-	{"Pending Transfer", "processing"},
-	{"Transferred successfully", "succeeded"},
-	{"Rejected", "rejected"},
-	{"Cancelled", "cancelled"},
-	{"Fail", "failed"},
+static const ProviderStatus zoomex_status_list[] = {
+	{"Pending Review", STATE_REVIEW},
+	{"Pending Transfer", STATE_PROCESSING},
+	{"Transferred successfully", STATE_SUCCEEDED},
+	{"Rejected", STATE_REJECTED},
+	{"Cancelled", STATE_CANCELLED},
+	{"Fail", STATE_FAILED},
 };
+static const ProviderStatusTable zoomex_statuses = PROVIDER_STATUS_TABLE(zoomex_status_list, false);
 
 typedef enum ZoomexCodeClass
 {
@@ -456,15 +451,6 @@ zoomex_build_status(WithdrawalJob *job, HttpRequest *req)
 	req->audit = psprintf("%s&sign=[redacted]", audit);
 }
 
-static const char *
-zoomex_state_of(const char *status)
-{
-	for (int i = 0; i < lengthof(zoomex_statuses); i++)
-		if (strcmp(zoomex_statuses[i].provider_status, status) == 0)
-			return zoomex_statuses[i].state;
-	return NULL;
-}
-
 static bool
 zoomex_row_matches(WithdrawalJob *job, JsonbContainer *row)
 {
@@ -558,7 +544,7 @@ zoomex_parse_status(WithdrawalJob *job, HttpResponse *res, Outcome *out)
 	if (matches > 1)
 	{
 		out->kind = OUTCOME_STATE;
-		out->state = "review";
+		out->state = STATE_REVIEW;
 		out->message = psprintf("%d transfers of the same coin, amount and address match; a person must decide",
 								matches);
 		return;
@@ -568,8 +554,8 @@ zoomex_parse_status(WithdrawalJob *job, HttpResponse *res, Outcome *out)
 	out->provider_id = json_get_text(found, "withdraw_id");
 	out->record_amount = json_get_text(found, "amount");
 	out->provider_status = status;
-	out->state = status ? zoomex_state_of(status) : NULL;
-	if (out->state == NULL)
+	out->state = provider_state(&zoomex_statuses, status);
+	if (out->state == STATE_NONE)
 	{
 		out->message = psprintf("unrecognized status \"%s\"", status ? status : "(none)");
 		return;
