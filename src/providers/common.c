@@ -376,3 +376,72 @@ provider_status_known(const ProviderStatusTable *table, const char *status)
 {
 	return status_index(table, status) >= 0;
 }
+
+/* The table's entry for a code; NULL when the table lacks it. */
+const ProviderCode *
+provider_code(const ProviderCodeTable *table, const char *code)
+{
+	for (int i = 0; code != NULL && i < table->count; i++)
+		if (strcmp(table->codes[i].code, code) == 0)
+			return &table->codes[i];
+	return NULL;
+}
+
+/* "label code: msg — explanation", the explanation when the table has one */
+char *
+provider_code_message(const ProviderCodeTable *table, const char *code, const char *msg)
+{
+	const ProviderCode *known = provider_code(table, code);
+
+	return psprintf("%s %s: %s%s%s", table->label, code, msg ? msg : "",
+					known ? " — " : "", known ? known->explanation : "");
+}
+
+/*
+ * The outcome of a create the provider refused with code: the one place
+ * where a code's class becomes an outcome.  A code the table lacks may
+ * have executed: the same key is sent again.
+ */
+void
+provider_refusal(const ProviderCodeTable *table, const char *code, const char *msg, Outcome *out)
+{
+	const ProviderCode *known = provider_code(table, code);
+
+	out->message = provider_code_message(table, code, msg);
+	switch (known ? known->class : CODE_MAYBE)
+	{
+		case CODE_MAYBE:
+			out->kind = OUTCOME_UNKNOWN;
+			break;
+		case CODE_RETRY:
+			out->kind = OUTCOME_NOT_DELIVERED;
+			out->retry_after_ms = known->retry_after_ms;
+			break;
+		case CODE_DUPLICATE:
+			out->kind = OUTCOME_RECONCILE;
+			out->duplicate = true;
+			break;
+		case CODE_TERMINAL:
+			out->kind = OUTCOME_REJECTED;
+			break;
+	}
+}
+
+/*
+ * A provider's answer as a JSON object, or NULL with *why naming the HTTP
+ * status: what every answer reader checks first.
+ */
+Jsonb *
+provider_answer_json(HttpResponse *res, char **why)
+{
+	char	   *error = NULL;
+	Jsonb	   *body = json_parse_untrusted(res->body.data, res->body.len, &error);
+
+	if (body == NULL || !JB_ROOT_IS_OBJECT(body) || JB_ROOT_IS_SCALAR(body))
+	{
+		*why = psprintf("HTTP %ld, answer is not a JSON object%s%s", res->status,
+						body ? "" : ": ", body ? "" : error);
+		return NULL;
+	}
+	return body;
+}

@@ -255,6 +255,37 @@ typedef struct Provider
 } Provider;
 
 /*
+ * What a provider's refusal code means for the withdrawal, and the
+ * provider's table of them.  A code the table lacks is CODE_MAYBE.
+ */
+typedef enum CodeClass
+{
+	CODE_MAYBE,					/* outcome unknown: the same key again */
+	CODE_RETRY,					/* not executed: the same request again, after
+								 * the code's retry_after_ms */
+	CODE_DUPLICATE,				/* the key is known: settle by status, never a
+								 * new key */
+	CODE_TERMINAL				/* refused for good */
+} CodeClass;
+
+typedef struct ProviderCode
+{
+	const char *code;			/* as the provider writes it */
+	CodeClass	class;
+	int			retry_after_ms; /* CODE_RETRY: the wait, 0 for policy */
+	const char *explanation;
+} ProviderCode;
+
+typedef struct ProviderCodeTable
+{
+	const char *label;			/* how messages name a code: "retCode", "code" */
+	const ProviderCode *codes;
+	int			count;
+} ProviderCodeTable;
+
+#define PROVIDER_CODE_TABLE(label, array) {(label), (array), lengthof(array)}
+
+/*
  * A provider's words for the states of a withdrawal, as a table:
  * provider_state() is STATE_NONE for a word the table lacks.
  */
@@ -294,6 +325,11 @@ extern int64 epoch_ms(TimestampTz t);
 extern TimestampTz timestamp_from_digits(const char *text, int unit_ms);
 extern bool timestamp_within(const char *seconds, int window_s, const char *what, char **error);
 extern char *details_json(JsonbContainer *c, const char *const (*keys)[2], int nkeys);
+extern const ProviderCode *provider_code(const ProviderCodeTable *table, const char *code);
+extern char *provider_code_message(const ProviderCodeTable *table, const char *code, const char *msg);
+extern void provider_refusal(const ProviderCodeTable *table, const char *code, const char *msg,
+							 Outcome *out);
+extern Jsonb *provider_answer_json(HttpResponse *res, char **why);
 extern WithdrawState provider_state(const ProviderStatusTable *table, const char *status);
 extern bool provider_status_known(const ProviderStatusTable *table, const char *status);
 extern JsonbContainer *list_entry_of(JsonbContainer *list, const char *inner, const char *key_field,
