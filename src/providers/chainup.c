@@ -60,44 +60,31 @@ static const char *const chainup_fields[] = {
 	"request_id", "from_uid", "to_address", "memo", "amount", "symbol", NULL
 };
 
-typedef enum ChainupCodeClass
-{
-	CHAINUP_MAYBE,				/* outcome unknown: resend the same request_id */
-	CHAINUP_DUPLICATE,			/* request_id known: settle by withdrawList */
-	CHAINUP_TERMINAL			/* refused for good */
-} ChainupCodeClass;
-
-typedef struct ChainupCode
-{
-	const char *code;
-	ChainupCodeClass class;
-	const char *explanation;
-} ChainupCode;
-
 /* the error codes of the provider's appendix (providers.md, 1.6) */
-static const ChainupCode chainup_codes[] = {
-	{"100001", CHAINUP_MAYBE, "provider system error"},
-	{"100004", CHAINUP_TERMINAL, "the provider refused a parameter"},
-	{"100005", CHAINUP_TERMINAL, "the provider could not verify the request; check that the public half of merchant_private_key is the one uploaded to ChainUp"},
-	{"100007", CHAINUP_TERMINAL, "this server's IP address is not on the account's ChainUp whitelist"},
-	{"100015", CHAINUP_TERMINAL, "the app_id is not a ChainUp merchant; check the account's app_id"},
-	{"100016", CHAINUP_TERMINAL, "the ChainUp merchant has expired"},
-	{"110004", CHAINUP_TERMINAL, "the user is frozen"},
-	{"110037", CHAINUP_TERMINAL, "the address is risky"},
-	{"110055", CHAINUP_TERMINAL, "the address is wrong"},
-	{"110065", CHAINUP_TERMINAL, "the user does not exist"},
-	{"110078", CHAINUP_TERMINAL, "the amount is below the minimum"},
-	{"110087", CHAINUP_TERMINAL, "the amount is above the maximum"},
-	{"110088", CHAINUP_DUPLICATE, "repeated request_id"},
-	{"110161", CHAINUP_TERMINAL, "the amount has too many decimals"},
-	{"120202", CHAINUP_TERMINAL, "the coin is not supported"},
-	{"120206", CHAINUP_TERMINAL, "the second confirmation failed: the application did not confirm this withdrawal through withdraw_confirm"},
-	{"120402", CHAINUP_TERMINAL, "insufficient balance"},
-	{"120403", CHAINUP_TERMINAL, "insufficient fee balance"},
-	{"120404", CHAINUP_TERMINAL, "the amount does not cover the fee"},
-	{"900006", CHAINUP_TERMINAL, "the user is at risk"},
-	{"3040006", CHAINUP_TERMINAL, "cannot transfer to oneself"},
+static const ProviderCode chainup_code_list[] = {
+	{"100001", CODE_MAYBE, 0, "provider system error"},
+	{"100004", CODE_TERMINAL, 0, "the provider refused a parameter"},
+	{"100005", CODE_TERMINAL, 0, "the provider could not verify the request; check that the public half of merchant_private_key is the one uploaded to ChainUp"},
+	{"100007", CODE_TERMINAL, 0, "this server's IP address is not on the account's ChainUp whitelist"},
+	{"100015", CODE_TERMINAL, 0, "the app_id is not a ChainUp merchant; check the account's app_id"},
+	{"100016", CODE_TERMINAL, 0, "the ChainUp merchant has expired"},
+	{"110004", CODE_TERMINAL, 0, "the user is frozen"},
+	{"110037", CODE_TERMINAL, 0, "the address is risky"},
+	{"110055", CODE_TERMINAL, 0, "the address is wrong"},
+	{"110065", CODE_TERMINAL, 0, "the user does not exist"},
+	{"110078", CODE_TERMINAL, 0, "the amount is below the minimum"},
+	{"110087", CODE_TERMINAL, 0, "the amount is above the maximum"},
+	{"110088", CODE_DUPLICATE, 0, "repeated request_id"},
+	{"110161", CODE_TERMINAL, 0, "the amount has too many decimals"},
+	{"120202", CODE_TERMINAL, 0, "the coin is not supported"},
+	{"120206", CODE_TERMINAL, 0, "the second confirmation failed: the application did not confirm this withdrawal through withdraw_confirm"},
+	{"120402", CODE_TERMINAL, 0, "insufficient balance"},
+	{"120403", CODE_TERMINAL, 0, "insufficient fee balance"},
+	{"120404", CODE_TERMINAL, 0, "the amount does not cover the fee"},
+	{"900006", CODE_TERMINAL, 0, "the user is at risk"},
+	{"3040006", CODE_TERMINAL, 0, "cannot transfer to oneself"},
 };
+static const ProviderCodeTable chainup_codes = PROVIDER_CODE_TABLE("code", chainup_code_list);
 
 /* withdraw status codes: 2, 4, 5, 6 are final; 7 and 8 wait for people */
 static const ProviderStatus chainup_status_list[] = {
@@ -562,18 +549,14 @@ unsealed_error(const char *code, const char *msg)
 static JsonbContainer *
 chainup_answer(WithdrawAccount *account, HttpResponse *res, char **code, char **msg, char **why)
 {
-	char	   *error;
-	Jsonb	   *outer = json_parse_untrusted(res->body.data, res->body.len, &error);
+	char	   *error = NULL;
+	Jsonb	   *outer = provider_answer_json(res, why);
 	char	   *data;
 	char	   *plain;
 	Jsonb	   *inner;
 
-	if (outer == NULL || !JB_ROOT_IS_OBJECT(outer) || JB_ROOT_IS_SCALAR(outer))
-	{
-		*why = psprintf("HTTP %ld, answer is not a JSON object%s%s", res->status,
-						outer ? "" : ": ", outer ? "" : error);
+	if (outer == NULL)
 		return NULL;
-	}
 	data = json_get_text(&outer->root, "data");
 	plain = data ? chainup_open(account, data, strlen(data), &error) : NULL;
 	if (plain == NULL)
@@ -611,22 +594,6 @@ chainup_answer(WithdrawAccount *account, HttpResponse *res, char **code, char **
 	return &inner->root;
 }
 
-static const ChainupCode *
-chainup_code_lookup(const char *code)
-{
-	for (int i = 0; i < lengthof(chainup_codes); i++)
-		if (strcmp(chainup_codes[i].code, code) == 0)
-			return &chainup_codes[i];
-	return NULL;
-}
-
-static char *
-code_message(const char *code, const char *msg, const ChainupCode *known)
-{
-	return psprintf("code %s: %s%s%s", code, msg ? msg : "",
-					known ? " — " : "", known ? known->explanation : "");
-}
-
 static void
 chainup_build_create(WithdrawalJob *job, HttpRequest *req)
 {
@@ -653,7 +620,6 @@ chainup_parse_create(WithdrawalJob *job, HttpResponse *res, Outcome *out)
 	char	   *msg = NULL;
 	char	   *why = NULL;
 	JsonbContainer *answer = chainup_answer(job->account, res, &code, &msg, &why);
-	const ChainupCode *known;
 
 	if (answer == NULL)
 	{
@@ -678,21 +644,7 @@ chainup_parse_create(WithdrawalJob *job, HttpResponse *res, Outcome *out)
 		out->provider_status = psprintf("status %s", json_get_text(data, "status") ?: "0");
 		return;
 	}
-	known = chainup_code_lookup(code);
-	out->message = code_message(code, msg, known);
-	switch (known ? known->class : CHAINUP_MAYBE)
-	{
-		case CHAINUP_MAYBE:
-			out->kind = OUTCOME_UNKNOWN;
-			break;
-		case CHAINUP_DUPLICATE:
-			out->kind = OUTCOME_RECONCILE;
-			out->duplicate = true;
-			break;
-		case CHAINUP_TERMINAL:
-			out->kind = OUTCOME_REJECTED;
-			break;
-	}
+	provider_refusal(&chainup_codes, code, msg, out);
 }
 
 /* txid, confirmations and both fees of a record, as a JSON object */
@@ -796,7 +748,7 @@ chainup_parse_status_batch(WithdrawalJob **jobs, int n, HttpResponse *res, Outco
 	for (int i = 0; i < n; i++)
 		outs[i].kind = OUTCOME_NO_CHANGE;
 	if (answer != NULL && strcmp(code, "0") != 0)
-		why = psprintf("status query refused, %s", code_message(code, msg, chainup_code_lookup(code)));
+		why = psprintf("status query refused, %s", provider_code_message(&chainup_codes, code, msg));
 	else if (answer != NULL)
 	{
 		records = json_get_container(answer, "data");
@@ -904,11 +856,9 @@ chainup_parse_sync(WithdrawAccount *account, SyncCursor *cursor, HttpResponse *r
 	}
 	if (strcmp(code, "0") != 0)
 	{
-		const ChainupCode *known = chainup_code_lookup(code);
-
 		out->auth_failed = (strcmp(code, "100005") == 0 || strcmp(code, "100007") == 0 ||
 							strcmp(code, "100015") == 0);
-		out->error = psprintf("chainup refused the list: %s", code_message(code, msg, known));
+		out->error = psprintf("chainup refused the list: %s", provider_code_message(&chainup_codes, code, msg));
 		return;
 	}
 	records = json_get_container(answer, "data");
