@@ -63,21 +63,21 @@ static const ProviderStatus fiat_notify_status_list[] = {
 };
 static const ProviderStatusTable fiat_notify_statuses = PROVIDER_STATUS_TABLE(fiat_notify_status_list, true);
 
-typedef struct FiatCode
-{
-	const char *code;
-	const char *explanation;
-} FiatCode;
-
-/* the gateway's refusals (seed 004); each is final (10003 is handled apart) */
-static const FiatCode fiat_codes[] = {
-	{"10001", "the gateway refused a parameter"},
-	{"10002", "the gateway could not verify the signature; check the account's secret_key and sign_mode"},
-	{"10004", "the amount format was refused"},
-	{"10005", "the bank id does not exist"},
-	{"10006", "insufficient balance"},
-	{"10007", "withdrawal limit exceeded"},
+/*
+ * The gateway's refusals (seed 004): final, but for a duplicate order
+ * number, which its notification settles; any other status may have
+ * executed.
+ */
+static const ProviderCode fiat_code_list[] = {
+	{"10001", CODE_TERMINAL, 0, "the gateway refused a parameter"},
+	{"10002", CODE_TERMINAL, 0, "the gateway could not verify the signature; check the account's secret_key and sign_mode"},
+	{"10003", CODE_DUPLICATE, 0, "duplicate order number: the gateway already has this order; its notification will settle it"},
+	{"10004", CODE_TERMINAL, 0, "the amount format was refused"},
+	{"10005", CODE_TERMINAL, 0, "the bank id does not exist"},
+	{"10006", CODE_TERMINAL, 0, "insufficient balance"},
+	{"10007", CODE_TERMINAL, 0, "withdrawal limit exceeded"},
 };
+static const ProviderCodeTable fiat_codes = PROVIDER_CODE_TABLE("status", fiat_code_list);
 
 static bool
 concat_mode(Jsonb *options)
@@ -609,19 +609,14 @@ static Jsonb *
 fiat_answer(WithdrawAccount *account, HttpResponse *res, bool require_sign, char **status,
 			char **msg, char **why)
 {
-	char	   *error;
-	Jsonb	   *body = json_parse_untrusted(res->body.data, res->body.len, &error);
+	Jsonb	   *body = provider_answer_json(res, why);
 	ParamList	params;
 	char	   *secret;
 	char	   *expected;
 	bool		ok;
 
-	if (body == NULL || !JB_ROOT_IS_OBJECT(body) || JB_ROOT_IS_SCALAR(body))
-	{
-		*why = psprintf("HTTP %ld, answer is not a JSON object%s%s", res->status,
-						body ? "" : ": ", body ? "" : error);
+	if (body == NULL)
 		return NULL;
-	}
 	*status = json_get_text(&body->root, "status");
 	*msg = json_get_text(&body->root, "msg");
 	if (*status == NULL)
@@ -676,24 +671,7 @@ fiat_parse_create(WithdrawalJob *job, HttpResponse *res, Outcome *out)
 		out->provider_id = id && id[0] ? id : NULL;
 		return;
 	}
-	if (strcmp(status, "10003") == 0)
-	{
-		/* the gateway has this order already: its notification settles it */
-		out->kind = OUTCOME_RECONCILE;
-		out->duplicate = true;
-		out->message = psprintf("status 10003: %s — duplicate order number: the gateway already has this order; its notification will settle it",
-								msg ? msg : "");
-		return;
-	}
-	out->kind = OUTCOME_UNKNOWN;
-	for (int i = 0; i < lengthof(fiat_codes); i++)
-		if (strcmp(fiat_codes[i].code, status) == 0)
-		{
-			out->kind = OUTCOME_REJECTED;
-			out->message = psprintf("status %s: %s — %s", status, msg ? msg : "", fiat_codes[i].explanation);
-			return;
-		}
-	out->message = psprintf("status %s: %s", status, msg ? msg : "");
+	provider_refusal(&fiat_codes, status, msg, out);
 }
 
 static void
