@@ -5,7 +5,7 @@
  *	  calls it: withdraw_callback (notifications) and withdraw_confirm
  *	  (chainup's second confirmation before it pays).
  *
- * The provider authenticates and reads the body (read_callback); nothing
+ * The provider authenticates and reads the body (callbacks->read); nothing
  * is looked up or changed before that.  What happens next is the same for
  * every provider and lives here: the withdrawal is found by its
  * idempotency key within the account, locked, checked and changed; every
@@ -235,7 +235,7 @@ callback_account(const char *name, const char *function)
 {
 	WithdrawAccount *account = store_account_by_name(name);
 
-	if (account->provider->read_callback == NULL)
+	if (account->provider->callbacks == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("%s accounts receive no callbacks", account->provider->name),
@@ -256,17 +256,17 @@ read_authentic(WithdrawAccount *account, text *body, Jsonb *headers, CallbackNot
 
 	memset(notice, 0, sizeof(*notice));
 	notice->state = STATE_NONE;
-	if (account->provider->read_callback(account, VARDATA_ANY(body), VARSIZE_ANY_EXHDR(body),
-										 headers, notice, &error))
+	if (account->provider->callbacks->read(account, VARDATA_ANY(body), VARSIZE_ANY_EXHDR(body),
+										   headers, notice, &error))
 		return true;
-	if (account->provider->callback_refusal == NULL)
+	if (account->provider->callbacks->refusal == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
 				 errmsg("%s callback for account \"%s\" is not authentic: %s",
 						account->provider->name, account->name, error),
 				 errdetail("Nothing was changed.")));
 	log_callback(account, "unknown", "rejected", 0, NULL, psprintf("not authentic: %s", error));
-	*reply = pstrdup(account->provider->callback_refusal);
+	*reply = pstrdup(account->provider->callbacks->refusal);
 	return false;
 }
 
@@ -298,13 +298,13 @@ withdraw_callback(PG_FUNCTION_ARGS)
 	{
 		log_callback(account, "confirm", "refused", 0, &notice,
 					 "a second-confirmation request: pass it to withdraw_confirm");
-		PG_RETURN_DATUM(spi_finish_text(account->provider->callback_refusal ?
-										 account->provider->callback_refusal : "FAILURE"));
+		PG_RETURN_DATUM(spi_finish_text(account->provider->callbacks->refusal ?
+										account->provider->callbacks->refusal : "FAILURE"));
 	}
 	if (notice.kind == CALLBACK_DEPOSIT)
 	{
 		log_callback(account, "deposit", "recorded", 0, &notice, NULL);
-		PG_RETURN_DATUM(spi_finish_text(account->provider->callback_ack));
+		PG_RETURN_DATUM(spi_finish_text(account->provider->callbacks->ack));
 	}
 
 	if (!find_target(account, &notice, &t))
@@ -312,7 +312,7 @@ withdraw_callback(PG_FUNCTION_ARGS)
 		/* not ours: acknowledged (the provider would retry forever) and kept */
 		log_callback(account, kind_names[notice.kind], "unmatched", 0, &notice,
 					 "no withdrawal of this account has that key");
-		PG_RETURN_DATUM(spi_finish_text(account->provider->callback_ack));
+		PG_RETURN_DATUM(spi_finish_text(account->provider->callbacks->ack));
 	}
 	if (notice.window_ms > 0 &&
 		(notice.sent_at == 0 ||
@@ -323,8 +323,8 @@ withdraw_callback(PG_FUNCTION_ARGS)
 		detail = psprintf("its time is missing or more than %d s away from ours: stale or replayed",
 						  notice.window_ms / 1000);
 	}
-	else if (account->provider->confirm_mismatch != NULL &&
-			 (detail = account->provider->confirm_mismatch(t.request, &notice)) != NULL)
+	else if (account->provider->callbacks->confirm_mismatch != NULL &&
+			 (detail = account->provider->callbacks->confirm_mismatch(t.request, &notice)) != NULL)
 		verdict = "refused";
 	else if (notice.amount != NULL && !decimal_equal(notice.amount, t.amount))
 	{
@@ -350,7 +350,7 @@ withdraw_callback(PG_FUNCTION_ARGS)
 	 */
 	if (strcmp(verdict, "deferred") == 0)
 	{
-		if (account->provider->callback_refusal == NULL)
+		if (account->provider->callbacks->refusal == NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 					 errmsg("withdrawal " INT64_FORMAT " is being sent; the %s notification must be sent again",
@@ -358,10 +358,10 @@ withdraw_callback(PG_FUNCTION_ARGS)
 					 errdetail("%s", detail),
 					 errhint("Answer the provider with an error status: it retries.")));
 		log_callback(account, kind_names[notice.kind], verdict, t.id, &notice, detail);
-		PG_RETURN_DATUM(spi_finish_text(account->provider->callback_refusal));
+		PG_RETURN_DATUM(spi_finish_text(account->provider->callbacks->refusal));
 	}
 	log_callback(account, kind_names[notice.kind], verdict, t.id, &notice, detail);
-	PG_RETURN_DATUM(spi_finish_text(account->provider->callback_ack));
+	PG_RETURN_DATUM(spi_finish_text(account->provider->callbacks->ack));
 }
 
 /*
@@ -404,7 +404,7 @@ withdraw_confirm(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	account = callback_account(name, "withdraw_confirm");
-	if (account->provider->confirm_reply == NULL)
+	if (account->provider->callbacks->confirm_reply == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("%s accounts have no second confirmation", account->provider->name)));
@@ -427,7 +427,7 @@ withdraw_confirm(PG_FUNCTION_ARGS)
 		why = pstrdup("no withdrawal of this account has that request id: this database did not ask for it");
 	else if (t.state != STATE_SENDING && t.state != STATE_UNKNOWN)
 		why = psprintf("the withdrawal is %s, not waiting for the provider's answer", state_name(t.state));
-	else if ((why = account->provider->confirm_mismatch(t.request, &notice)) != NULL)
+	else if ((why = account->provider->callbacks->confirm_mismatch(t.request, &notice)) != NULL)
 		;
 	else if (confirmed_otherwise(t.id, &notice))
 		why = pstrdup("the withdrawal was already confirmed for another request");
@@ -438,6 +438,6 @@ withdraw_confirm(PG_FUNCTION_ARGS)
 				(errmsg("refused the second confirmation of a %s withdrawal for account \"%s\"",
 						account->provider->name, account->name),
 				 errdetail("%s", why)));
-	reply = account->provider->confirm_reply(account, &notice, why == NULL);
+	reply = account->provider->callbacks->confirm_reply(account, &notice, why == NULL);
 	PG_RETURN_DATUM(spi_finish_text(reply));
 }

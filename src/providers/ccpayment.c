@@ -721,6 +721,19 @@ ccpayment_read_callback(WithdrawAccount *account, const char *body, int len, Jso
 	return true;
 }
 
+static const ProviderStatusBatch ccpayment_status_batch = {
+	.max = 100,
+	.batches = ccpayment_batches_status,
+	.build = ccpayment_build_status_batch,
+	.parse = ccpayment_parse_status_batch,
+};
+
+static const ProviderCallbacks ccpayment_callbacks = {
+	.read = ccpayment_read_callback,
+	.ack = "success",
+	.refusal = NULL,
+};
+
 const Provider ccpayment_provider = {
 	.name = "ccpayment",
 	.credential_keys = ccpayment_credential_keys,
@@ -733,11 +746,6 @@ const Provider ccpayment_provider = {
 	.parse_create = ccpayment_parse_create,
 	.build_status = ccpayment_build_status,
 	.parse_status = ccpayment_parse_status,
-	.status_batch_max = 100,
-	.batches_status = ccpayment_batches_status,
-	.build_status_batch = ccpayment_build_status_batch,
-	.parse_status_batch = ccpayment_parse_status_batch,
-	.read_callback = ccpayment_read_callback,
-	.callback_ack = "success",
-	.callback_refusal = NULL,
+	.status_batch = &ccpayment_status_batch,
+	.callbacks = &ccpayment_callbacks,
 };

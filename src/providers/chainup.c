@@ -1092,6 +1092,26 @@ chainup_confirm_reply(WithdrawAccount *account, CallbackNotice *notice, bool acc
 	return psprintf("{\"data\":\"%s\"}", chainup_seal(account, plain.data));
 }
 
+static const ProviderSync chainup_sync = {
+	.build = chainup_build_sync,
+	.parse = chainup_parse_sync,
+	.by_id = true,
+};
+
+static const ProviderStatusBatch chainup_status_batch = {
+	.max = CHAINUP_BATCH_MAX,
+	.build = chainup_build_status_batch,
+	.parse = chainup_parse_status_batch,
+};
+
+static const ProviderCallbacks chainup_callbacks = {
+	.read = chainup_read_callback,
+	.ack = "SUCCESS",
+	.refusal = "FAILURE",
+	.confirm_mismatch = chainup_confirm_mismatch,
+	.confirm_reply = chainup_confirm_reply,
+};
+
 const Provider chainup_provider = {
 	.name = "chainup",
 	.credential_keys = chainup_credential_keys,
@@ -1103,15 +1123,7 @@ const Provider chainup_provider = {
 	.parse_create = chainup_parse_create,
 	.build_status = chainup_build_status,
 	.parse_status = chainup_parse_status,
-	.build_sync = chainup_build_sync,
-	.parse_sync = chainup_parse_sync,
-	.sync_by_id = true,
-	.status_batch_max = CHAINUP_BATCH_MAX,
-	.build_status_batch = chainup_build_status_batch,
-	.parse_status_batch = chainup_parse_status_batch,
-	.read_callback = chainup_read_callback,
-	.callback_ack = "SUCCESS",
-	.callback_refusal = "FAILURE",
-	.confirm_mismatch = chainup_confirm_mismatch,
-	.confirm_reply = chainup_confirm_reply,
+	.sync = &chainup_sync,
+	.status_batch = &chainup_status_batch,
+	.callbacks = &chainup_callbacks,
 };

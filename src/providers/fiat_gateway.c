@@ -812,20 +812,32 @@ fiat_overdue(WithdrawalJob *job, Outcome *out)
 							deadline_s, job->idempotency_key);
 }
 
+static const ProviderFormRules fiat_form_rules = {
+	.key = fiat_rules_key,
+	.build = fiat_build_rules,
+	.parse = fiat_parse_rules,
+};
+
+static const ProviderCallbacks fiat_callbacks = {
+	.read = fiat_read_callback,
+	.ack = "success",
+	.refusal = NULL,
+};
+
+static const ProviderNotices fiat_notices = {
+	.deadline_ms = fiat_notice_deadline_ms,
+	.overdue = fiat_overdue,
+};
+
 const Provider fiat_gateway_provider = {
 	.name = "fiat_gateway",
 	.credential_keys = fiat_credential_keys,
 	.option_keys = fiat_option_keys,
 	.check_options = fiat_check_options,
 	.validate = fiat_validate,
-	.rules_key = fiat_rules_key,
-	.build_rules = fiat_build_rules,
-	.parse_rules = fiat_parse_rules,
 	.build_create = fiat_build_create,
 	.parse_create = fiat_parse_create,
-	.read_callback = fiat_read_callback,
-	.callback_ack = "success",
-	.callback_refusal = NULL,
-	.notice_deadline_ms = fiat_notice_deadline_ms,
-	.overdue = fiat_overdue,
+	.form_rules = &fiat_form_rules,
+	.callbacks = &fiat_callbacks,
+	.notices = &fiat_notices,
 };

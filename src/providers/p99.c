@@ -306,14 +306,18 @@ p99_parse_lookup(WithdrawAccount *account, HttpResponse *res, SyncResult *out)
 	out->records = list_make1(r);
 }
 
+static const ProviderSync p99_sync = {
+	.build = p99_build_sync,
+	.parse = p99_parse_sync,
+	.build_lookup = p99_build_lookup,
+	.parse_lookup = p99_parse_lookup,
+};
+
 const Provider p99_provider = {
 	.name = "p99",
 	.credential_keys = p99_credential_keys,
 	.check_credentials = p99_check_credentials,
 	.validate = NULL,
 	.cannot_create_hint = "p99 API keys can read withdrawals but not create them: a p99 withdrawal is the user's own on-chain submit of a signature only a JWT session can request. Mirror them with withdraw_sync instead.",
-	.build_sync = p99_build_sync,
-	.parse_sync = p99_parse_sync,
-	.build_lookup = p99_build_lookup,
-	.parse_lookup = p99_parse_lookup,
+	.sync = &p99_sync,
 };
