@@ -698,13 +698,9 @@ ccpayment_read_callback(WithdrawAccount *account, const char *body, int len, Jso
 	if (!timestamp_within(timestamp, window, "Timestamp", error))
 		return false;
 
-	content = json_parse_untrusted(body, len, error);
-	if (content == NULL || !JB_ROOT_IS_OBJECT(content) || JB_ROOT_IS_SCALAR(content))
-	{
-		if (content != NULL)
-			*error = pstrdup("the body is not a JSON object");
+	content = provider_body_json(body, len, error);
+	if (content == NULL)
 		return false;
-	}
 	out->content = content;
 	out->kind = CALLBACK_WITHDRAWAL;
 	out->idempotency_key = json_get_text(&content->root, "merchant_order_id");

@@ -445,3 +445,17 @@ provider_answer_json(HttpResponse *res, char **why)
 	}
 	return body;
 }
+
+/* A callback's body as a JSON object, or NULL with *error saying why. */
+Jsonb *
+provider_body_json(const char *body, int len, char **error)
+{
+	Jsonb	   *content = json_parse_untrusted(body, len, error);
+
+	if (content != NULL && (!JB_ROOT_IS_OBJECT(content) || JB_ROOT_IS_SCALAR(content)))
+	{
+		*error = pstrdup("the body is not a JSON object");
+		return NULL;
+	}
+	return content;
+}

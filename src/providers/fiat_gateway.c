@@ -730,7 +730,7 @@ fiat_read_callback(WithdrawAccount *account, const char *body, int len, Jsonb *h
 				   CallbackNotice *out, char **error)
 {
 	static const char *const keys[][2] = {{"transactionid", "transactionid"}};
-	Jsonb	   *content = json_parse_untrusted(body, len, error);
+	Jsonb	   *content = provider_body_json(body, len, error);
 	ParamList	params;
 	char	   *secret;
 	char	   *expected;
@@ -740,12 +740,8 @@ fiat_read_callback(WithdrawAccount *account, const char *body, int len, Jsonb *h
 	int			window = account_option_int(account->options, "notify_window_s",
 											FIAT_DEFAULT_NOTIFY_WINDOW_S, 10, INT_MAX);
 
-	if (content == NULL || !JB_ROOT_IS_OBJECT(content) || JB_ROOT_IS_SCALAR(content))
-	{
-		if (content != NULL)
-			*error = pstrdup("the body is not a JSON object");
+	if (content == NULL)
 		return false;
-	}
 	params_init(&params);
 	request_to_params(content, &params);
 	secret = account_credential(account, "secret_key");

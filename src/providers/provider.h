@@ -372,6 +372,7 @@ extern char *provider_code_message(const ProviderCodeTable *table, const char *c
 extern void provider_refusal(const ProviderCodeTable *table, const char *code, const char *msg,
 							 Outcome *out);
 extern Jsonb *provider_answer_json(HttpResponse *res, char **why);
+extern Jsonb *provider_body_json(const char *body, int len, char **error);
 extern WithdrawState provider_state(const ProviderStatusTable *table, const char *status);
 extern bool provider_status_known(const ProviderStatusTable *table, const char *status);
 extern JsonbContainer *list_entry_of(JsonbContainer *list, const char *inner, const char *key_field,
