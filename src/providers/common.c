@@ -3,7 +3,10 @@
  * common.c
  *	  Helpers every provider needs in the worker: credentials and options
  *	  of an account, URLs, headers, decimals, times and the sorted
- *	  key=value lists several providers sign.
+ *	  key=value lists several providers sign; and what providers share as
+ *	  data: code tables (provider_refusal: a refusal code's class becomes
+ *	  an outcome here only), status tables, and the readers of an answer
+ *	  or a callback body as a JSON object.
  *
  *-------------------------------------------------------------------------
  */

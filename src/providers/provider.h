@@ -168,7 +168,7 @@ typedef struct CallbackNotice
 	char	   *amount;			/* as the provider states it, to check */
 	char	   *provider_status;
 	WithdrawState state;		/* STATE_NONE = none (the caller sets it
-								 * before read_callback) */
+								 * before callbacks->read) */
 	char	   *details;		/* JSON object: txid, confirmations, fees */
 	TimestampTz sent_at;		/* the provider's clock, 0 = not given */
 	int			window_ms;		/* > 0: CALLBACK_WITHDRAWAL refused unless
@@ -320,7 +320,8 @@ typedef struct ProviderCode
 
 typedef struct ProviderCodeTable
 {
-	const char *label;			/* how messages name a code: "retCode", "code" */
+	const char *label;			/* how messages name a code: "retCode",
+								 * "code", "status" */
 	const ProviderCode *codes;
 	int			count;
 } ProviderCodeTable;
