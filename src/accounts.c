@@ -232,7 +232,7 @@ schedule_rules(const Provider *provider, Datum account_id, Jsonb *options)
 	Oid			types[2] = {INT4OID, JSONBOID};
 	Datum		values[2] = {account_id, JsonbPGetDatum(options)};
 
-	if (provider->build_rules == NULL || options == NULL)
+	if (provider->form_rules == NULL || options == NULL)
 		return;
 	run("INSERT INTO withdraw.form_rule AS r (account_id, rule_key, currency)"
 		" SELECT $1, key, value FROM jsonb_each_text(coalesce($2->'pay_codes', '{}'))"
@@ -327,7 +327,7 @@ account_create(PG_FUNCTION_ARGS)
 			" VALUES ($1, $2, $3, ARRAY(SELECT jsonb_object_keys($4) ORDER BY 1))",
 			4, stypes, svalues, SPI_OK_INSERT);
 		/* a provider with a withdrawal list is synced on a schedule */
-		if (provider->build_sync)
+		if (provider->sync)
 			run("INSERT INTO withdraw.sync_state (account_id) VALUES ($1)",
 				1, stypes, svalues, SPI_OK_INSERT);
 	}

@@ -189,8 +189,8 @@ withdraw_create(PG_FUNCTION_ARGS)
 				 errmsg("%s accounts cannot create withdrawals", provider->name),
 				 errhint("%s", provider->cannot_create_hint)));
 	memset(&validated, 0, sizeof(validated));
-	if (provider->rules_key != NULL)
-		rules = cached_rules(account_name, account_id, provider->rules_key(request));
+	if (provider->form_rules != NULL)
+		rules = cached_rules(account_name, account_id, provider->form_rules->key(request));
 	provider->validate(request, options, rules, &validated);
 
 	/*

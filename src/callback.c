@@ -5,7 +5,7 @@
  *	  calls it: withdraw_callback (notifications) and withdraw_confirm
  *	  (chainup's second confirmation before it pays).
  *
- * The provider authenticates and reads the body (read_callback); nothing
+ * The provider authenticates and reads the body (callbacks->read); nothing
  * is looked up or changed before that.  What happens next is the same for
  * every provider and lives here: the withdrawal is found by its
  * idempotency key within the account, locked, checked and changed; every
@@ -169,7 +169,7 @@ poll_to_confirm(WithdrawAccount *account, Target *t, CallbackNotice *notice, cha
 		elog(ERROR, "asking for a status poll failed");
 	WithdrawWakeWorkerAtCommit(account->id);
 	*detail = psprintf("%s -> %s not applied on the notification's word: a status poll decides",
-					   state_name(t->state), notice->state);
+					   state_name(t->state), state_name(notice->state));
 	return "confirming";
 }
 
@@ -181,10 +181,10 @@ poll_to_confirm(WithdrawAccount *account, Target *t, CallbackNotice *notice, cha
 static const char *
 apply_notice(WithdrawAccount *account, Target *t, CallbackNotice *notice, char **detail)
 {
-	WithdrawState to = state_of_name(notice->state);
+	WithdrawState to = notice->state;
 	const char *from = state_name(t->state);
 	bool		move = to != STATE_NONE && to != t->state && t->state != STATE_SENDING &&
-		transition_allowed(from, notice->state);
+		transition_allowed(from, state_name(to));
 	Oid			types[6] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, BOOLOID};
 	Datum		values[6];
 	char		nulls[7] = "      ";
@@ -192,7 +192,7 @@ apply_notice(WithdrawAccount *account, Target *t, CallbackNotice *notice, char *
 	if (move && notice->confirm_by_poll)
 		return poll_to_confirm(account, t, notice, detail);
 	values[0] = Int64GetDatum(t->id);
-	values[1] = CStringGetTextDatum(move ? notice->state : from);
+	values[1] = CStringGetTextDatum(move ? state_name(to) : from);
 	values[2] = spi_text_or_null(notice->provider_status, &nulls[2]);
 	values[3] = spi_text_or_null(notice->provider_id, &nulls[3]);
 	values[4] = spi_text_or_null(notice->details, &nulls[4]);
@@ -211,7 +211,7 @@ apply_notice(WithdrawAccount *account, Target *t, CallbackNotice *notice, char *
 		elog(ERROR, "applying a notification failed");
 	if (move)
 	{
-		*detail = psprintf("%s -> %s", from, notice->state);
+		*detail = psprintf("%s -> %s", from, state_name(to));
 		return "applied";
 	}
 	if (to == STATE_NONE)
@@ -221,11 +221,11 @@ apply_notice(WithdrawAccount *account, Target *t, CallbackNotice *notice, char *
 	else if (t->state == STATE_SENDING)
 	{
 		*detail = psprintf("%s while the create is in flight: not acknowledged, so that the provider repeats it",
-						   notice->state);
+						   state_name(to));
 		return "deferred";
 	}
 	else
-		*detail = psprintf("%s -> %s is not allowed: ignored as stale", from, notice->state);
+		*detail = psprintf("%s -> %s is not allowed: ignored as stale", from, state_name(to));
 	return "unchanged";
 }
 
@@ -235,7 +235,7 @@ callback_account(const char *name, const char *function)
 {
 	WithdrawAccount *account = store_account_by_name(name);
 
-	if (account->provider->read_callback == NULL)
+	if (account->provider->callbacks == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("%s accounts receive no callbacks", account->provider->name),
@@ -255,17 +255,18 @@ read_authentic(WithdrawAccount *account, text *body, Jsonb *headers, CallbackNot
 	char	   *error = NULL;
 
 	memset(notice, 0, sizeof(*notice));
-	if (account->provider->read_callback(account, VARDATA_ANY(body), VARSIZE_ANY_EXHDR(body),
-										 headers, notice, &error))
+	notice->state = STATE_NONE;
+	if (account->provider->callbacks->read(account, VARDATA_ANY(body), VARSIZE_ANY_EXHDR(body),
+										   headers, notice, &error))
 		return true;
-	if (account->provider->callback_refusal == NULL)
+	if (account->provider->callbacks->refusal == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
 				 errmsg("%s callback for account \"%s\" is not authentic: %s",
 						account->provider->name, account->name, error),
 				 errdetail("Nothing was changed.")));
 	log_callback(account, "unknown", "rejected", 0, NULL, psprintf("not authentic: %s", error));
-	*reply = pstrdup(account->provider->callback_refusal);
+	*reply = pstrdup(account->provider->callbacks->refusal);
 	return false;
 }
 
@@ -297,13 +298,13 @@ withdraw_callback(PG_FUNCTION_ARGS)
 	{
 		log_callback(account, "confirm", "refused", 0, &notice,
 					 "a second-confirmation request: pass it to withdraw_confirm");
-		PG_RETURN_DATUM(spi_finish_text(account->provider->callback_refusal ?
-										 account->provider->callback_refusal : "FAILURE"));
+		PG_RETURN_DATUM(spi_finish_text(account->provider->callbacks->refusal ?
+										account->provider->callbacks->refusal : "FAILURE"));
 	}
 	if (notice.kind == CALLBACK_DEPOSIT)
 	{
 		log_callback(account, "deposit", "recorded", 0, &notice, NULL);
-		PG_RETURN_DATUM(spi_finish_text(account->provider->callback_ack));
+		PG_RETURN_DATUM(spi_finish_text(account->provider->callbacks->ack));
 	}
 
 	if (!find_target(account, &notice, &t))
@@ -311,7 +312,7 @@ withdraw_callback(PG_FUNCTION_ARGS)
 		/* not ours: acknowledged (the provider would retry forever) and kept */
 		log_callback(account, kind_names[notice.kind], "unmatched", 0, &notice,
 					 "no withdrawal of this account has that key");
-		PG_RETURN_DATUM(spi_finish_text(account->provider->callback_ack));
+		PG_RETURN_DATUM(spi_finish_text(account->provider->callbacks->ack));
 	}
 	if (notice.window_ms > 0 &&
 		(notice.sent_at == 0 ||
@@ -322,8 +323,8 @@ withdraw_callback(PG_FUNCTION_ARGS)
 		detail = psprintf("its time is missing or more than %d s away from ours: stale or replayed",
 						  notice.window_ms / 1000);
 	}
-	else if (account->provider->confirm_mismatch != NULL &&
-			 (detail = account->provider->confirm_mismatch(t.request, &notice)) != NULL)
+	else if (account->provider->callbacks->confirm_mismatch != NULL &&
+			 (detail = account->provider->callbacks->confirm_mismatch(t.request, &notice)) != NULL)
 		verdict = "refused";
 	else if (notice.amount != NULL && !decimal_equal(notice.amount, t.amount))
 	{
@@ -349,7 +350,7 @@ withdraw_callback(PG_FUNCTION_ARGS)
 	 */
 	if (strcmp(verdict, "deferred") == 0)
 	{
-		if (account->provider->callback_refusal == NULL)
+		if (account->provider->callbacks->refusal == NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 					 errmsg("withdrawal " INT64_FORMAT " is being sent; the %s notification must be sent again",
@@ -357,10 +358,10 @@ withdraw_callback(PG_FUNCTION_ARGS)
 					 errdetail("%s", detail),
 					 errhint("Answer the provider with an error status: it retries.")));
 		log_callback(account, kind_names[notice.kind], verdict, t.id, &notice, detail);
-		PG_RETURN_DATUM(spi_finish_text(account->provider->callback_refusal));
+		PG_RETURN_DATUM(spi_finish_text(account->provider->callbacks->refusal));
 	}
 	log_callback(account, kind_names[notice.kind], verdict, t.id, &notice, detail);
-	PG_RETURN_DATUM(spi_finish_text(account->provider->callback_ack));
+	PG_RETURN_DATUM(spi_finish_text(account->provider->callbacks->ack));
 }
 
 /*
@@ -403,7 +404,7 @@ withdraw_confirm(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	account = callback_account(name, "withdraw_confirm");
-	if (account->provider->confirm_reply == NULL)
+	if (account->provider->callbacks->confirm_reply == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("%s accounts have no second confirmation", account->provider->name)));
@@ -426,7 +427,7 @@ withdraw_confirm(PG_FUNCTION_ARGS)
 		why = pstrdup("no withdrawal of this account has that request id: this database did not ask for it");
 	else if (t.state != STATE_SENDING && t.state != STATE_UNKNOWN)
 		why = psprintf("the withdrawal is %s, not waiting for the provider's answer", state_name(t.state));
-	else if ((why = account->provider->confirm_mismatch(t.request, &notice)) != NULL)
+	else if ((why = account->provider->callbacks->confirm_mismatch(t.request, &notice)) != NULL)
 		;
 	else if (confirmed_otherwise(t.id, &notice))
 		why = pstrdup("the withdrawal was already confirmed for another request");
@@ -437,6 +438,6 @@ withdraw_confirm(PG_FUNCTION_ARGS)
 				(errmsg("refused the second confirmation of a %s withdrawal for account \"%s\"",
 						account->provider->name, account->name),
 				 errdetail("%s", why)));
-	reply = account->provider->confirm_reply(account, &notice, why == NULL);
+	reply = account->provider->callbacks->confirm_reply(account, &notice, why == NULL);
 	PG_RETURN_DATUM(spi_finish_text(reply));
 }

@@ -85,14 +85,14 @@ claim_build_request(Job *job, Outcome *failure)
 		{
 			WithdrawalJob **batch = poll_batch_withdrawals(job);
 
-			provider->build_status_batch(job->w.account, batch, 1 + list_length(job->riders),
-										 &job->request);
+			provider->status_batch->build(job->w.account, batch, 1 + list_length(job->riders),
+										  &job->request);
 		}
-		else if (job->kind == JOB_STATUS && provider->build_status == NULL && provider->overdue != NULL)
+		else if (job->kind == JOB_STATUS && provider->build_status == NULL && provider->notices != NULL)
 		{
 			/* no status query: a poll falls due when a notification is overdue */
 			memset(failure, 0, sizeof(Outcome));
-			provider->overdue(&job->w, failure);
+			provider->notices->overdue(&job->w, failure);
 			ok = false;
 		}
 		else if (job->kind == JOB_STATUS && provider->build_status == NULL)
@@ -102,9 +102,9 @@ claim_build_request(Job *job, Outcome *failure)
 		else if (job->kind == JOB_STATUS)
 			provider->build_status(&job->w, &job->request);
 		else if (job->kind == JOB_RULES)
-			provider->build_rules(job->w.account, job->rule_key, job->rule_currency, &job->request);
+			provider->form_rules->build(job->w.account, job->rule_key, job->rule_currency, &job->request);
 		else
-			provider->build_sync(job->w.account, &job->cursor, &job->request);
+			provider->sync->build(job->w.account, &job->cursor, &job->request);
 		job->request.timeout_ms = schedule_account(job->w.account->id, NULL, NULL)->policy.request_timeout_ms;
 	}
 	PG_CATCH();
@@ -224,7 +224,7 @@ take_syncs(const ClaimKind *ck, int capacity, TimestampTz now, bool *more)
 
 		(void) schedule_account(job->w.account->id, job->w.account->provider,
 								job->w.account->options);
-		if (job->w.account->provider->sync_by_id)
+		if (job->w.account->provider->sync->by_id)
 			job->cursor.position = MemoryContextStrdup(job->cxt,
 													  remote_sync_position(job->w.account->id));
 		else

@@ -57,9 +57,9 @@ account_policy(const Provider *provider, Jsonb *options, AccountPolicy *policy)
 											   16, 1, 10000);
 	policy->sync_interval_ms = account_option_int(options, "sync_interval_ms",
 												  60 * 1000, 100, INT_MAX);
-	policy->status_batch_max = provider->status_batch_max > 1 &&
-		(provider->batches_status == NULL || provider->batches_status(options))
-		? provider->status_batch_max : 1;
+	policy->status_batch_max = provider->status_batch && provider->status_batch->max > 1 &&
+		(provider->status_batch->batches == NULL || provider->status_batch->batches(options))
+		? provider->status_batch->max : 1;
 }
 
 /* No HTTP answer: what do we know? */
@@ -222,7 +222,7 @@ decide_status(Job *job, const AccountPolicy *policy, Outcome *out, Change *chang
 	if (out->kind == OUTCOME_STATE)
 	{
 		change->outcome = "status";
-		change->state = state_of_name(out->state);
+		change->state = out->state;
 		change->provider_id = out->provider_id;
 		change->needs_reconcile = false;
 		if (state_is_final(change->state))
@@ -295,7 +295,7 @@ decide_change(Job *job, const AccountPolicy *policy, Outcome *out, Change *chang
 	/* a provider without a status query is settled by its notifications,
 	 * until its deadline for them when it has one */
 	if (job->w.account->provider->build_status == NULL)
-		change->poll_in_ms = (job->w.account->provider->notice_deadline_ms != NULL &&
+		change->poll_in_ms = (job->w.account->provider->notices != NULL &&
 							  (change->state == STATE_SUBMITTED || change->state == STATE_PROCESSING))
-			? job->w.account->provider->notice_deadline_ms(job->w.account->options) : -1;
+			? job->w.account->provider->notices->deadline_ms(job->w.account->options) : -1;
 }

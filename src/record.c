@@ -159,7 +159,7 @@ store_sync_page(void *arg)
 	Job		   *job = page->job;
 	ListCell   *lc;
 
-	job->w.account->provider->parse_sync(job->w.account, &job->cursor, page->res, &page->out);
+	job->w.account->provider->sync->parse(job->w.account, &job->cursor, page->res, &page->out);
 	if (job->cursor.position)
 		job->cursor.position = MemoryContextStrdup(job->cxt, job->cursor.position);
 	if (page->out.error != NULL)
@@ -232,7 +232,7 @@ record_batch_outcomes(Job *job, HttpResponse *res, Job **jobs, HttpResponse **re
 		for (int i = 0; i < n; i++)
 			outcome_of_transport_failure(job, res, &outs[i]);
 	else
-		job->w.account->provider->parse_status_batch(batch, n, res, outs);
+		job->w.account->provider->status_batch->parse(batch, n, res, outs);
 	for (int i = 0; i < n; i++)
 	{
 		Job		   *member = i == 0 ? job : list_nth(job->riders, i - 1);

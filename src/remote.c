@@ -105,7 +105,7 @@ remote_upsert(int32 account_id, RemoteRecord *r)
 	v[5] = spi_text_or_null(is_decimal(r->fee) ? r->fee : NULL, &n[5]);
 	v[6] = spi_text_or_null(r->fee_asset, &n[6]);
 	v[7] = spi_text_or_null(r->status, &n[7]);
-	v[8] = CStringGetTextDatum(r->state);
+	v[8] = CStringGetTextDatum(state_name(r->state));
 	v[9] = spi_text_or_null(r->txid, &n[9]);
 	v[10] = digits_arg(r->block_number, &n[10]);
 	v[11] = spi_text_or_null(r->chain_id, &n[11]);
@@ -276,7 +276,7 @@ withdraw_sync(PG_FUNCTION_ARGS)
 	outer = CurrentMemoryContext;
 	page_cxt = AllocSetContextCreate(outer, "withdraw_sync page", ALLOCSET_DEFAULT_SIZES);
 	account = store_account_by_name(name);
-	if (account->provider->build_sync == NULL)
+	if (account->provider->sync == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("%s accounts have no withdrawal list to sync", account->provider->name)));
@@ -284,7 +284,7 @@ withdraw_sync(PG_FUNCTION_ARGS)
 	memset(&cursor, 0, sizeof(cursor));
 	if (filtered)
 		read_filters(filters, &cursor);
-	else if (account->provider->sync_by_id)
+	else if (account->provider->sync->by_id)
 		cursor.position = remote_sync_position(account->id);
 	else
 		cursor.since = remote_sync_since(account->id);
@@ -299,11 +299,11 @@ withdraw_sync(PG_FUNCTION_ARGS)
 
 		CHECK_FOR_INTERRUPTS();
 		MemoryContextSwitchTo(page_cxt);
-		account->provider->build_sync(account, &cursor, &req);
+		account->provider->sync->build(account, &cursor, &req);
 		req.timeout_ms = policy.request_timeout_ms;
 		res = http_perform(&req);
 		memset(&out, 0, sizeof(out));
-		account->provider->parse_sync(account, &cursor, res, &out);
+		account->provider->sync->parse(account, &cursor, res, &out);
 		if (out.error)
 			fetch_failed(account, &out);
 		foreach(lc, out.records)
@@ -344,15 +344,15 @@ withdraw_refresh_remote(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	account = store_account_by_name(name);
-	if (account->provider->build_lookup == NULL)
+	if (account->provider->sync == NULL || account->provider->sync->build_lookup == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("%s accounts have no withdrawal list to look up", account->provider->name)));
 	account_policy(account->provider, account->options, &policy);
-	account->provider->build_lookup(account, provider_id, &req);
+	account->provider->sync->build_lookup(account, provider_id, &req);
 	req.timeout_ms = policy.request_timeout_ms;
 	memset(&out, 0, sizeof(out));
-	account->provider->parse_lookup(account, http_perform(&req), &out);
+	account->provider->sync->parse_lookup(account, http_perform(&req), &out);
 	if (out.error)
 		fetch_failed(account, &out);
 	remote_upsert(account->id, linitial(out.records));

@@ -129,7 +129,7 @@ void
 rules_record(Job *job, HttpResponse *res)
 {
 	char	   *error = NULL;
-	char	   *rules = job->w.account->provider->parse_rules(job->w.account, job->rule_key, res, &error);
+	char	   *rules = job->w.account->provider->form_rules->parse(job->w.account, job->rule_key, res, &error);
 
 	rules_store(job->w.account, job->rule_key, job->rule_currency, rules, error);
 }
@@ -160,7 +160,7 @@ withdraw_form_rules(PG_FUNCTION_ARGS)
 	key = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	SPI_connect();
 	account = store_account_by_name(name);
-	if (account->provider->build_rules == NULL)
+	if (account->provider->form_rules == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("%s accounts have no form rules", account->provider->name)));
@@ -169,9 +169,9 @@ withdraw_form_rules(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid pay_code \"%s\"", key)));
 	account_policy(account->provider, account->options, &policy);
-	account->provider->build_rules(account, key, currency, &req);
+	account->provider->form_rules->build(account, key, currency, &req);
 	req.timeout_ms = policy.request_timeout_ms;
-	rules = account->provider->parse_rules(account, key, http_perform(&req), &error);
+	rules = account->provider->form_rules->parse(account, key, http_perform(&req), &error);
 	rules_store(account, key, currency, rules, error);
 	if (rules == NULL)
 	{

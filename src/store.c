@@ -470,7 +470,7 @@ store_account_job(HeapTuple tuple, TupleDesc desc, JobKind kind, MemoryContext p
 	MemoryContextSwitchTo(old);
 	provider = job->w.account->provider;
 	if (provider == NULL ||
-		(kind == JOB_SYNC ? provider->build_sync == NULL : provider->build_rules == NULL))
+		(kind == JOB_SYNC ? provider->sync == NULL : provider->form_rules == NULL))
 	{
 		MemoryContextDelete(cxt);
 		return NULL;

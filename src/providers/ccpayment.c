@@ -33,7 +33,7 @@
 #define CCPAYMENT_V2_NETWORK "/ccpayment/v2/applyAppWithdrawToNetwork"
 #define CCPAYMENT_V2_CWALLET "/ccpayment/v2/applyAppWithdrawToCwallet"
 #define CCPAYMENT_V2_STATUS "/ccpayment/v2/getAppWithdrawRecord"
-#define CCPAYMENT_SUCCESS 10000
+#define CCPAYMENT_SUCCESS "10000"
 #define CCPAYMENT_RATE_LIMIT_WAIT_MS 1000
 #define CCPAYMENT_DEFAULT_WEBHOOK_WINDOW_S 300
 
@@ -49,77 +49,68 @@ static const char *const v2_fields[] = {
 	"networkFeeInquiryID", "notifyUrl", "cwalletUser", NULL
 };
 
-typedef enum CcpaymentCodeClass
-{
-	CCP_RETRY,					/* not executed: wait, then the same order again */
-	CCP_DUPLICATE,				/* the order id is known: status query only */
-	CCP_MAYBE,					/* outcome unknown: the same order id again */
-	CCP_TERMINAL				/* refused for good */
-} CcpaymentCodeClass;
-
-typedef struct CcpaymentCode
-{
-	int			code;
-	CcpaymentCodeClass class;
-	const char *explanation;
-} CcpaymentCode;
-
 /*
  * v1's own codes: the seed (003) shows 10000 (success) and 224066
  * "Service error, please try again"; every other v1 code is unknown, and
  * never read as the v2 code that happens to share its number.
  */
-static const CcpaymentCode ccpayment_v1_codes[] = {
-	{224066, CCP_MAYBE, "provider service error, please try again"},
+static const ProviderCode ccpayment_v1_code_list[] = {
+	{"224066", CODE_MAYBE, 0, "provider service error, please try again"},
 };
 
 /* the v2 error table of providers.md, section 3.2 */
-static const CcpaymentCode ccpayment_v2_codes[] = {
-	{10001, CCP_MAYBE, "the provider reports a failure"},
-	{11000, CCP_TERMINAL, "the provider refused an argument"},
-	{11001, CCP_TERMINAL, "the provider refused a header"},
-	{11002, CCP_MAYBE, "provider internal error"},
-	{11003, CCP_TERMINAL, "not found"},
-	{11004, CCP_RETRY, "rate limit reached"},
-	{11005, CCP_TERMINAL, "the signature was refused; check the account's app_id and app_secret, and api_version"},
-	{11006, CCP_TERMINAL, "the request had expired; check the server clock (timestamps are valid 2 minutes)"},
-	{11007, CCP_DUPLICATE, "repeated submit of the order"},
-	{11011, CCP_DUPLICATE, "duplicate order id"},
-	{11013, CCP_TERMINAL, "this version is not supported; check the account's api_version"},
-	{11014, CCP_TERMINAL, "the provider blocked this IP address as malicious"},
-	{11018, CCP_RETRY, "frequent operation"},
-	{12000, CCP_TERMINAL, "the merchant is disabled"},
-	{12001, CCP_TERMINAL, "the merchant does not exist; check the account's app_id"},
-	{12002, CCP_TERMINAL, "this server's IP address is not on the merchant's whitelist"},
-	{12003, CCP_TERMINAL, "the API is disabled for this merchant"},
-	{14000, CCP_TERMINAL, "insufficient balance"},
-	{14001, CCP_TERMINAL, "the fee is too low"},
-	{14002, CCP_TERMINAL, "the address is inactive"},
-	{14003, CCP_TERMINAL, "a memo is required"},
-	{14004, CCP_TERMINAL, "withdrawals on this chain are disabled"},
-	{14005, CCP_TERMINAL, "below the minimum"},
-	{14006, CCP_TERMINAL, "above the maximum"},
-	{14007, CCP_TERMINAL, "the address format is wrong"},
-	{14008, CCP_TERMINAL, "cannot withdraw to oneself"},
-	{14011, CCP_TERMINAL, "insufficient balance in the fee account"},
-	{14013, CCP_TERMINAL, "too many decimals"},
-	{14017, CCP_TERMINAL, "the address is blacklisted"},
-	{14018, CCP_TERMINAL, "withdrawals are disabled"},
-	{14019, CCP_TERMINAL, "the amount minus the fee is below the minimum"},
-	{14026, CCP_TERMINAL, "the address is risky"},
+static const ProviderCode ccpayment_v2_code_list[] = {
+	{"10001", CODE_MAYBE, 0, "the provider reports a failure"},
+	{"11000", CODE_TERMINAL, 0, "the provider refused an argument"},
+	{"11001", CODE_TERMINAL, 0, "the provider refused a header"},
+	{"11002", CODE_MAYBE, 0, "provider internal error"},
+	{"11003", CODE_TERMINAL, 0, "not found"},
+	{"11004", CODE_RETRY, CCPAYMENT_RATE_LIMIT_WAIT_MS, "rate limit reached"},
+	{"11005", CODE_TERMINAL, 0, "the signature was refused; check the account's app_id and app_secret, and api_version"},
+	{"11006", CODE_TERMINAL, 0, "the request had expired; check the server clock (timestamps are valid 2 minutes)"},
+	{"11007", CODE_DUPLICATE, 0, "repeated submit of the order"},
+	{"11011", CODE_DUPLICATE, 0, "duplicate order id"},
+	{"11013", CODE_TERMINAL, 0, "this version is not supported; check the account's api_version"},
+	{"11014", CODE_TERMINAL, 0, "the provider blocked this IP address as malicious"},
+	{"11018", CODE_RETRY, CCPAYMENT_RATE_LIMIT_WAIT_MS, "frequent operation"},
+	{"12000", CODE_TERMINAL, 0, "the merchant is disabled"},
+	{"12001", CODE_TERMINAL, 0, "the merchant does not exist; check the account's app_id"},
+	{"12002", CODE_TERMINAL, 0, "this server's IP address is not on the merchant's whitelist"},
+	{"12003", CODE_TERMINAL, 0, "the API is disabled for this merchant"},
+	{"14000", CODE_TERMINAL, 0, "insufficient balance"},
+	{"14001", CODE_TERMINAL, 0, "the fee is too low"},
+	{"14002", CODE_TERMINAL, 0, "the address is inactive"},
+	{"14003", CODE_TERMINAL, 0, "a memo is required"},
+	{"14004", CODE_TERMINAL, 0, "withdrawals on this chain are disabled"},
+	{"14005", CODE_TERMINAL, 0, "below the minimum"},
+	{"14006", CODE_TERMINAL, 0, "above the maximum"},
+	{"14007", CODE_TERMINAL, 0, "the address format is wrong"},
+	{"14008", CODE_TERMINAL, 0, "cannot withdraw to oneself"},
+	{"14011", CODE_TERMINAL, 0, "insufficient balance in the fee account"},
+	{"14013", CODE_TERMINAL, 0, "too many decimals"},
+	{"14017", CODE_TERMINAL, 0, "the address is blacklisted"},
+	{"14018", CODE_TERMINAL, 0, "withdrawals are disabled"},
+	{"14019", CODE_TERMINAL, 0, "the amount minus the fee is below the minimum"},
+	{"14026", CODE_TERMINAL, 0, "the address is risky"},
 };
 
+static const ProviderCodeTable ccpayment_v1_codes = PROVIDER_CODE_TABLE("code", ccpayment_v1_code_list);
+static const ProviderCodeTable ccpayment_v2_codes = PROVIDER_CODE_TABLE("code", ccpayment_v2_code_list);
+
 /* record statuses of both versions and of the batch API */
-static const struct
-{
-	const char *status;
-	const char *state;
-}			ccpayment_statuses[] = {
-	{"Pending", "processing"}, {"Processing", "processing"}, {"Init", "processing"},
-	{"Reviewing", "review"}, {"Rejected", "rejected"},
-	{"Successful", "succeeded"}, {"Success", "succeeded"}, {"Completed", "succeeded"},
-	{"Failed", "failed"},
+static const ProviderStatus ccpayment_status_list[] = {
+	{"Pending", STATE_PROCESSING}, {"Processing", STATE_PROCESSING}, {"Init", STATE_PROCESSING},
+	{"Reviewing", STATE_REVIEW}, {"Rejected", STATE_REJECTED},
+	{"Successful", STATE_SUCCEEDED}, {"Success", STATE_SUCCEEDED}, {"Completed", STATE_SUCCEEDED},
+	{"Failed", STATE_FAILED},
 };
+static const ProviderStatusTable ccpayment_statuses = PROVIDER_STATUS_TABLE(ccpayment_status_list, false);
+
+/* pay_status of a webhook */
+static const ProviderStatus ccpayment_pay_status_list[] = {
+	{"success", STATE_SUCCEEDED}, {"failed", STATE_FAILED},
+};
+static const ProviderStatusTable ccpayment_pay_statuses = PROVIDER_STATUS_TABLE(ccpayment_pay_status_list, false);
 
 static int
 api_version(Jsonb *options)
@@ -382,20 +373,18 @@ ccpayment_build_create(WithdrawalJob *job, HttpRequest *req)
 	ccpayment_request(job->account, path, request_body(job->request), req);
 }
 
-/* The {code, msg, data} envelope; NULL (and *why) when there is none. */
+/*
+ * The {code, msg, data} answer, with *code as digits ("010000" reads as
+ * "10000"); NULL (and *why) when there is none.
+ */
 static Jsonb *
-ccpayment_envelope(HttpResponse *res, int *code, char **msg, char **why)
+ccpayment_answer(HttpResponse *res, char **code, char **msg, char **why)
 {
-	char	   *error;
-	Jsonb	   *body = json_parse_untrusted(res->body.data, res->body.len, &error);
+	Jsonb	   *body = provider_answer_json(res, why);
 	char	   *code_text;
 
-	if (body == NULL || !JB_ROOT_IS_OBJECT(body) || JB_ROOT_IS_SCALAR(body))
-	{
-		*why = psprintf("HTTP %ld, answer is not a JSON object%s%s", res->status,
-						body ? "" : ": ", body ? "" : error);
+	if (body == NULL)
 		return NULL;
-	}
 	code_text = json_get_text(&body->root, "code");
 	if (code_text == NULL || code_text[0] == '\0' || strlen(code_text) > 9 ||
 		strspn(code_text, "0123456789") != strlen(code_text))
@@ -403,41 +392,26 @@ ccpayment_envelope(HttpResponse *res, int *code, char **msg, char **why)
 		*why = psprintf("HTTP %ld, answer without a code", res->status);
 		return NULL;
 	}
-	*code = atoi(code_text);
+	*code = psprintf("%d", atoi(code_text));
 	*msg = json_get_text(&body->root, "msg");
 	return body;
 }
 
-static const CcpaymentCode *
-code_lookup(int version, int code)
+/* the code table of the account's API version */
+static const ProviderCodeTable *
+codes_of(int version)
 {
-	const CcpaymentCode *table = version == 1 ? ccpayment_v1_codes : ccpayment_v2_codes;
-	int			n = version == 1 ? lengthof(ccpayment_v1_codes) : lengthof(ccpayment_v2_codes);
-
-	for (int i = 0; i < n; i++)
-		if (table[i].code == code)
-			return &table[i];
-	return NULL;
-}
-
-static char *
-code_message(int version, int code, const char *msg)
-{
-	const CcpaymentCode *known = code_lookup(version, code);
-
-	return psprintf("code %d: %s%s%s", code, msg ? msg : "", known ? " — " : "",
-					known ? known->explanation : "");
+	return version == 1 ? &ccpayment_v1_codes : &ccpayment_v2_codes;
 }
 
 static void
 ccpayment_parse_create(WithdrawalJob *job, HttpResponse *res, Outcome *out)
 {
-	int			code;
+	char	   *code;
 	char	   *msg = NULL;
 	char	   *why = NULL;
-	Jsonb	   *body = ccpayment_envelope(res, &code, &msg, &why);
+	Jsonb	   *body = ccpayment_answer(res, &code, &msg, &why);
 	JsonbContainer *data;
-	const CcpaymentCode *known;
 
 	if (body == NULL)
 	{
@@ -445,8 +419,8 @@ ccpayment_parse_create(WithdrawalJob *job, HttpResponse *res, Outcome *out)
 		out->message = why;
 		return;
 	}
-	out->provider_status = psprintf("code %d", code);
-	if (code == CCPAYMENT_SUCCESS)
+	out->provider_status = psprintf("code %s", code);
+	if (strcmp(code, CCPAYMENT_SUCCESS) == 0)
 	{
 		char	   *id;
 
@@ -469,25 +443,7 @@ ccpayment_parse_create(WithdrawalJob *job, HttpResponse *res, Outcome *out)
 		}
 		return;
 	}
-	known = code_lookup(api_version(job->account->options), code);
-	out->message = code_message(api_version(job->account->options), code, msg);
-	switch (known ? known->class : CCP_MAYBE)
-	{
-		case CCP_RETRY:
-			out->kind = OUTCOME_NOT_DELIVERED;
-			out->retry_after_ms = CCPAYMENT_RATE_LIMIT_WAIT_MS;
-			break;
-		case CCP_DUPLICATE:
-			out->kind = OUTCOME_RECONCILE;
-			out->duplicate = true;
-			break;
-		case CCP_MAYBE:
-			out->kind = OUTCOME_UNKNOWN;
-			break;
-		case CCP_TERMINAL:
-			out->kind = OUTCOME_REJECTED;
-			break;
-	}
+	provider_refusal(codes_of(api_version(job->account->options)), code, msg, out);
 }
 
 /*
@@ -536,15 +492,6 @@ ccpayment_build_status(WithdrawalJob *job, HttpRequest *req)
 	ccpayment_request(job->account, CCPAYMENT_V2_STATUS, body.data, req);
 }
 
-static const char *
-state_of(const char *status)
-{
-	for (int i = 0; i < lengthof(ccpayment_statuses); i++)
-		if (status && strcmp(ccpayment_statuses[i].status, status) == 0)
-			return ccpayment_statuses[i].state;
-	return NULL;
-}
-
 /* two JSON objects of details as one */
 static char *
 merge_details(const char *a, const char *b)
@@ -564,15 +511,15 @@ merge_details(const char *a, const char *b)
 static bool
 status_data(int version, HttpResponse *res, int n, Outcome *outs, JsonbContainer **data)
 {
-	int			code;
+	char	   *code = NULL;
 	char	   *msg = NULL;
 	char	   *why = NULL;
-	Jsonb	   *body = ccpayment_envelope(res, &code, &msg, &why);
+	Jsonb	   *body = ccpayment_answer(res, &code, &msg, &why);
 
 	for (int i = 0; i < n; i++)
 		outs[i].kind = OUTCOME_NO_CHANGE;
-	if (body != NULL && code != CCPAYMENT_SUCCESS)
-		why = psprintf("status query refused, %s", code_message(version, code, msg));
+	if (body != NULL && strcmp(code, CCPAYMENT_SUCCESS) != 0)
+		why = psprintf("status query refused, %s", provider_code_message(codes_of(version), code, msg));
 	if (why == NULL)
 	{
 		*data = json_get_container(&body->root, "data");
@@ -581,7 +528,7 @@ status_data(int version, HttpResponse *res, int n, Outcome *outs, JsonbContainer
 	for (int i = 0; i < n; i++)
 	{
 		outs[i].message = why;
-		if (body != NULL && code == 11004)
+		if (body != NULL && strcmp(code, "11004") == 0)
 			outs[i].retry_after_ms = CCPAYMENT_RATE_LIMIT_WAIT_MS;
 	}
 	return false;
@@ -594,8 +541,8 @@ record_state(JsonbContainer *record, Outcome *out)
 	char	   *status = json_get_text(record, "status");
 
 	out->provider_status = status;
-	out->state = state_of(status);
-	if (out->state == NULL)
+	out->state = provider_state(&ccpayment_statuses, status);
+	if (out->state == STATE_NONE)
 	{
 		out->message = psprintf("unrecognized status \"%s\"", status ? status : "(none)");
 		return;
@@ -751,13 +698,9 @@ ccpayment_read_callback(WithdrawAccount *account, const char *body, int len, Jso
 	if (!timestamp_within(timestamp, window, "Timestamp", error))
 		return false;
 
-	content = json_parse_untrusted(body, len, error);
-	if (content == NULL || !JB_ROOT_IS_OBJECT(content) || JB_ROOT_IS_SCALAR(content))
-	{
-		if (content != NULL)
-			*error = pstrdup("the body is not a JSON object");
+	content = provider_body_json(body, len, error);
+	if (content == NULL)
 		return false;
-	}
 	out->content = content;
 	out->kind = CALLBACK_WITHDRAWAL;
 	out->idempotency_key = json_get_text(&content->root, "merchant_order_id");
@@ -768,13 +711,24 @@ ccpayment_read_callback(WithdrawAccount *account, const char *body, int len, Jso
 	out->amount = json_get_text(&content->root, "withdraw_amount");
 	pay_status = json_get_text(&content->root, "pay_status");
 	out->provider_status = pay_status ? psprintf("pay_status %s", pay_status) : NULL;
-	out->state = pay_status == NULL ? NULL
-		: strcmp(pay_status, "success") == 0 ? "succeeded"
-		: strcmp(pay_status, "failed") == 0 ? "failed" : NULL;
+	out->state = provider_state(&ccpayment_pay_statuses, pay_status);
 	out->details = details_json(&content->root, keys, lengthof(keys));
 	out->sent_at = timestamp_from_digits(timestamp, 1000);
 	return true;
 }
+
+static const ProviderStatusBatch ccpayment_status_batch = {
+	.max = 100,
+	.batches = ccpayment_batches_status,
+	.build = ccpayment_build_status_batch,
+	.parse = ccpayment_parse_status_batch,
+};
+
+static const ProviderCallbacks ccpayment_callbacks = {
+	.read = ccpayment_read_callback,
+	.ack = "success",
+	.refusal = NULL,
+};
 
 const Provider ccpayment_provider = {
 	.name = "ccpayment",
@@ -788,11 +742,6 @@ const Provider ccpayment_provider = {
 	.parse_create = ccpayment_parse_create,
 	.build_status = ccpayment_build_status,
 	.parse_status = ccpayment_parse_status,
-	.status_batch_max = 100,
-	.batches_status = ccpayment_batches_status,
-	.build_status_batch = ccpayment_build_status_batch,
-	.parse_status_batch = ccpayment_parse_status_batch,
-	.read_callback = ccpayment_read_callback,
-	.callback_ack = "success",
-	.callback_refusal = NULL,
+	.status_batch = &ccpayment_status_batch,
+	.callbacks = &ccpayment_callbacks,
 };

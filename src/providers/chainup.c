@@ -60,65 +60,45 @@ static const char *const chainup_fields[] = {
 	"request_id", "from_uid", "to_address", "memo", "amount", "symbol", NULL
 };
 
-typedef enum ChainupCodeClass
-{
-	CHAINUP_MAYBE,				/* outcome unknown: resend the same request_id */
-	CHAINUP_DUPLICATE,			/* request_id known: settle by withdrawList */
-	CHAINUP_TERMINAL			/* refused for good */
-} ChainupCodeClass;
-
-typedef struct ChainupCode
-{
-	const char *code;
-	ChainupCodeClass class;
-	const char *explanation;
-} ChainupCode;
-
 /* the error codes of the provider's appendix (providers.md, 1.6) */
-static const ChainupCode chainup_codes[] = {
-	{"100001", CHAINUP_MAYBE, "provider system error"},
-	{"100004", CHAINUP_TERMINAL, "the provider refused a parameter"},
-	{"100005", CHAINUP_TERMINAL, "the provider could not verify the request; check that the public half of merchant_private_key is the one uploaded to ChainUp"},
-	{"100007", CHAINUP_TERMINAL, "this server's IP address is not on the account's ChainUp whitelist"},
-	{"100015", CHAINUP_TERMINAL, "the app_id is not a ChainUp merchant; check the account's app_id"},
-	{"100016", CHAINUP_TERMINAL, "the ChainUp merchant has expired"},
-	{"110004", CHAINUP_TERMINAL, "the user is frozen"},
-	{"110037", CHAINUP_TERMINAL, "the address is risky"},
-	{"110055", CHAINUP_TERMINAL, "the address is wrong"},
-	{"110065", CHAINUP_TERMINAL, "the user does not exist"},
-	{"110078", CHAINUP_TERMINAL, "the amount is below the minimum"},
-	{"110087", CHAINUP_TERMINAL, "the amount is above the maximum"},
-	{"110088", CHAINUP_DUPLICATE, "repeated request_id"},
-	{"110161", CHAINUP_TERMINAL, "the amount has too many decimals"},
-	{"120202", CHAINUP_TERMINAL, "the coin is not supported"},
-	{"120206", CHAINUP_TERMINAL, "the second confirmation failed: the application did not confirm this withdrawal through withdraw_confirm"},
-	{"120402", CHAINUP_TERMINAL, "insufficient balance"},
-	{"120403", CHAINUP_TERMINAL, "insufficient fee balance"},
-	{"120404", CHAINUP_TERMINAL, "the amount does not cover the fee"},
-	{"900006", CHAINUP_TERMINAL, "the user is at risk"},
-	{"3040006", CHAINUP_TERMINAL, "cannot transfer to oneself"},
+static const ProviderCode chainup_code_list[] = {
+	{"100001", CODE_MAYBE, 0, "provider system error"},
+	{"100004", CODE_TERMINAL, 0, "the provider refused a parameter"},
+	{"100005", CODE_TERMINAL, 0, "the provider could not verify the request; check that the public half of merchant_private_key is the one uploaded to ChainUp"},
+	{"100007", CODE_TERMINAL, 0, "this server's IP address is not on the account's ChainUp whitelist"},
+	{"100015", CODE_TERMINAL, 0, "the app_id is not a ChainUp merchant; check the account's app_id"},
+	{"100016", CODE_TERMINAL, 0, "the ChainUp merchant has expired"},
+	{"110004", CODE_TERMINAL, 0, "the user is frozen"},
+	{"110037", CODE_TERMINAL, 0, "the address is risky"},
+	{"110055", CODE_TERMINAL, 0, "the address is wrong"},
+	{"110065", CODE_TERMINAL, 0, "the user does not exist"},
+	{"110078", CODE_TERMINAL, 0, "the amount is below the minimum"},
+	{"110087", CODE_TERMINAL, 0, "the amount is above the maximum"},
+	{"110088", CODE_DUPLICATE, 0, "repeated request_id"},
+	{"110161", CODE_TERMINAL, 0, "the amount has too many decimals"},
+	{"120202", CODE_TERMINAL, 0, "the coin is not supported"},
+	{"120206", CODE_TERMINAL, 0, "the second confirmation failed: the application did not confirm this withdrawal through withdraw_confirm"},
+	{"120402", CODE_TERMINAL, 0, "insufficient balance"},
+	{"120403", CODE_TERMINAL, 0, "insufficient fee balance"},
+	{"120404", CODE_TERMINAL, 0, "the amount does not cover the fee"},
+	{"900006", CODE_TERMINAL, 0, "the user is at risk"},
+	{"3040006", CODE_TERMINAL, 0, "cannot transfer to oneself"},
 };
+static const ProviderCodeTable chainup_codes = PROVIDER_CODE_TABLE("code", chainup_code_list);
 
 /* withdraw status codes: 2, 4, 5, 6 are final; 7 and 8 wait for people */
-static const char *
-chainup_state_of(const char *status)
-{
-	static const char *const states[] = {
-		"processing",			/* 0 risk-control review */
-		"processing",			/* 1 paying */
-		"rejected",				/* 2 audit rejected */
-		"processing",			/* 3 coins sent (older docs) */
-		"failed",				/* 4 */
-		"succeeded",			/* 5 */
-		"cancelled",			/* 6 */
-		"review",				/* 7 pending KYT */
-		"review",				/* 8 pending manual review */
-	};
-
-	if (status == NULL || strlen(status) != 1 || status[0] < '0' || status[0] > '8')
-		return NULL;
-	return states[status[0] - '0'];
-}
+static const ProviderStatus chainup_status_list[] = {
+	{"0", STATE_PROCESSING},	/* risk-control review */
+	{"1", STATE_PROCESSING},	/* paying */
+	{"2", STATE_REJECTED},		/* audit rejected */
+	{"3", STATE_PROCESSING},	/* coins sent (older docs) */
+	{"4", STATE_FAILED},
+	{"5", STATE_SUCCEEDED},
+	{"6", STATE_CANCELLED},
+	{"7", STATE_REVIEW},		/* pending KYT */
+	{"8", STATE_REVIEW},		/* pending manual review */
+};
+static const ProviderStatusTable chainup_statuses = PROVIDER_STATUS_TABLE(chainup_status_list, false);
 
 /*
  * A key of an account's credentials, parsed once per process: the worker
@@ -569,18 +549,14 @@ unsealed_error(const char *code, const char *msg)
 static JsonbContainer *
 chainup_answer(WithdrawAccount *account, HttpResponse *res, char **code, char **msg, char **why)
 {
-	char	   *error;
-	Jsonb	   *outer = json_parse_untrusted(res->body.data, res->body.len, &error);
+	char	   *error = NULL;
+	Jsonb	   *outer = provider_answer_json(res, why);
 	char	   *data;
 	char	   *plain;
 	Jsonb	   *inner;
 
-	if (outer == NULL || !JB_ROOT_IS_OBJECT(outer) || JB_ROOT_IS_SCALAR(outer))
-	{
-		*why = psprintf("HTTP %ld, answer is not a JSON object%s%s", res->status,
-						outer ? "" : ": ", outer ? "" : error);
+	if (outer == NULL)
 		return NULL;
-	}
 	data = json_get_text(&outer->root, "data");
 	plain = data ? chainup_open(account, data, strlen(data), &error) : NULL;
 	if (plain == NULL)
@@ -618,22 +594,6 @@ chainup_answer(WithdrawAccount *account, HttpResponse *res, char **code, char **
 	return &inner->root;
 }
 
-static const ChainupCode *
-chainup_code_lookup(const char *code)
-{
-	for (int i = 0; i < lengthof(chainup_codes); i++)
-		if (strcmp(chainup_codes[i].code, code) == 0)
-			return &chainup_codes[i];
-	return NULL;
-}
-
-static char *
-code_message(const char *code, const char *msg, const ChainupCode *known)
-{
-	return psprintf("code %s: %s%s%s", code, msg ? msg : "",
-					known ? " — " : "", known ? known->explanation : "");
-}
-
 static void
 chainup_build_create(WithdrawalJob *job, HttpRequest *req)
 {
@@ -660,7 +620,6 @@ chainup_parse_create(WithdrawalJob *job, HttpResponse *res, Outcome *out)
 	char	   *msg = NULL;
 	char	   *why = NULL;
 	JsonbContainer *answer = chainup_answer(job->account, res, &code, &msg, &why);
-	const ChainupCode *known;
 
 	if (answer == NULL)
 	{
@@ -685,21 +644,7 @@ chainup_parse_create(WithdrawalJob *job, HttpResponse *res, Outcome *out)
 		out->provider_status = psprintf("status %s", json_get_text(data, "status") ?: "0");
 		return;
 	}
-	known = chainup_code_lookup(code);
-	out->message = code_message(code, msg, known);
-	switch (known ? known->class : CHAINUP_MAYBE)
-	{
-		case CHAINUP_MAYBE:
-			out->kind = OUTCOME_UNKNOWN;
-			break;
-		case CHAINUP_DUPLICATE:
-			out->kind = OUTCOME_RECONCILE;
-			out->duplicate = true;
-			break;
-		case CHAINUP_TERMINAL:
-			out->kind = OUTCOME_REJECTED;
-			break;
-	}
+	provider_refusal(&chainup_codes, code, msg, out);
 }
 
 /* txid, confirmations and both fees of a record, as a JSON object */
@@ -748,8 +693,8 @@ record_outcome(JsonbContainer *record, Outcome *out)
 	out->details = record_details(record);
 	out->record_amount = json_get_text(record, "amount");
 	out->record_destination = json_get_text(record, "address_to");
-	out->state = chainup_state_of(status);
-	if (out->state == NULL)
+	out->state = provider_state(&chainup_statuses, status);
+	if (out->state == STATE_NONE)
 	{
 		out->kind = OUTCOME_NO_CHANGE;
 		out->message = psprintf("unrecognized status \"%s\"", status ? status : "(none)");
@@ -803,7 +748,7 @@ chainup_parse_status_batch(WithdrawalJob **jobs, int n, HttpResponse *res, Outco
 	for (int i = 0; i < n; i++)
 		outs[i].kind = OUTCOME_NO_CHANGE;
 	if (answer != NULL && strcmp(code, "0") != 0)
-		why = psprintf("status query refused, %s", code_message(code, msg, chainup_code_lookup(code)));
+		why = psprintf("status query refused, %s", provider_code_message(&chainup_codes, code, msg));
 	else if (answer != NULL)
 	{
 		records = json_get_container(answer, "data");
@@ -874,13 +819,13 @@ chainup_record(JsonbContainer *object)
 	r->real_fee = json_get_text(object, "real_fee");
 	r->real_fee_asset = json_get_text(object, "fee_symbol");
 	r->status = json_get_text(object, "status");
-	r->state = chainup_state_of(r->status);
-	if (r->state == NULL)
-		r->state = "review";	/* a status we do not know goes to a person */
+	r->state = provider_state(&chainup_statuses, r->status);
+	if (r->state == STATE_NONE)
+		r->state = STATE_REVIEW;	/* a status we do not know goes to a person */
 	r->txid = json_get_text(object, "txid");
 	r->confirmations = json_get_text(object, "confirmations");
 	r->requested_at = timestamp_from_digits(json_get_text(object, "created_at"), 1);
-	if (strcmp(r->state, "succeeded") == 0)
+	if (r->state == STATE_SUCCEEDED)
 		r->confirmed_at = timestamp_from_digits(json_get_text(object, "updated_at"), 1);
 	r->raw = JsonbToCString(NULL, object, 256);
 	return r;
@@ -911,11 +856,9 @@ chainup_parse_sync(WithdrawAccount *account, SyncCursor *cursor, HttpResponse *r
 	}
 	if (strcmp(code, "0") != 0)
 	{
-		const ChainupCode *known = chainup_code_lookup(code);
-
 		out->auth_failed = (strcmp(code, "100005") == 0 || strcmp(code, "100007") == 0 ||
 							strcmp(code, "100015") == 0);
-		out->error = psprintf("chainup refused the list: %s", code_message(code, msg, known));
+		out->error = psprintf("chainup refused the list: %s", provider_code_message(&chainup_codes, code, msg));
 		return;
 	}
 	records = json_get_container(answer, "data");
@@ -1061,14 +1004,13 @@ chainup_read_callback(WithdrawAccount *account, const char *body, int len, Jsonb
 
 		out->kind = CALLBACK_WITHDRAWAL;
 		out->provider_status = psprintf("status %s", status ? status : "(none)");
-		out->state = chainup_state_of(status);
+		out->state = provider_state(&chainup_statuses, status);
 		out->details = record_details(c);
 		out->window_ms = account_option_int(account->options, "notify_window_ms",
 											CHAINUP_DEFAULT_NOTIFY_WINDOW_MS, 1000,
 											7 * 24 * 3600 * 1000);
-		out->confirm_by_poll = out->state != NULL &&
-			(strcmp(out->state, "failed") == 0 || strcmp(out->state, "rejected") == 0 ||
-			 strcmp(out->state, "cancelled") == 0);
+		out->confirm_by_poll = out->state == STATE_FAILED || out->state == STATE_REJECTED ||
+			out->state == STATE_CANCELLED;
 	}
 	else
 	{
@@ -1150,6 +1092,26 @@ chainup_confirm_reply(WithdrawAccount *account, CallbackNotice *notice, bool acc
 	return psprintf("{\"data\":\"%s\"}", chainup_seal(account, plain.data));
 }
 
+static const ProviderSync chainup_sync = {
+	.build = chainup_build_sync,
+	.parse = chainup_parse_sync,
+	.by_id = true,
+};
+
+static const ProviderStatusBatch chainup_status_batch = {
+	.max = CHAINUP_BATCH_MAX,
+	.build = chainup_build_status_batch,
+	.parse = chainup_parse_status_batch,
+};
+
+static const ProviderCallbacks chainup_callbacks = {
+	.read = chainup_read_callback,
+	.ack = "SUCCESS",
+	.refusal = "FAILURE",
+	.confirm_mismatch = chainup_confirm_mismatch,
+	.confirm_reply = chainup_confirm_reply,
+};
+
 const Provider chainup_provider = {
 	.name = "chainup",
 	.credential_keys = chainup_credential_keys,
@@ -1161,15 +1123,7 @@ const Provider chainup_provider = {
 	.parse_create = chainup_parse_create,
 	.build_status = chainup_build_status,
 	.parse_status = chainup_parse_status,
-	.build_sync = chainup_build_sync,
-	.parse_sync = chainup_parse_sync,
-	.sync_by_id = true,
-	.status_batch_max = CHAINUP_BATCH_MAX,
-	.build_status_batch = chainup_build_status_batch,
-	.parse_status_batch = chainup_parse_status_batch,
-	.read_callback = chainup_read_callback,
-	.callback_ack = "SUCCESS",
-	.callback_refusal = "FAILURE",
-	.confirm_mismatch = chainup_confirm_mismatch,
-	.confirm_reply = chainup_confirm_reply,
+	.sync = &chainup_sync,
+	.status_batch = &chainup_status_batch,
+	.callbacks = &chainup_callbacks,
 };

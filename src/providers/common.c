@@ -3,7 +3,10 @@
  * common.c
  *	  Helpers every provider needs in the worker: credentials and options
  *	  of an account, URLs, headers, decimals, times and the sorted
- *	  key=value lists several providers sign.
+ *	  key=value lists several providers sign; and what providers share as
+ *	  data: code tables (provider_refusal: a refusal code's class becomes
+ *	  an outcome here only), status tables, and the readers of an answer
+ *	  or a callback body as a JSON object.
  *
  *-------------------------------------------------------------------------
  */
@@ -348,4 +351,114 @@ timestamp_within(const char *seconds, int window_s, const char *what, char **err
 		return false;
 	}
 	return true;
+}
+
+/* The index of a provider's status word in its table, or -1. */
+static int
+status_index(const ProviderStatusTable *table, const char *status)
+{
+	for (int i = 0; status != NULL && i < table->count; i++)
+		if (table->ignore_case ? pg_strcasecmp(table->statuses[i].status, status) == 0
+			: strcmp(table->statuses[i].status, status) == 0)
+			return i;
+	return -1;
+}
+
+/* The state a provider's status word names; STATE_NONE when the table lacks it. */
+WithdrawState
+provider_state(const ProviderStatusTable *table, const char *status)
+{
+	int			i = status_index(table, status);
+
+	return i < 0 ? STATE_NONE : table->statuses[i].state;
+}
+
+/* Is status one of the table's words? */
+bool
+provider_status_known(const ProviderStatusTable *table, const char *status)
+{
+	return status_index(table, status) >= 0;
+}
+
+/* The table's entry for a code; NULL when the table lacks it. */
+const ProviderCode *
+provider_code(const ProviderCodeTable *table, const char *code)
+{
+	for (int i = 0; code != NULL && i < table->count; i++)
+		if (strcmp(table->codes[i].code, code) == 0)
+			return &table->codes[i];
+	return NULL;
+}
+
+/* "label code: msg — explanation", the explanation when the table has one */
+char *
+provider_code_message(const ProviderCodeTable *table, const char *code, const char *msg)
+{
+	const ProviderCode *known = provider_code(table, code);
+
+	return psprintf("%s %s: %s%s%s", table->label, code, msg ? msg : "",
+					known ? " — " : "", known ? known->explanation : "");
+}
+
+/*
+ * The outcome of a create the provider refused with code: the one place
+ * where a code's class becomes an outcome.  A code the table lacks may
+ * have executed: the same key is sent again.
+ */
+void
+provider_refusal(const ProviderCodeTable *table, const char *code, const char *msg, Outcome *out)
+{
+	const ProviderCode *known = provider_code(table, code);
+
+	out->message = provider_code_message(table, code, msg);
+	switch (known ? known->class : CODE_MAYBE)
+	{
+		case CODE_MAYBE:
+			out->kind = OUTCOME_UNKNOWN;
+			break;
+		case CODE_RETRY:
+			out->kind = OUTCOME_NOT_DELIVERED;
+			out->retry_after_ms = known->retry_after_ms;
+			break;
+		case CODE_DUPLICATE:
+			out->kind = OUTCOME_RECONCILE;
+			out->duplicate = true;
+			break;
+		case CODE_TERMINAL:
+			out->kind = OUTCOME_REJECTED;
+			break;
+	}
+}
+
+/*
+ * A provider's answer as a JSON object, or NULL with *why naming the HTTP
+ * status: what every answer reader checks first.
+ */
+Jsonb *
+provider_answer_json(HttpResponse *res, char **why)
+{
+	char	   *error = NULL;
+	Jsonb	   *body = json_parse_untrusted(res->body.data, res->body.len, &error);
+
+	if (body == NULL || !JB_ROOT_IS_OBJECT(body) || JB_ROOT_IS_SCALAR(body))
+	{
+		*why = psprintf("HTTP %ld, answer is not a JSON object%s%s", res->status,
+						body ? "" : ": ", body ? "" : error);
+		return NULL;
+	}
+	return body;
+}
+
+/* A callback's body as a JSON object, or NULL with *error saying why. */
+Jsonb *
+provider_body_json(const char *body, int len, char **error)
+{
+	Jsonb	   *content = json_parse_untrusted(body, len, error);
+
+	if (content != NULL && (!JB_ROOT_IS_OBJECT(content) || JB_ROOT_IS_SCALAR(content)))
+	{
+		*error = pstrdup("the body is not a JSON object");
+		return NULL;
+	}
+	return content;
 }

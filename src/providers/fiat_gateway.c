@@ -54,21 +54,30 @@ static const char *const fiat_fields[] = {
 	NULL
 };
 
-typedef struct FiatCode
-{
-	const char *code;
-	const char *explanation;
-} FiatCode;
-
-/* the gateway's refusals (seed 004); each is final (10003 is handled apart) */
-static const FiatCode fiat_codes[] = {
-	{"10001", "the gateway refused a parameter"},
-	{"10002", "the gateway could not verify the signature; check the account's secret_key and sign_mode"},
-	{"10004", "the amount format was refused"},
-	{"10005", "the bank id does not exist"},
-	{"10006", "insufficient balance"},
-	{"10007", "withdrawal limit exceeded"},
+/*
+ * A notification's status: the seed shows no notification, so its words
+ * are an assumption, read in any case.
+ */
+static const ProviderStatus fiat_notify_status_list[] = {
+	{"success", STATE_SUCCEEDED}, {"failed", STATE_FAILED}, {"processing", STATE_PROCESSING},
 };
+static const ProviderStatusTable fiat_notify_statuses = PROVIDER_STATUS_TABLE(fiat_notify_status_list, true);
+
+/*
+ * The gateway's refusals (seed 004): final, but for a duplicate order
+ * number, which its notification settles; any other status may have
+ * executed.
+ */
+static const ProviderCode fiat_code_list[] = {
+	{"10001", CODE_TERMINAL, 0, "the gateway refused a parameter"},
+	{"10002", CODE_TERMINAL, 0, "the gateway could not verify the signature; check the account's secret_key and sign_mode"},
+	{"10003", CODE_DUPLICATE, 0, "duplicate order number: the gateway already has this order; its notification will settle it"},
+	{"10004", CODE_TERMINAL, 0, "the amount format was refused"},
+	{"10005", CODE_TERMINAL, 0, "the bank id does not exist"},
+	{"10006", CODE_TERMINAL, 0, "insufficient balance"},
+	{"10007", CODE_TERMINAL, 0, "withdrawal limit exceeded"},
+};
+static const ProviderCodeTable fiat_codes = PROVIDER_CODE_TABLE("status", fiat_code_list);
 
 static bool
 concat_mode(Jsonb *options)
@@ -600,19 +609,14 @@ static Jsonb *
 fiat_answer(WithdrawAccount *account, HttpResponse *res, bool require_sign, char **status,
 			char **msg, char **why)
 {
-	char	   *error;
-	Jsonb	   *body = json_parse_untrusted(res->body.data, res->body.len, &error);
+	Jsonb	   *body = provider_answer_json(res, why);
 	ParamList	params;
 	char	   *secret;
 	char	   *expected;
 	bool		ok;
 
-	if (body == NULL || !JB_ROOT_IS_OBJECT(body) || JB_ROOT_IS_SCALAR(body))
-	{
-		*why = psprintf("HTTP %ld, answer is not a JSON object%s%s", res->status,
-						body ? "" : ": ", body ? "" : error);
+	if (body == NULL)
 		return NULL;
-	}
 	*status = json_get_text(&body->root, "status");
 	*msg = json_get_text(&body->root, "msg");
 	if (*status == NULL)
@@ -667,24 +671,7 @@ fiat_parse_create(WithdrawalJob *job, HttpResponse *res, Outcome *out)
 		out->provider_id = id && id[0] ? id : NULL;
 		return;
 	}
-	if (strcmp(status, "10003") == 0)
-	{
-		/* the gateway has this order already: its notification settles it */
-		out->kind = OUTCOME_RECONCILE;
-		out->duplicate = true;
-		out->message = psprintf("status 10003: %s — duplicate order number: the gateway already has this order; its notification will settle it",
-								msg ? msg : "");
-		return;
-	}
-	out->kind = OUTCOME_UNKNOWN;
-	for (int i = 0; i < lengthof(fiat_codes); i++)
-		if (strcmp(fiat_codes[i].code, status) == 0)
-		{
-			out->kind = OUTCOME_REJECTED;
-			out->message = psprintf("status %s: %s — %s", status, msg ? msg : "", fiat_codes[i].explanation);
-			return;
-		}
-	out->message = psprintf("status %s: %s", status, msg ? msg : "");
+	provider_refusal(&fiat_codes, status, msg, out);
 }
 
 static void
@@ -743,7 +730,7 @@ fiat_read_callback(WithdrawAccount *account, const char *body, int len, Jsonb *h
 				   CallbackNotice *out, char **error)
 {
 	static const char *const keys[][2] = {{"transactionid", "transactionid"}};
-	Jsonb	   *content = json_parse_untrusted(body, len, error);
+	Jsonb	   *content = provider_body_json(body, len, error);
 	ParamList	params;
 	char	   *secret;
 	char	   *expected;
@@ -753,12 +740,8 @@ fiat_read_callback(WithdrawAccount *account, const char *body, int len, Jsonb *h
 	int			window = account_option_int(account->options, "notify_window_s",
 											FIAT_DEFAULT_NOTIFY_WINDOW_S, 10, INT_MAX);
 
-	if (content == NULL || !JB_ROOT_IS_OBJECT(content) || JB_ROOT_IS_SCALAR(content))
-	{
-		if (content != NULL)
-			*error = pstrdup("the body is not a JSON object");
+	if (content == NULL)
 		return false;
-	}
 	params_init(&params);
 	request_to_params(content, &params);
 	secret = account_credential(account, "secret_key");
@@ -795,11 +778,7 @@ fiat_read_callback(WithdrawAccount *account, const char *body, int len, Jsonb *h
 	}
 	status = json_get_text(&content->root, "status");
 	out->provider_status = status ? psprintf("notify %s", status) : NULL;
-	/* the seed shows no notification: its words are an assumption, read in any case */
-	out->state = status == NULL ? NULL
-		: pg_strcasecmp(status, "success") == 0 ? "succeeded"
-		: pg_strcasecmp(status, "failed") == 0 ? "failed"
-		: pg_strcasecmp(status, "processing") == 0 ? "processing" : NULL;
+	out->state = provider_state(&fiat_notify_statuses, status);
 	out->details = details_json(&content->root, keys, lengthof(keys));
 	return true;
 }
@@ -823,11 +802,28 @@ fiat_overdue(WithdrawalJob *job, Outcome *out)
 	int			deadline_s = fiat_notice_deadline_ms(job->account->options) / 1000;
 
 	out->kind = OUTCOME_STATE;
-	out->state = "review";
+	out->state = STATE_REVIEW;
 	out->provider_status = pstrdup("no notification");
 	out->message = psprintf("no final notification from the gateway within %d s of its acceptance (account option notify_deadline_s), and it has no status query: check order %s at the gateway",
 							deadline_s, job->idempotency_key);
 }
+
+static const ProviderFormRules fiat_form_rules = {
+	.key = fiat_rules_key,
+	.build = fiat_build_rules,
+	.parse = fiat_parse_rules,
+};
+
+static const ProviderCallbacks fiat_callbacks = {
+	.read = fiat_read_callback,
+	.ack = "success",
+	.refusal = NULL,
+};
+
+static const ProviderNotices fiat_notices = {
+	.deadline_ms = fiat_notice_deadline_ms,
+	.overdue = fiat_overdue,
+};
 
 const Provider fiat_gateway_provider = {
 	.name = "fiat_gateway",
@@ -835,14 +831,9 @@ const Provider fiat_gateway_provider = {
 	.option_keys = fiat_option_keys,
 	.check_options = fiat_check_options,
 	.validate = fiat_validate,
-	.rules_key = fiat_rules_key,
-	.build_rules = fiat_build_rules,
-	.parse_rules = fiat_parse_rules,
 	.build_create = fiat_build_create,
 	.parse_create = fiat_parse_create,
-	.read_callback = fiat_read_callback,
-	.callback_ack = "success",
-	.callback_refusal = NULL,
-	.notice_deadline_ms = fiat_notice_deadline_ms,
-	.overdue = fiat_overdue,
+	.form_rules = &fiat_form_rules,
+	.callbacks = &fiat_callbacks,
+	.notices = &fiat_notices,
 };

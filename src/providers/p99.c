@@ -32,18 +32,13 @@
 
 static const char *const p99_credential_keys[] = {"api_key", "api_secret", "jwt", NULL};
 
-typedef struct P99Status
-{
-	const char *status;
-	const char *state;
-} P99Status;
-
 /* signed: funds frozen, waiting for the user's on-chain submit */
-static const P99Status p99_statuses[] = {
-	{"signed", "processing"},
-	{"confirmed", "succeeded"},
-	{"expired", "expired"},
+static const ProviderStatus p99_status_list[] = {
+	{"signed", STATE_PROCESSING},
+	{"confirmed", STATE_SUCCEEDED},
+	{"expired", STATE_EXPIRED},
 };
+static const ProviderStatusTable p99_statuses = PROVIDER_STATUS_TABLE(p99_status_list, false);
 
 static bool
 has_credential(Jsonb *credentials, const char *key)
@@ -154,11 +149,7 @@ p99_build_sync(WithdrawAccount *account, SyncCursor *cursor, HttpRequest *req)
 	if (cursor->status)
 	{
 		/* the seed's status ENUM has three values: refuse others before sending */
-		bool		known = false;
-
-		for (int i = 0; i < lengthof(p99_statuses); i++)
-			known |= strcmp(cursor->status, p99_statuses[i].status) == 0;
-		if (!known)
+		if (!provider_status_known(&p99_statuses, cursor->status))
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("withdraw_sync filter \"status\" must be signed, confirmed or expired, not \"%s\"",
@@ -201,10 +192,9 @@ p99_record(JsonbContainer *object)
 	r->fee = json_get_text(object, "fee");
 	r->fee_asset = r->asset;
 	r->status = json_get_text(object, "status");
-	r->state = "review";		/* a status we do not know goes to a person */
-	for (int i = 0; i < lengthof(p99_statuses); i++)
-		if (r->status && strcmp(r->status, p99_statuses[i].status) == 0)
-			r->state = p99_statuses[i].state;
+	r->state = provider_state(&p99_statuses, r->status);
+	if (r->state == STATE_NONE)
+		r->state = STATE_REVIEW;	/* a status we do not know goes to a person */
 	r->txid = json_get_text(object, "tx_hash");
 	r->block_number = json_get_text(object, "block_number");
 	r->chain_id = json_get_text(object, "chain_id");
@@ -316,14 +306,18 @@ p99_parse_lookup(WithdrawAccount *account, HttpResponse *res, SyncResult *out)
 	out->records = list_make1(r);
 }
 
+static const ProviderSync p99_sync = {
+	.build = p99_build_sync,
+	.parse = p99_parse_sync,
+	.build_lookup = p99_build_lookup,
+	.parse_lookup = p99_parse_lookup,
+};
+
 const Provider p99_provider = {
 	.name = "p99",
 	.credential_keys = p99_credential_keys,
 	.check_credentials = p99_check_credentials,
 	.validate = NULL,
 	.cannot_create_hint = "p99 API keys can read withdrawals but not create them: a p99 withdrawal is the user's own on-chain submit of a signature only a JWT session can request. Mirror them with withdraw_sync instead.",
-	.build_sync = p99_build_sync,
-	.parse_sync = p99_parse_sync,
-	.build_lookup = p99_build_lookup,
-	.parse_lookup = p99_parse_lookup,
+	.sync = &p99_sync,
 };

@@ -6,8 +6,20 @@
  * A provider turns a user's request into a normalized, validated request
  * (in the backend that runs withdraw_create), and, in the worker, builds
  * the signed HTTP exchanges and reads their answers into an Outcome.  It
- * never touches the database: the worker applies outcomes.  Adding a
- * provider is one new file here plus one line in registry.c.
+ * never touches the database: the worker applies outcomes.
+ *
+ * Provider is a small core (keys, validate, create, status) that every
+ * provider fills, plus capability structs (sync, batched status,
+ * callbacks, form rules, notification deadlines) that a provider points
+ * to only when it has them.  What providers share is data: a code table
+ * (ProviderCodeTable: provider_refusal() is the one place a code becomes
+ * an outcome), a status table (ProviderStatusTable) and one JSON answer
+ * reader (provider_answer_json), all in common.c.  States are named only
+ * through WithdrawState (../state.h).
+ *
+ * Adding a provider: its own file here, one line in registry.c (and its
+ * extern below), its object in the Makefile's OBJS, its mock in
+ * test/mock/ and its tests (README, "Adding a provider").
  *
  *-------------------------------------------------------------------------
  */
@@ -19,6 +31,7 @@
 
 #include "../compat.h"
 #include "../http.h"
+#include "../state.h"
 
 struct Provider;
 
@@ -72,7 +85,7 @@ typedef enum OutcomeKind
 typedef struct Outcome
 {
 	OutcomeKind kind;
-	const char *state;			/* OUTCOME_STATE: a state of withdraw.state_transition */
+	WithdrawState state;		/* OUTCOME_STATE: the state learned */
 	char	   *provider_status;	/* raw status or code, as the provider said */
 	char	   *provider_id;
 	char	   *message;		/* what went wrong, for last_error and events */
@@ -114,7 +127,7 @@ typedef struct RemoteRecord
 	char	   *fee;
 	char	   *fee_asset;
 	char	   *status;			/* as the provider says */
-	const char *state;			/* a state of withdraw.state_transition */
+	WithdrawState state;		/* the record's state */
 	char	   *txid;
 	char	   *block_number;
 	char	   *chain_id;
@@ -154,7 +167,8 @@ typedef struct CallbackNotice
 	char	   *provider_id;
 	char	   *amount;			/* as the provider states it, to check */
 	char	   *provider_status;
-	const char *state;			/* a state of withdraw.state_transition, NULL = none */
+	WithdrawState state;		/* STATE_NONE = none (the caller sets it
+								 * before callbacks->read) */
 	char	   *details;		/* JSON object: txid, confirmations, fees */
 	TimestampTz sent_at;		/* the provider's clock, 0 = not given */
 	int			window_ms;		/* > 0: CALLBACK_WITHDRAWAL refused unless
@@ -162,6 +176,84 @@ typedef struct CallbackNotice
 	bool		confirm_by_poll;	/* state is applied only once a status
 									 * poll confirms it (the row is polled) */
 } CallbackNotice;
+
+/*
+ * Capabilities a provider may lack: each is a struct of its own, and a
+ * provider points to those it has (NULL for the others), so that the core
+ * below is all a provider must fill in.
+ */
+
+/* A list of the provider's withdrawals, page by page (withdraw_sync). */
+typedef struct ProviderSync
+{
+	void		(*build) (WithdrawAccount *account, SyncCursor *cursor, HttpRequest *req);
+	void		(*parse) (WithdrawAccount *account, SyncCursor *cursor, HttpResponse *res,
+						  SyncResult *out);
+	/* one record of that list by the provider's id; NULL = none */
+	void		(*build_lookup) (WithdrawAccount *account, const char *provider_id, HttpRequest *req);
+	void		(*parse_lookup) (WithdrawAccount *account, HttpResponse *res, SyncResult *out);
+	/* the list is walked by increasing numeric id: a scheduled sync starts
+	 * after the highest id stored (cursor->position), not from a time */
+	bool		by_id;
+} ProviderSync;
+
+/* Several withdrawals' status in one exchange. */
+typedef struct ProviderStatusBatch
+{
+	int			max;			/* withdrawals per exchange, > 1 */
+	/* whether an account with these options can batch; NULL = every account */
+	bool		(*batches) (Jsonb *options);
+	void		(*build) (WithdrawAccount *account, WithdrawalJob **jobs, int n, HttpRequest *req);
+	/* fills outs[0..n-1], one per job */
+	void		(*parse) (WithdrawalJob **jobs, int n, HttpResponse *res, Outcome *outs);
+} ProviderStatusBatch;
+
+/* Backend: the provider's callbacks (withdraw_callback, withdraw_confirm). */
+typedef struct ProviderCallbacks
+{
+	/* authenticates the body before reading anything from it; false with
+	 * *error when it is not authentic */
+	bool		(*read) (WithdrawAccount *account, const char *body, int len,
+						 Jsonb *headers, CallbackNotice *out, char **error);
+	/* the reply once a callback is applied, and to one that is not
+	 * authentic (NULL: raise an error instead) */
+	const char *ack;
+	const char *refusal;
+	/* CALLBACK_CONFIRM and CALLBACK_WITHDRAWAL: why the message does not
+	 * describe the stored request, or NULL when it does; NULL = no check */
+	char	   *(*confirm_mismatch) (Jsonb *request, CallbackNotice *notice);
+	/* the reply confirming (accept) or refusing a second-confirmation
+	 * request; NULL = the provider asks none */
+	char	   *(*confirm_reply) (WithdrawAccount *account, CallbackNotice *notice, bool accept);
+} ProviderCallbacks;
+
+/*
+ * Form rules a request is checked against in withdraw_create, fetched by
+ * the worker and withdraw_form_rules and cached (fiat_gateway's per
+ * pay_code).
+ */
+typedef struct ProviderFormRules
+{
+	/* backend: which cached rules a request must be checked against */
+	char	   *(*key) (Jsonb *request);
+	void		(*build) (WithdrawAccount *account, const char *key, const char *currency,
+						  HttpRequest *req);
+	/* the rules as a JSON text, or NULL with *error set */
+	char	   *(*parse) (WithdrawAccount *account, const char *key, HttpResponse *res,
+						  char **error);
+} ProviderFormRules;
+
+/*
+ * A provider without a status query (build_status NULL) that says how
+ * long a submitted withdrawal may wait for its notification: its poll
+ * falls due then, and overdue() gives the outcome instead of an exchange
+ * (review, with the reason).  Without it a withdrawal waits forever.
+ */
+typedef struct ProviderNotices
+{
+	int			(*deadline_ms) (Jsonb *options);
+	void		(*overdue) (WithdrawalJob *job, Outcome *out);
+} ProviderNotices;
 
 typedef struct Provider
 {
@@ -183,74 +275,78 @@ typedef struct Provider
 	/* backend: validates and normalizes a request; ERROR naming the field;
 	 * NULL when the provider cannot create withdrawals.  options are the
 	 * account's; rules are the cached form rules the request names (see
-	 * rules_key), NULL for providers without them */
+	 * ProviderFormRules), NULL for providers without them */
 	void		(*validate) (Jsonb *request, Jsonb *options, Jsonb *rules, ValidatedRequest *out);
-	/* backend: which cached form rules a request must be checked against
-	 * (fiat_gateway: its pay_code); NULL = the provider has none */
-	char	   *(*rules_key) (Jsonb *request);
-	/* fetching form rules (worker and withdraw_form_rules) */
-	void		(*build_rules) (WithdrawAccount *account, const char *key, const char *currency,
-								HttpRequest *req);
-	/* the rules as a JSON text, or NULL with *error set */
-	char	   *(*parse_rules) (WithdrawAccount *account, const char *key, HttpResponse *res,
-								char **error);
 	/* why not, for the hint of that error */
 	const char *cannot_create_hint;
 
 	/* worker: the create exchange */
 	void		(*build_create) (WithdrawalJob *job, HttpRequest *req);
 	void		(*parse_create) (WithdrawalJob *job, HttpResponse *res, Outcome *out);
-	/* worker: the status exchange (provider_id may be NULL: reconcile) */
+	/* worker: the status exchange (provider_id may be NULL: reconcile);
+	 * NULL = no status query */
 	void		(*build_status) (WithdrawalJob *job, HttpRequest *req);
 	void		(*parse_status) (WithdrawalJob *job, HttpResponse *res, Outcome *out);
 
-	/* a list of the provider's withdrawals, page by page; NULL = none */
-	void		(*build_sync) (WithdrawAccount *account, SyncCursor *cursor, HttpRequest *req);
-	void		(*parse_sync) (WithdrawAccount *account, SyncCursor *cursor, HttpResponse *res,
-							   SyncResult *out);
-	/* one record of that list by the provider's id; NULL = none */
-	void		(*build_lookup) (WithdrawAccount *account, const char *provider_id, HttpRequest *req);
-	void		(*parse_lookup) (WithdrawAccount *account, HttpResponse *res, SyncResult *out);
-	/* the list is walked by increasing numeric id: a scheduled sync starts
-	 * after the highest id stored (cursor->position), not from a time */
-	bool		sync_by_id;
-
-	/* several withdrawals' status in one exchange; 0 or 1 = one by one */
-	int			status_batch_max;
-	/* whether an account with these options can batch; NULL = every account */
-	bool		(*batches_status) (Jsonb *options);
-	void		(*build_status_batch) (WithdrawAccount *account, WithdrawalJob **jobs, int n,
-									   HttpRequest *req);
-	/* fills outs[0..n-1], one per job */
-	void		(*parse_status_batch) (WithdrawalJob **jobs, int n, HttpResponse *res,
-									   Outcome *outs);
-
-	/*
-	 * backend: callbacks (withdraw_callback, withdraw_confirm).  read_callback
-	 * authenticates the body before reading anything from it; false with
-	 * *error when it is not authentic.  NULL = the provider calls nobody.
-	 */
-	bool		(*read_callback) (WithdrawAccount *account, const char *body, int len,
-								  Jsonb *headers, CallbackNotice *out, char **error);
-	/* the reply once a callback is applied, and to one that is not
-	 * authentic (NULL: raise an error instead) */
-	const char *callback_ack;
-	const char *callback_refusal;
-	/* CALLBACK_CONFIRM and CALLBACK_WITHDRAWAL: why the message does not
-	 * describe the stored request, or NULL when it does */
-	char	   *(*confirm_mismatch) (Jsonb *request, CallbackNotice *notice);
-	/* the reply confirming (accept) or refusing it */
-	char	   *(*confirm_reply) (WithdrawAccount *account, CallbackNotice *notice, bool accept);
-
-	/*
-	 * A provider without a status query (build_status NULL) that says how
-	 * long a submitted withdrawal may wait for its notification: its poll
-	 * falls due then, and overdue() gives the outcome instead of an
-	 * exchange (issue 15: review, with the reason).  NULL = wait forever.
-	 */
-	int			(*notice_deadline_ms) (Jsonb *options);
-	void		(*overdue) (WithdrawalJob *job, Outcome *out);
+	/* the capabilities above; NULL = the provider lacks it */
+	const ProviderSync *sync;
+	const ProviderStatusBatch *status_batch;
+	const ProviderCallbacks *callbacks;
+	const ProviderFormRules *form_rules;
+	const ProviderNotices *notices;
 } Provider;
+
+/*
+ * What a provider's refusal code means for the withdrawal, and the
+ * provider's table of them.  A code the table lacks is CODE_MAYBE.
+ */
+typedef enum CodeClass
+{
+	CODE_MAYBE,					/* outcome unknown: the same key again */
+	CODE_RETRY,					/* not executed: the same request again, after
+								 * the code's retry_after_ms */
+	CODE_DUPLICATE,				/* the key is known: settle by status, never a
+								 * new key */
+	CODE_TERMINAL				/* refused for good */
+} CodeClass;
+
+typedef struct ProviderCode
+{
+	const char *code;			/* as the provider writes it */
+	CodeClass	class;
+	int			retry_after_ms; /* CODE_RETRY: the wait, 0 for policy */
+	const char *explanation;
+} ProviderCode;
+
+typedef struct ProviderCodeTable
+{
+	const char *label;			/* how messages name a code: "retCode",
+								 * "code", "status" */
+	const ProviderCode *codes;
+	int			count;
+} ProviderCodeTable;
+
+#define PROVIDER_CODE_TABLE(label, array) {(label), (array), lengthof(array)}
+
+/*
+ * A provider's words for the states of a withdrawal, as a table:
+ * provider_state() is STATE_NONE for a word the table lacks.
+ */
+typedef struct ProviderStatus
+{
+	const char *status;			/* as the provider writes it */
+	WithdrawState state;
+} ProviderStatus;
+
+typedef struct ProviderStatusTable
+{
+	const ProviderStatus *statuses;
+	int			count;
+	bool		ignore_case;	/* the provider's case is not to be relied on */
+} ProviderStatusTable;
+
+#define PROVIDER_STATUS_TABLE(array, ignore_case) \
+	{(array), lengthof(array), (ignore_case)}
 
 /* registry.c */
 extern const Provider *provider_lookup(const char *name);
@@ -272,6 +368,14 @@ extern int64 epoch_ms(TimestampTz t);
 extern TimestampTz timestamp_from_digits(const char *text, int unit_ms);
 extern bool timestamp_within(const char *seconds, int window_s, const char *what, char **error);
 extern char *details_json(JsonbContainer *c, const char *const (*keys)[2], int nkeys);
+extern const ProviderCode *provider_code(const ProviderCodeTable *table, const char *code);
+extern char *provider_code_message(const ProviderCodeTable *table, const char *code, const char *msg);
+extern void provider_refusal(const ProviderCodeTable *table, const char *code, const char *msg,
+							 Outcome *out);
+extern Jsonb *provider_answer_json(HttpResponse *res, char **why);
+extern Jsonb *provider_body_json(const char *body, int len, char **error);
+extern WithdrawState provider_state(const ProviderStatusTable *table, const char *status);
+extern bool provider_status_known(const ProviderStatusTable *table, const char *status);
 extern JsonbContainer *list_entry_of(JsonbContainer *list, const char *inner, const char *key_field,
 									 const char *key);
 

@@ -40,56 +40,36 @@ static const char *const zoomex_fields[] = {
 	"requestId", "coin", "addressType", "areaCode", "address", "amount", "remark", NULL
 };
 
-typedef struct ZoomexStatus
-{
-	const char *provider_status;
-	const char *state;
-} ZoomexStatus;
-
 /* withdrawStatus enum of the provider's docs */
-static const ZoomexStatus zoomex_statuses[] = {
-	{"Pending Review", "review"},
-	{"Pending Transfer", "processing"},
-	{"Transferred successfully", "succeeded"},
-	{"Rejected", "rejected"},
-	{"Cancelled", "cancelled"},
-	{"Fail", "failed"},
+static const ProviderStatus zoomex_status_list[] = {
+	{"Pending Review", STATE_REVIEW},
+	{"Pending Transfer", STATE_PROCESSING},
+	{"Transferred successfully", STATE_SUCCEEDED},
+	{"Rejected", STATE_REJECTED},
+	{"Cancelled", STATE_CANCELLED},
+	{"Fail", STATE_FAILED},
 };
-
-typedef enum ZoomexCodeClass
-{
-	ZOOMEX_RETRY,				/* not executed, try again later */
-	ZOOMEX_RATE_LIMITED,		/* not executed, wait then try again */
-	ZOOMEX_DUPLICATE,			/* requestId known: reconcile */
-	ZOOMEX_MAYBE,				/* outcome unknown */
-	ZOOMEX_TERMINAL				/* refused for good */
-} ZoomexCodeClass;
-
-typedef struct ZoomexCode
-{
-	int			code;
-	ZoomexCodeClass class;
-	const char *explanation;
-} ZoomexCode;
+static const ProviderStatusTable zoomex_statuses = PROVIDER_STATUS_TABLE(zoomex_status_list, false);
 
 /* documented error codes (providers.md, section 0) */
-static const ZoomexCode zoomex_codes[] = {
-	{10001, ZOOMEX_TERMINAL, "the provider rejected a parameter"},
-	{10002, ZOOMEX_RETRY, "the request time was outside the receive window; check the server clock"},
-	{10003, ZOOMEX_TERMINAL, "the API key is invalid; check the account's api_key"},
-	{10004, ZOOMEX_TERMINAL, "the signature was refused; check the account's api_secret"},
-	{10005, ZOOMEX_TERMINAL, "the API key lacks the withdraw permission"},
-	{10006, ZOOMEX_RATE_LIMITED, "rate limit reached"},
-	{10007, ZOOMEX_TERMINAL, "authentication failed"},
-	{10009, ZOOMEX_TERMINAL, "the server's IP address is banned by the provider"},
-	{10010, ZOOMEX_TERMINAL, "the server's IP address is not bound to the API key"},
-	{10014, ZOOMEX_DUPLICATE, "duplicate requestId"},
-	{10016, ZOOMEX_MAYBE, "provider server error"},
-	{10018, ZOOMEX_RATE_LIMITED, "IP rate limit reached"},
-	{110004, ZOOMEX_TERMINAL, "insufficient balance"},
-	{110007, ZOOMEX_TERMINAL, "insufficient balance"},
-	{110012, ZOOMEX_TERMINAL, "insufficient balance"},
+static const ProviderCode zoomex_code_list[] = {
+	{"10001", CODE_TERMINAL, 0, "the provider rejected a parameter"},
+	{"10002", CODE_RETRY, 0, "the request time was outside the receive window; check the server clock"},
+	{"10003", CODE_TERMINAL, 0, "the API key is invalid; check the account's api_key"},
+	{"10004", CODE_TERMINAL, 0, "the signature was refused; check the account's api_secret"},
+	{"10005", CODE_TERMINAL, 0, "the API key lacks the withdraw permission"},
+	{"10006", CODE_RETRY, ZOOMEX_RATE_LIMIT_WAIT_MS, "rate limit reached"},
+	{"10007", CODE_TERMINAL, 0, "authentication failed"},
+	{"10009", CODE_TERMINAL, 0, "the server's IP address is banned by the provider"},
+	{"10010", CODE_TERMINAL, 0, "the server's IP address is not bound to the API key"},
+	{"10014", CODE_DUPLICATE, 0, "duplicate requestId"},
+	{"10016", CODE_MAYBE, 0, "provider server error"},
+	{"10018", CODE_RETRY, ZOOMEX_RATE_LIMIT_WAIT_MS, "IP rate limit reached"},
+	{"110004", CODE_TERMINAL, 0, "insufficient balance"},
+	{"110007", CODE_TERMINAL, 0, "insufficient balance"},
+	{"110012", CODE_TERMINAL, 0, "insufficient balance"},
 };
+static const ProviderCodeTable zoomex_codes = PROVIDER_CODE_TABLE("retCode", zoomex_code_list);
 
 /*
  * A requestId: "Custom ID, globally unique" is all the seed says, and
@@ -278,15 +258,6 @@ zoomex_build_create(WithdrawalJob *job, HttpRequest *req)
 	req->audit = audit.data;
 }
 
-static const ZoomexCode *
-zoomex_code_lookup(int code)
-{
-	for (int i = 0; i < lengthof(zoomex_codes); i++)
-		if (zoomex_codes[i].code == code)
-			return &zoomex_codes[i];
-	return NULL;
-}
-
 /*
  * A return code is an integer: an optional '-' and 1 to 9 digits.  Empty,
  * "-" or "1-2" would read as 0 (success) through atoi.
@@ -305,20 +276,22 @@ well_formed_code(const char *text)
 }
 
 /*
- * Reads either envelope (retCode/retMsg or the legacy ret_code/ret_msg);
- * returns the parsed body or NULL with out set to an unknown outcome.
+ * Reads an answer, in either spelling (retCode/retMsg or the legacy
+ * ret_code/ret_msg); returns the parsed body, with *code its return code
+ * as digits ("010014" reads as "10014"), or NULL with out set to an
+ * unknown outcome.
  */
 static Jsonb *
-zoomex_envelope(HttpResponse *res, Outcome *out, int *code, char **message)
+zoomex_answer(HttpResponse *res, Outcome *out, char **code, char **message)
 {
-	char	   *error;
-	Jsonb	   *body = json_parse_untrusted(res->body.data, res->body.len, &error);
+	char	   *why = NULL;
+	Jsonb	   *body = provider_answer_json(res, &why);
 	char	   *code_text;
 
 	if (body == NULL)
 	{
 		out->kind = OUTCOME_UNKNOWN;
-		out->message = psprintf("HTTP %ld, %s", res->status, error);
+		out->message = why;
 		return NULL;
 	}
 	code_text = json_get_text(&body->root, "retCode");
@@ -335,12 +308,12 @@ zoomex_envelope(HttpResponse *res, Outcome *out, int *code, char **message)
 		out->message = psprintf("HTTP %ld, answer without a return code", res->status);
 		return NULL;
 	}
-	*code = atoi(code_text);
-	out->provider_status = psprintf("retCode %d", *code);
+	*code = psprintf("%d", atoi(code_text));
+	out->provider_status = psprintf("retCode %s", *code);
 	return body;
 }
 
-/* Answers that are not a JSON envelope: HTTP-level refusals. */
+/* HTTP-level refusals, whose body is not read. */
 static bool
 zoomex_http_refusal(WithdrawalJob *job, HttpResponse *res, Outcome *out)
 {
@@ -365,17 +338,16 @@ static void
 zoomex_parse_create(WithdrawalJob *job, HttpResponse *res, Outcome *out)
 {
 	Jsonb	   *body;
-	int			code;
+	char	   *code;
 	char	   *message;
-	const ZoomexCode *known;
 
 	if (zoomex_http_refusal(job, res, out))
 		return;
-	body = zoomex_envelope(res, out, &code, &message);
+	body = zoomex_answer(res, out, &code, &message);
 	if (body == NULL)
 		return;
 
-	if (code == 0)
+	if (strcmp(code, "0") == 0)
 	{
 		char	   *withdraw_id = json_get_text(json_get_container(&body->root, "result"),
 											   "withdraw_id");
@@ -393,29 +365,7 @@ zoomex_parse_create(WithdrawalJob *job, HttpResponse *res, Outcome *out)
 		return;
 	}
 
-	known = zoomex_code_lookup(code);
-	out->message = psprintf("retCode %d: %s%s%s", code, message,
-							known ? " — " : "", known ? known->explanation : "");
-	switch (known ? known->class : ZOOMEX_MAYBE)
-	{
-		case ZOOMEX_RETRY:
-			out->kind = OUTCOME_NOT_DELIVERED;
-			break;
-		case ZOOMEX_RATE_LIMITED:
-			out->kind = OUTCOME_NOT_DELIVERED;
-			out->retry_after_ms = ZOOMEX_RATE_LIMIT_WAIT_MS;
-			break;
-		case ZOOMEX_DUPLICATE:
-			out->kind = OUTCOME_RECONCILE;
-			out->duplicate = true;
-			break;
-		case ZOOMEX_MAYBE:
-			out->kind = OUTCOME_UNKNOWN;
-			break;
-		case ZOOMEX_TERMINAL:
-			out->kind = OUTCOME_REJECTED;
-			break;
-	}
+	provider_refusal(&zoomex_codes, code, message, out);
 }
 
 static void
@@ -456,15 +406,6 @@ zoomex_build_status(WithdrawalJob *job, HttpRequest *req)
 	req->audit = psprintf("%s&sign=[redacted]", audit);
 }
 
-static const char *
-zoomex_state_of(const char *status)
-{
-	for (int i = 0; i < lengthof(zoomex_statuses); i++)
-		if (strcmp(zoomex_statuses[i].provider_status, status) == 0)
-			return zoomex_statuses[i].state;
-	return NULL;
-}
-
 static bool
 zoomex_row_matches(WithdrawalJob *job, JsonbContainer *row)
 {
@@ -482,7 +423,7 @@ static void
 zoomex_parse_status(WithdrawalJob *job, HttpResponse *res, Outcome *out)
 {
 	Jsonb	   *body;
-	int			code;
+	char	   *code;
 	char	   *message;
 	JsonbContainer *rows;
 	JsonbContainer *found = NULL;
@@ -495,20 +436,20 @@ zoomex_parse_status(WithdrawalJob *job, HttpResponse *res, Outcome *out)
 		out->kind = OUTCOME_NO_CHANGE;
 		return;
 	}
-	body = zoomex_envelope(res, out, &code, &message);
+	body = zoomex_answer(res, out, &code, &message);
 	if (body == NULL)
 	{
 		out->kind = OUTCOME_NO_CHANGE;
 		return;
 	}
 	out->provider_status = NULL;
-	if (code != 0)
+	if (strcmp(code, "0") != 0)
 	{
-		const ZoomexCode *known = zoomex_code_lookup(code);
+		const ProviderCode *known = provider_code(&zoomex_codes, code);
 
-		out->message = psprintf("status query refused, retCode %d: %s", code, message);
-		if (known && known->class == ZOOMEX_RATE_LIMITED)
-			out->retry_after_ms = ZOOMEX_RATE_LIMIT_WAIT_MS;
+		out->message = psprintf("status query refused, retCode %s: %s", code, message);
+		if (known && known->class == CODE_RETRY)
+			out->retry_after_ms = known->retry_after_ms;
 		return;
 	}
 
@@ -558,7 +499,7 @@ zoomex_parse_status(WithdrawalJob *job, HttpResponse *res, Outcome *out)
 	if (matches > 1)
 	{
 		out->kind = OUTCOME_STATE;
-		out->state = "review";
+		out->state = STATE_REVIEW;
 		out->message = psprintf("%d transfers of the same coin, amount and address match; a person must decide",
 								matches);
 		return;
@@ -568,8 +509,8 @@ zoomex_parse_status(WithdrawalJob *job, HttpResponse *res, Outcome *out)
 	out->provider_id = json_get_text(found, "withdraw_id");
 	out->record_amount = json_get_text(found, "amount");
 	out->provider_status = status;
-	out->state = status ? zoomex_state_of(status) : NULL;
-	if (out->state == NULL)
+	out->state = provider_state(&zoomex_statuses, status);
+	if (out->state == STATE_NONE)
 	{
 		out->message = psprintf("unrecognized status \"%s\"", status ? status : "(none)");
 		return;

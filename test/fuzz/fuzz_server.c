@@ -316,12 +316,12 @@ parse_answer(int provider, int parser, FuzzInput *in)
 
 		for (int i = 0; i < n; i++)
 			jobs[i] = make_job(account, i, in->flags);
-		p->parse_status_batch(jobs, n, &res, outs);
+		p->status_batch->parse(jobs, n, &res, outs);
 	}
 	else if (parser == PARSE_SYNC)
-		p->parse_sync(account, &cursor, &res, &sync);
+		p->sync->parse(account, &cursor, &res, &sync);
 	else if (parser == PARSE_LOOKUP)
-		p->parse_lookup(account, &res, &sync);
+		p->sync->parse_lookup(account, &res, &sync);
 }
 
 /*
@@ -364,16 +364,17 @@ read_callback(int provider, FuzzInput *in)
 		body = authentic_answer(provider, in, &len);
 
 	memset(&notice, 0, sizeof(notice));
-	if (!p->read_callback(account, body, len, headers, &notice, &error))
+	notice.state = STATE_NONE;
+	if (!p->callbacks->read(account, body, len, headers, &notice, &error))
 		return;
-	if (notice.kind == CALLBACK_CONFIRM && p->confirm_mismatch)
+	if (notice.kind == CALLBACK_CONFIRM && p->callbacks->confirm_mismatch)
 	{
 		Jsonb	   *stored = jsonb_of("{\"request_id\": \"fz-1\", \"from_uid\": \"7\", "
 									  "\"to_address\": \"fz-address\", \"amount\": \"1.50\", "
 									  "\"symbol\": \"usdt\"}");
-		char	   *mismatch = p->confirm_mismatch(stored, &notice);
+		char	   *mismatch = p->callbacks->confirm_mismatch(stored, &notice);
 
-		(void) p->confirm_reply(account, &notice, mismatch == NULL);
+		(void) p->callbacks->confirm_reply(account, &notice, mismatch == NULL);
 	}
 }
 
@@ -388,13 +389,13 @@ has_parser(const Provider *p, int parser)
 		case PARSE_STATUS:
 			return p->parse_status != NULL;
 		case PARSE_BATCH:
-			return p->parse_status_batch != NULL;
+			return p->status_batch != NULL;
 		case PARSE_SYNC:
-			return p->parse_sync != NULL;
+			return p->sync != NULL;
 		case PARSE_LOOKUP:
-			return p->parse_lookup != NULL;
+			return p->sync != NULL && p->sync->parse_lookup != NULL;
 		case PARSE_CALLBACK:
-			return p->read_callback != NULL;
+			return p->callbacks != NULL;
 	}
 	return false;
 }
@@ -438,7 +439,7 @@ target_form_rules(FuzzInput *in)
 	res.status = 200;
 	initStringInfo(&res.body);
 	appendBinaryStringInfo(&res.body, body, len);
-	rules = fiat_gateway_provider.parse_rules(account, "fz-pay", &res, &error);
+	rules = fiat_gateway_provider.form_rules->parse(account, "fz-pay", &res, &error);
 	if (rules == NULL || nul == NULL)
 		return;
 	rules_jsonb = jsonb_of(rules);
