@@ -17,6 +17,7 @@ OBJS = \
 	src/policy.o \
 	src/state.o \
 	src/http.o \
+	src/net_guard.o \
 	src/crypto.o \
 	src/secrets.o \
 	src/triggers.o \

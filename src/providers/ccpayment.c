@@ -16,6 +16,10 @@
  * submit (11007) is settled by a status query of the same order id, never
  * by a new one.
  *
+ *
+ * Longer than most files because it speaks two API versions with their own
+ * fields, paths, signatures and error tables; a provider is one file
+ * (README, Adding a provider).
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"

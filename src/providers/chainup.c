@@ -27,6 +27,11 @@
  * sealed answer decides.  An answer that is not sealed is believed only
  * when it reports an error.
  *
+ *
+ * Longer than most files, and one file all the same: a provider is one
+ * file (README, Adding a provider), and ChainUp's three parts (sealed
+ * exchanges, the list walked by id, the two callbacks) share the key cache,
+ * the sealing and the binding rules above.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"

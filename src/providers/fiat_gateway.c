@@ -19,6 +19,10 @@
  * status query: a withdrawal it accepted is settled by its notification,
  * and a duplicate order number (10003) means it already has the order.
  *
+ *
+ * Longer than most files because the gateway's form rules (fetched,
+ * cached, checked in withdraw_create) are part of its protocol; a provider
+ * is one file (README, Adding a provider).
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
