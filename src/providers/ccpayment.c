@@ -734,7 +734,7 @@ static const ProviderCallbacks ccpayment_callbacks = {
 	.refusal = NULL,
 };
 
-const Provider ccpayment_provider = {
+PROVIDER_DEFINE(ccpayment) = {
 	.name = "ccpayment",
 	.credential_keys = ccpayment_credential_keys,
 	.option_keys = ccpayment_option_keys,

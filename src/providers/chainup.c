@@ -1117,7 +1117,7 @@ static const ProviderCallbacks chainup_callbacks = {
 	.confirm_reply = chainup_confirm_reply,
 };
 
-const Provider chainup_provider = {
+PROVIDER_DEFINE(chainup) = {
 	.name = "chainup",
 	.credential_keys = chainup_credential_keys,
 	.option_keys = chainup_option_keys,

@@ -829,7 +829,7 @@ static const ProviderNotices fiat_notices = {
 	.overdue = fiat_overdue,
 };
 
-const Provider fiat_gateway_provider = {
+PROVIDER_DEFINE(fiat_gateway) = {
 	.name = "fiat_gateway",
 	.credential_keys = fiat_credential_keys,
 	.option_keys = fiat_option_keys,

@@ -313,7 +313,7 @@ static const ProviderSync p99_sync = {
 	.parse_lookup = p99_parse_lookup,
 };
 
-const Provider p99_provider = {
+PROVIDER_DEFINE(p99) = {
 	.name = "p99",
 	.credential_keys = p99_credential_keys,
 	.check_credentials = p99_check_credentials,

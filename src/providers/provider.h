@@ -17,8 +17,8 @@
  * reader (provider_answer_json), all in common.c.  States are named only
  * through WithdrawState (../state.h).
  *
- * Adding a provider: its own file here, one line in registry.c (and its
- * extern below), its object in the Makefile's OBJS, its mock in
+ * Adding a provider: its own file here (defining PROVIDER_DEFINE(name)),
+ * one line in registry.c, its object in the Makefile's OBJS, its mock in
  * test/mock/ and its tests (README, "Adding a provider").
  *
  *-------------------------------------------------------------------------
@@ -394,12 +394,14 @@ extern void params_add(ParamList *list, const char *key, const char *value);
 extern void params_sort(ParamList *list);
 extern char *params_join(const ParamList *list, bool url_encode);
 
-/* the providers */
-extern const Provider zoomex_provider;
-extern const Provider p99_provider;
-extern const Provider chainup_provider;
-extern const Provider ccpayment_provider;
-extern const Provider fiat_gateway_provider;
+/*
+ * The providers: a provider's file defines its Provider with PROVIDER_DEFINE(name) = {...}:
+ * the object registry.c lists as name_provider, declared in the same
+ * breath so that the definition has a prior declaration.
+ */
+#define PROVIDER_DEFINE(name) \
+	extern const Provider name##_provider; \
+	const Provider name##_provider
 
 
 

@@ -11,12 +11,21 @@
 
 #include "provider.h"
 
+/* The providers: one line each, the name its file gives PROVIDER_DEFINE. */
+#define PROVIDERS(X) \
+	X(zoomex) \
+	X(p99) \
+	X(chainup) \
+	X(ccpayment) \
+	X(fiat_gateway)
+
+#define DECLARE_PROVIDER(name) extern const Provider name##_provider;
+#define LIST_PROVIDER(name) &name##_provider,
+
+PROVIDERS(DECLARE_PROVIDER)
+
 static const Provider *const providers[] = {
-	&zoomex_provider,
-	&p99_provider,
-	&chainup_provider,
-	&ccpayment_provider,
-	&fiat_gateway_provider,
+	PROVIDERS(LIST_PROVIDER)
 };
 
 const Provider *

@@ -518,7 +518,7 @@ zoomex_parse_status(WithdrawalJob *job, HttpResponse *res, Outcome *out)
 	out->kind = OUTCOME_STATE;
 }
 
-const Provider zoomex_provider = {
+PROVIDER_DEFINE(zoomex) = {
 	.name = "zoomex",
 	.credential_keys = zoomex_credential_keys,
 	.option_keys = zoomex_option_keys,

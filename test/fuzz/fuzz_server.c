@@ -106,6 +106,13 @@ static int	errors_seen;
 static WithdrawAccount *accounts[NPROVIDERS][2];
 static EVP_PKEY *wallet_key;	/* chainup's platform side, sealing */
 
+/* the providers' objects (their files define them: PROVIDER_DEFINE) */
+extern const Provider zoomex_provider;
+extern const Provider p99_provider;
+extern const Provider chainup_provider;
+extern const Provider ccpayment_provider;
+extern const Provider fiat_gateway_provider;
+
 static const Provider *const fuzz_providers[NPROVIDERS] = {
 	&zoomex_provider, &p99_provider, &chainup_provider, &ccpayment_provider,
 	&fiat_gateway_provider,
