@@ -21,6 +21,7 @@ OBJS = \
 	src/callback.o \
 	src/spi_util.o \
 	src/session.o \
+	src/standby.o \
 	src/providers/registry.o \
 	src/providers/common.o \
 	src/providers/request.o \

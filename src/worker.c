@@ -58,6 +58,7 @@
 #include "secrets.h"
 #include "session.h"
 #include "spi_util.h"
+#include "standby.h"		/* issue 20 */
 #include "store.h"
 #include "withdraw.h"
 
@@ -1428,6 +1429,9 @@ claim_and_send(void)
 		else
 			release_batch(job, now);
 	}
+	/* issue 20: nothing leaves before the synchronous standbys hold the claim */
+	if (ready != NIL)
+		standby_await_sync_commit();
 	foreach(lc, ready)
 	{
 		Job		   *job = lfirst(lc);
