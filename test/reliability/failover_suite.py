@@ -309,7 +309,8 @@ class FailoverRun:
         r = {"round": self.round, "strategy": strategy, "t_kill": t_kill, "lag_s": lag,
              "promote_s": t_promoted - t_kill, "rebuild": how, "rebuild_s": t_rebuilt - t0,
              "vanished_batches": len(vanished), "vanished": [k for b in vanished for k in b["keys"]],
-             "vanished_age_s": [t_kill - b["t"] for b in vanished],
+             # the client saw COMMIT return at most this long before the kill
+             "vanished_age_s": [max(0.0, t_kill - b["t"]) for b in vanished],
              "cut": len(cut), "cut_absent": len(cut_absent),
              "cut_absent_keys": [k for b in cut_absent for k in b["keys"]]}
         self.rounds.append(r)
@@ -382,9 +383,12 @@ class FailoverRun:
         kills = [r["t_kill"] for r in self.rounds]
         orphan, unrecorded = Counter(), Counter()
         orphan_keys, unrecorded_keys = [], []
+        resent = 0
         for i, r in enumerate(self.rounds):
             lo = kills[i - 1] if i else 0
             sent = {k for k, ts in creates.items() if any(lo < t <= r["t_kill"] for t in ts)}
+            # in flight across the failover: the new primary sent it again, same key
+            resent += sum(1 for k in sent if any(t > r["t_kill"] for t in creates[k]))
             vanished_rows = set(r["vanished"]) | set(r["cut_absent_keys"])
             for k in sent:
                 if k in vanished_rows:
@@ -422,6 +426,7 @@ class FailoverRun:
             ("  their age at the kill (p50 / max)", f"{ms(pct(ages, 50))} / {ms(max(ages) if ages else None)}"),
             ("sends whose record vanished: row gone (orphan at the provider)", sum(orphan.values())),
             ("sends whose record vanished: row kept, claim gone (sent again)", sum(unrecorded.values())),
+            ("sent before a kill and again after it (same key)", resent),
             ("resubmitted by the application with the same keys (batches)",
              sum(1 for b in self.batches if b.get("resubmitted"))),
             ("provider duplicate answers (zoomex 10014, ccpayment 11011)", duplicates),
