@@ -14,10 +14,13 @@ Also here: the process helpers shared with test/reliability/crash_suite.py.
 Must run as an ordinary user (PostgreSQL refuses root)."""
 
 import os
+import queue
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
+import threading
 import time
 
 from harness import Cluster, free_port, pg_bindir, wait_until
@@ -87,15 +90,87 @@ def procs_in(directory):
     return pids
 
 
+# -- a slow link --------------------------------------------------------------
+
+class DelayProxy:
+    """A TCP relay on 127.0.0.1 that delivers every byte delay_s after it
+    arrived, in both directions: the replication link of a standby that
+    lags (another site, a busy standby).  Stopping it cuts its connections."""
+
+    def __init__(self, target_port, delay_s):
+        self.target_port = target_port
+        self.delay_s = delay_s
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.stopped = False
+        self.conns = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while not self.stopped:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            try:
+                server = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
+                server.settimeout(None)
+            except OSError:
+                client.close()
+                continue
+            self.conns += [client, server]
+            for src, dst in ((client, server), (server, client)):
+                q = queue.Queue()
+                threading.Thread(target=self._read, args=(src, q), daemon=True).start()
+                threading.Thread(target=self._write, args=(dst, q), daemon=True).start()
+
+    def _read(self, src, q):
+        while True:
+            try:
+                data = src.recv(65536)
+            except OSError:
+                data = b""
+            q.put((time.monotonic() + self.delay_s, data))
+            if not data:
+                return
+
+    def _write(self, dst, q):
+        while True:
+            due, data = q.get()
+            wait = due - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            if not data:
+                try:
+                    dst.shutdown(socket.SHUT_WR)
+                except OSError:
+                    pass
+                return
+            try:
+                dst.sendall(data)
+            except OSError:
+                return
+
+    def stop(self):
+        self.stopped = True
+        for c in [self.sock] + self.conns:
+            try:
+                c.close()
+            except OSError:
+                pass
+
+
 # -- nodes -------------------------------------------------------------------
 
 class Node(Cluster):
     """One server of a replicated pair.  Node(name, settings) makes a primary
     with initdb; Node(name, base=primary) a standby of it by pg_basebackup
     (sharing the primary's secrets key file, as every node of a real pair
-    must hold the same key)."""
+    must hold the same key), streaming through via (a DelayProxy) if given."""
 
-    def __init__(self, name, settings=None, base=None, keep=False):
+    def __init__(self, name, settings=None, base=None, keep=False, via=None):
         self.name = name
         if base is None:
             conf = dict(REPLICATION_SETTINGS)
@@ -109,7 +184,7 @@ class Node(Cluster):
             self.bindir = pg_bindir()
             self.keep = keep
             self.key_file = base.key_file
-            self.base_backup(base)
+            self.base_backup(base, via)
 
     def tool(self, name, *args, check=True):
         return subprocess.run([os.path.join(self.bindir, name), *args], check=check,
@@ -123,21 +198,25 @@ class Node(Cluster):
         info = f"host={self.dir} port={self.port} user=postgres"
         return info + (f" application_name={application_name}" if application_name else "")
 
-    def follow(self, primary):
-        """Configures this (stopped) node as a streaming standby of primary."""
+    def follow(self, primary, via=None):
+        """Configures this (stopped) node as a streaming standby of primary,
+        through via (a DelayProxy to it) if given."""
+        info = primary.conninfo(self.name)
+        if via is not None:
+            info = f"host=127.0.0.1 port={via.port} user=postgres application_name={self.name}"
         with open(os.path.join(self.data, "postgresql.auto.conf"), "w") as f:
             f.write("# written by test/integration/replication.py\n"
-                    f"primary_conninfo = '{primary.conninfo(self.name)}'\n"
+                    f"primary_conninfo = '{info}'\n"
                     "recovery_target_timeline = 'latest'\n")
         open(os.path.join(self.data, "standby.signal"), "w").close()
 
-    def base_backup(self, primary):
+    def base_backup(self, primary, via=None):
         shutil.rmtree(self.data, ignore_errors=True)
         self.tool("pg_basebackup", "-D", self.data, "-d", primary.conninfo(), "-X", "stream",
                   "-c", "fast", "--no-sync")
-        self.follow(primary)
+        self.follow(primary, via)
 
-    def rebuild(self, primary):
+    def rebuild(self, primary, via=None):
         """Makes this node, stopped or killed, a standby of primary: pg_rewind
         (which finishes this node's crash recovery first), or a fresh base
         backup when pg_rewind cannot.  Returns "pg_rewind" or "pg_basebackup"."""
@@ -147,10 +226,10 @@ class Node(Cluster):
         r = self.tool("pg_rewind", "--target-pgdata", self.data,
                       "--source-server", primary.conninfo() + " dbname=postgres", "--no-sync", check=False)
         if r.returncode == 0:
-            self.follow(primary)
+            self.follow(primary, via)
             return "pg_rewind"
         self.rewind_error = r.stdout[-600:]
-        self.base_backup(primary)
+        self.base_backup(primary, via)
         return "pg_basebackup"
 
     def promote(self):
@@ -159,18 +238,28 @@ class Node(Cluster):
     def in_recovery(self):
         return self.value("SELECT pg_is_in_recovery()")
 
-    def kill_all(self):
+    def kill_all(self, moment=None):
         """SIGKILL to the postmaster and every process of this instance at
-        once (the machine is lost), then waits until none is left.  Returns
-        the time of the kill."""
+        once (the machine is lost), then waits until none is left.  moment,
+        if given, is called once the processes are known, and the kill
+        follows as soon as it returns.  Returns the time of the kill."""
         pids = set(procs_in(self.data))
         try:
             pm = self.postmaster_pid()
             pids.add(pm)
         except (FileNotFoundError, ValueError):
             pm = None
+        if moment is not None:
+            moment()
         t = time.time()
         for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        # a process started since the list was made (a new backend)
+        for pid in set(procs_in(self.data)) - pids:
+            pids.add(pid)
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:

@@ -16,6 +16,9 @@ What it does, for each replication mode (--mode sync, async or both)
            vanished (the provider executed a request the new primary does
            not know it sent), and what the idempotency keys and the
            reconcile path recover.
+  * The standby streams through a TCP relay that delays every byte --lag-ms
+    (default 20 ms) each way, as a standby at another site, or a busy one,
+    lags (--lag-ms 0: a direct link on this host, about 1 ms).
   * Two nodes (test/integration/replication.py), one mock process serving
     zoomex and ccpayment (v1) accounts; a producer commits batches over all
     accounts (a tenth rolled back), as an application would: when a COMMIT
@@ -58,7 +61,7 @@ import psycopg2  # noqa: E402
 from checks import (OPEN, is_disconnect, log, log_verdicts, print_figures,  # noqa: E402
                     settle_batches, verdicts, weighted)
 from harness import Mock, wait_until  # noqa: E402
-from replication import Node  # noqa: E402
+from replication import DelayProxy, Node  # noqa: E402
 
 CREATE_SQL = "SELECT withdraw_create(t.a, t.r) FROM unnest(%s::text[], %s::jsonb[]) AS t(a, r)"
 POLYGON_USDT = "8e5741cf-6e51-4892-9d04-3d40e1dd0128"
@@ -94,6 +97,7 @@ class FailoverRun:
         self.round = 0
         self.failure = None
         self.mock = None
+        self.proxy = None           # the standby's replication link, when it lags
         self.nodes = []
         self.accounts = []          # (name, provider)
 
@@ -131,7 +135,8 @@ class FailoverRun:
                       (name, self.mock.base_url("ccpayment"),
                        json.dumps({"app_id": f"fc{i}", "app_secret": apps[f"fc{i}"]["secret"]}), json.dumps(copt)))
             self.accounts.append((name, "ccpayment"))
-        second = Node("node_b", base=first, keep=a.keep).start()
+        self.proxy = DelayProxy(first.port, a.lag_ms / 1000) if a.lag_ms else None
+        second = Node("node_b", base=first, keep=a.keep, via=self.proxy).start()
         self.nodes.append(second)
         first.wait_streaming(second)
         if self.mode == "sync":
@@ -272,10 +277,8 @@ class FailoverRun:
             time.sleep(rng.uniform(0.2, 0.6))
         lag = old.value("SELECT extract(epoch FROM max(greatest(write_lag, flush_lag, replay_lag)))::float8"
                         " FROM pg_stat_replication")
-        if strategy == "mid-commit":
-            self.at_next_commit()
         self.ready.clear()
-        t_kill = old.kill_all()
+        t_kill = old.kill_all(self.at_next_commit if strategy == "mid-commit" else None)
         self.round += 1
         new.promote()
         new.wait_ready(60)
@@ -286,7 +289,10 @@ class FailoverRun:
 
         # the old primary becomes the new standby, and sends nothing there
         t0 = time.time()
-        how = old.rebuild(new)
+        if self.proxy is not None:
+            self.proxy.stop()
+            self.proxy = DelayProxy(new.port, self.args.lag_ms / 1000)
+        how = old.rebuild(new, self.proxy)
         old.start()
         new.wait_streaming(old)
         t_rebuilt = time.time()
@@ -417,6 +423,7 @@ class FailoverRun:
             ("old primary rebuilt by", ", ".join(f"{s} {n}" for s, n in sorted(Counter(r["rebuild"] for r in self.rounds).items()))),
             ("kill -> new primary's workers running (p50 / max)",
              f"{pct([r['promote_s'] for r in self.rounds], 50):.1f} / {max(r['promote_s'] for r in self.rounds):.1f} s"),
+            ("replication link delay each way", f"{self.args.lag_ms} ms"),
             ("replication lag sampled before the kill (max)", ms(max(lags) if lags else None)),
             ("withdrawals committed (final) / accounts", f"{len(committed)} / {len(self.accounts)}"),
             ("batches rolled back / COMMITs cut by a kill", f"{sum(1 for b in live if b['result'] == 'rolled back')} / "
@@ -480,6 +487,8 @@ class FailoverRun:
         return ok
 
     def destroy(self):
+        if self.proxy is not None:
+            self.proxy.stop()
         for n in reversed(self.nodes):
             n.destroy()
         if self.mock is not None:
@@ -499,8 +508,10 @@ def main():
     ap.add_argument("--rate", type=float, help="withdrawals offered per second (default 120; --quick 80)")
     ap.add_argument("--min-gap", type=float, help="min seconds of production before a kill (default 3)")
     ap.add_argument("--max-gap", type=float, help="max seconds of production before a kill (default 8; --quick 5)")
+    ap.add_argument("--lag-ms", type=int, default=20,
+                    help="delay of the replication link each way (a TCP relay; 0 = direct)")
     ap.add_argument("--workers", type=int, help="withdraw.workers (default: harness's)")
-    ap.add_argument("--drain-timeout", type=float, default=120)
+    ap.add_argument("--drain-timeout", type=float, default=300)
     ap.add_argument("--seed", type=int)
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args()
