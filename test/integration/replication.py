@@ -95,7 +95,8 @@ def procs_in(directory):
 class DelayProxy:
     """A TCP relay on 127.0.0.1 that delivers every byte delay_s after it
     arrived, in both directions: the replication link of a standby that
-    lags (another site, a busy standby).  Stopping it cuts its connections."""
+    lags (another site, a busy standby).  stop() cuts the link: what is
+    still in flight is lost, as when the primary's machine is lost."""
 
     def __init__(self, target_port, delay_s):
         self.target_port = target_port
@@ -142,6 +143,8 @@ class DelayProxy:
             wait = due - time.monotonic()
             if wait > 0:
                 time.sleep(wait)
+            if self.stopped:
+                return          # in flight when the link was cut: lost
             if not data:
                 try:
                     dst.shutdown(socket.SHUT_WR)
