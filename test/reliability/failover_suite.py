@@ -184,6 +184,7 @@ class FailoverRun:
             with self.lock:
                 self.precommits += 1
                 self.commit_cond.notify_all()
+            self.t_commit_sent = time.time()
             conn.commit()
             return "committed"
         except psycopg2.Error as e:
@@ -214,6 +215,8 @@ class FailoverRun:
                 batch_no += 1
                 if conn is None or conn.closed:
                     node, conn = self.connect()
+                self.t_commit_sent = None
+                t0 = time.time()
                 result = self.submit(conn, accts, reqs, rollback, rng)
                 if result in ("aborted", "ambiguous"):
                     try:
@@ -224,7 +227,10 @@ class FailoverRun:
                 with self.lock:
                     self.batches.append({"keys": keys, "accts": accts, "reqs": reqs,
                                          "intent": "rollback" if rollback else "commit",
-                                         "result": result, "t": time.time(), "round": self.round})
+                                         "result": result, "t": time.time(), "round": self.round,
+                                         # COMMIT sent at (a commit begun before a kill was
+                                         # answered before it, if at all)
+                                         "t0": self.t_commit_sent or t0})
                 offered += len(keys)
                 ahead = offered / a.rate - (time.monotonic() - started)
                 if ahead > 0:
@@ -248,8 +254,9 @@ class FailoverRun:
             if result == "committed":
                 with self.lock:
                     batch["superseded"] = True
-                    self.batches.append(dict(batch, result="committed", t=time.time(), round=self.round,
-                                             resubmitted=True, superseded=False))
+                    now = time.time()
+                    self.batches.append(dict(batch, result="committed", t=now, t0=now, round=self.round,
+                                             resubmitted=True, superseded=False, checked=False))
                 return
             time.sleep(0.2)
         raise RuntimeError(f"could not resubmit batch {batch['keys'][0]}")
@@ -288,6 +295,7 @@ class FailoverRun:
                 self.proxy.stop()       # the WAL in flight to the standby is lost with the machine
         t_kill = old.kill_all(moment)
         self.round += 1
+        t_promote = time.time()      # no request from the new primary before this
         new.promote()
         new.wait_ready(60)
         t_promoted = time.time()
@@ -310,7 +318,7 @@ class FailoverRun:
 
         # what the application saw acknowledged, or could not tell, before the kill
         with self.lock:
-            before = [b for b in self.batches if b["t"] <= t_kill + 0.001 and not b.get("checked")
+            before = [b for b in self.batches if b["t0"] <= t_kill and not b.get("checked")
                       and b["result"] in ("committed", "ambiguous")]
             for b in before:
                 b["checked"] = True
@@ -319,11 +327,11 @@ class FailoverRun:
         cut_absent = [b for b in cut if not any(k in present for k in b["keys"])]
         for b in vanished + cut_absent:
             self.resubmit(b)
-        r = {"round": self.round, "strategy": strategy, "t_kill": t_kill, "lag_s": lag,
+        r = {"round": self.round, "strategy": strategy, "t_kill": t_kill, "t_promote": t_promote, "lag_s": lag,
              "promote_s": t_promoted - t_kill, "rebuild": how, "rebuild_s": t_rebuilt - t0,
              "vanished_batches": len(vanished), "vanished": [k for b in vanished for k in b["keys"]],
-             # the client saw COMMIT return at most this long before the kill
-             "vanished_age_s": [max(0.0, t_kill - b["t"]) for b in vanished],
+             # the client sent COMMIT this long before the kill (and saw it return)
+             "vanished_age_s": [t_kill - b["t0"] for b in vanished],
              "cut": len(cut), "cut_absent": len(cut_absent),
              "cut_absent_keys": [k for b in cut_absent for k in b["keys"]]}
         self.rounds.append(r)
@@ -393,15 +401,17 @@ class FailoverRun:
                                 " FROM withdraw.event e JOIN withdraw.withdrawal w ON w.id = e.withdrawal_id"
                                 " WHERE e.to_state = 'sending' GROUP BY 1"):
             claimed_before[key] = at
-        kills = [r["t_kill"] for r in self.rounds]
+        # requests that arrive between a round's kill and its promotion are
+        # the old primary's, in flight when it died
+        kills = [r["t_promote"] for r in self.rounds]
         orphan, unrecorded = Counter(), Counter()
         orphan_keys, unrecorded_keys = [], []
         resent = 0
         for i, r in enumerate(self.rounds):
             lo = kills[i - 1] if i else 0
-            sent = {k for k, ts in creates.items() if any(lo < t <= r["t_kill"] for t in ts)}
+            sent = {k for k, ts in creates.items() if any(lo < t <= r["t_promote"] for t in ts)}
             # in flight across the failover: the new primary sent it again, same key
-            resent += sum(1 for k in sent if any(t > r["t_kill"] for t in creates[k]))
+            resent += sum(1 for k in sent if any(t > r["t_promote"] for t in creates[k]))
             vanished_rows = set(r["vanished"]) | set(r["cut_absent_keys"])
             for k in sent:
                 if k in vanished_rows:
@@ -444,7 +454,7 @@ class FailoverRun:
                                                             f"{sum(r['cut'] for r in self.rounds)}"),
             ("acknowledged commits vanished (withdrawals; per failover)",
              f"{sum(vanished_n)}; {', '.join(map(str, vanished_n))}"),
-            ("  their age at the kill (p50 / max)", f"{ms(pct(ages, 50))} / {ms(max(ages) if ages else None)}"),
+            ("  COMMIT sent before the kill (p50 / max)", f"{ms(pct(ages, 50))} / {ms(max(ages) if ages else None)}"),
             ("sends whose record vanished: row gone (orphan at the provider)", sum(orphan.values())),
             ("sends whose record vanished: row kept, claim gone (sent again)", sum(unrecorded.values())),
             ("sent before a kill and again after it (same key)", resent),
