@@ -8,6 +8,7 @@
 -- == callback daemon (issue 18) ==
 
 -- == failover (issue 20) ==
+-- No schema change: withdraw.workers.state may now read 'standby' (on a hot standby, from the library).
 
 -- == payout desk (issue 17) ==
 
