@@ -172,9 +172,11 @@ def test_primary_cut_off_from_its_synchronous_standby_sends_nothing():
         b.sql("SELECT pg_terminate_backend(%s)", (pid,))
         new = wait_until(lambda: b.value("SELECT pid FROM withdraw.workers WHERE state = 'running'"
                                          " AND pid <> %s", (pid,)), 30, 0.1, "a new worker")
-        wait_until(lambda: (b.value("SELECT last_error FROM withdraw.workers WHERE pid = %s", (new,)) or "")
+        wait_until(lambda: requests_for("sb003") or
+                   (b.value("SELECT last_error FROM withdraw.workers WHERE pid = %s", (new,)) or "")
                    .startswith("not sending: waiting for a synchronous standby"), 20, 0.05,
                    "the new worker to wait for the synchronous standby")
+        assert not requests_for("sb003"), "sb003 reached the provider from a worker whose commits do not wait"
         # it recovered sb003 (a commit that did not wait) and claimed it again
         assert "unknown" in b.state_path(wid) and b.withdrawal(wid)["state"] in ("unknown", "sending")
         hold(3, lambda: not requests_for("sb003"), "sb003 reached the provider from a worker whose commits do not wait")
