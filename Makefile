@@ -32,6 +32,7 @@ OBJS = \
 	src/spi_util.o \
 	src/session.o \
 	src/desk.o \
+	src/standby.o \
 	src/providers/registry.o \
 	src/providers/common.o \
 	src/providers/request.o \

@@ -108,6 +108,7 @@ REVOKE ALL ON FUNCTION withdraw_receive(text, text, bytea, bytea, inet) FROM PUB
 GRANT EXECUTE ON FUNCTION withdraw_receive(text, text, bytea, bytea, inet) TO withdraw_webhook;
 
 -- == failover (issue 20) ==
+-- No schema change: withdraw.workers.state may now read 'standby' (on a hot standby, from the library).
 
 -- == payout desk (issue 17) ==
 -- Changes: states awaiting_approval and held (state CHECK, withdraw.state_transition:

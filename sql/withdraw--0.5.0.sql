@@ -35,7 +35,6 @@
     10. API functions, by concern; test vectors for the signing code
     11. roles and grants
     12. the payout desk
-    13. the 0.5.0 additions (placeholder)
    Names in the extension's own schema (the API functions: withdraw_create ...)
    are unqualified, as in the upgrade scripts: CREATE EXTENSION puts them in
    the schema it installs into. */
@@ -1978,28 +1977,3 @@ SELECT pg_catalog.pg_extension_config_dump('withdraw.account_action_id_seq', '')
 SELECT pg_catalog.pg_extension_config_dump('withdraw.allowlist_entry_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('withdraw.allowlist_change_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('withdraw.event_feed_seq', '');
-
--- == restructure (issue 19) ==
-
-------------------------------------------------------------------------------
--- == 0.5.0 additions ==
---
--- The sections of withdraw--0.4.0--0.5.0.sql, each to be folded by the lead
--- into the section of this file where its objects belong (and its grants
--- into section 11) when the branches merge; sql/catalog.sql fails until
--- they are.
-------------------------------------------------------------------------------
-
--- == provider conformance (issue 15) ==
-
--- == callback daemon (issue 18) ==
--- (folded above: section 7 columns, section 9 view, section 10 withdraw_receive, section 11 grants)
-
--- == failover (issue 20) ==
-
--- == payout desk (issue 17) ==
--- (folded: section 12, with its states in 3, event columns in 5, account
--- columns in 2, roles in 11, the database guard at the top)
-
--- == restructure (issue 19) ==
--- (folded above: section 3 and 4 comments, section 11 grants)

@@ -30,6 +30,7 @@
 #include "rules.h"
 #include "schedule.h"
 #include "spi_util.h"
+#include "standby.h"
 #include "store.h"
 #include "withdraw.h"
 #include "worker.h"
@@ -370,6 +371,9 @@ claim_and_send(void)
 		inflight_track(job);
 		inflight_release(job, now);
 	}
+	/* nothing leaves before the synchronous standbys hold the claim */
+	if (ready != NIL)
+		standby_await_sync_commit();
 	foreach(lc, ready)
 	{
 		Job		   *job = lfirst(lc);

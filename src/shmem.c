@@ -26,6 +26,7 @@
 #include "utils/timestamp.h"
 
 #include "compat.h"
+#include "standby.h"		/* issue 20 */
 #include "withdraw.h"
 
 #define WITHDRAW_ERROR_LEN 256
@@ -238,6 +239,8 @@ withdraw_worker_info(PG_FUNCTION_ARGS)
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	WithdrawShared copy;
 	int			first;
+	/* issue 20: on a standby the workers do not run, and the rows say why */
+	const char *standby = standby_not_sending_reason();
 
 	InitMaterializedSRF(fcinfo, 0);
 	if (shared == NULL)
@@ -266,7 +269,8 @@ withdraw_worker_info(PG_FUNCTION_ARGS)
 			values[2] = Int32GetDatum(slot->worker_pid);
 		else
 			nulls[2] = true;
-		values[3] = CStringGetTextDatum(slot->worker_pid != 0 ? "running" : "stopped");
+		values[3] = CStringGetTextDatum(standby ? "standby" :
+										slot->worker_pid != 0 ? "running" : "stopped");
 		if (slot->started_at != 0)
 			values[4] = TimestampTzGetDatum(slot->started_at);
 		else
@@ -278,7 +282,12 @@ withdraw_worker_info(PG_FUNCTION_ARGS)
 		values[6] = Int32GetDatum(slot->figures.in_flight);
 		values[7] = Int64GetDatum(slot->figures.requests_sent);
 		values[8] = Int64GetDatum(slot->figures.responses);
-		if (slot->last_error_at != 0)
+		if (standby)
+		{
+			values[9] = CStringGetTextDatum(standby);
+			values[10] = TimestampTzGetDatum(PgStartTime);
+		}
+		else if (slot->last_error_at != 0)
 		{
 			values[9] = CStringGetTextDatum(slot->last_error);
 			values[10] = TimestampTzGetDatum(slot->last_error_at);

@@ -107,6 +107,9 @@ $PY test/integration/test_network_guard.py || failed+=(network-guard)
 echo "== integration suite: poison answers, quarantine, unopenable credentials"
 $PY test/integration/test_poison.py || failed+=(poison)
 
+echo "== integration suite: workers only on a primary (streaming standby, promotion, fencing)"
+$PY test/integration/test_standby.py || failed+=(standby)
+
 # libFuzzer on every parser of provider bytes: 7 targets, 25 s each here
 # (seeds and regressions replayed first), bash test/fuzz/run.sh (600 s per
 # target) for the full run; it needs this host's clang, so not in the matrix

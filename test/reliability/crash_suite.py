@@ -68,10 +68,11 @@ sys.path.insert(0, os.path.join(ROOT, "test", "integration"))
 
 import psycopg2  # noqa: E402
 
+from checks import (OPEN, is_disconnect, log, log_verdicts, print_figures,  # noqa: E402
+                    settle_batches, verdicts, weighted)
 from harness import Cluster, Mock, wait_until  # noqa: E402
+from replication import children_of, proc_alive, proc_gone, procs_in  # noqa: E402
 
-TERMINAL = ("succeeded", "failed", "rejected", "cancelled", "expired")
-OPEN = ("queued", "sending", "unknown", "submitted", "processing")
 RECOVERY_NOTE = "the worker stopped while this request was in flight"
 CREATE_SQL = "SELECT withdraw_create(t.a, t.r) FROM unnest(%s::text[], %s::jsonb[]) AS t(a, r)"
 STRATEGIES = (("random", 30), ("after-commit", 20), ("mid-commit", 10), ("held-exec", 20),
@@ -91,80 +92,6 @@ NOISE = (
     ({"path": "query-record", "kind": "garbage"}, 1),
     ({"path": "query-record", "kind": "retcode", "code": 10006}, 1),
 )
-
-
-def log(msg):
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-def is_disconnect(e):
-    """A psycopg2 error that means the server went away (not a bad statement)."""
-    if isinstance(e, (psycopg2.OperationalError, psycopg2.InterfaceError)):
-        return True
-    code = getattr(e, "pgcode", None)
-    return isinstance(e, psycopg2.Error) and (code is None or code[:2] in ("08", "57"))
-
-
-def weighted(rng, pairs):
-    total = sum(w for _, w in pairs)
-    x = rng.uniform(0, total)
-    for item, w in pairs:
-        x -= w
-        if x <= 0:
-            return item
-    return pairs[-1][0]
-
-
-# -- processes ---------------------------------------------------------------
-
-def proc_gone(pid):
-    """True once pid no longer exists (a zombie still holds the postmaster's
-    lock file: PostgreSQL checks it with kill(pid, 0))."""
-    return not os.path.exists(f"/proc/{pid}")
-
-
-def proc_alive(pid):
-    """True while pid exists and is not a zombie."""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("State:"):
-                    return "Z" not in line.split()[1]
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return True
-
-
-def children_of(ppid):
-    kids = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/status") as f:
-                for line in f:
-                    if line.startswith("PPid:"):
-                        if int(line.split()[1]) == ppid:
-                            kids.append(int(name))
-                        break
-        except (FileNotFoundError, ProcessLookupError):
-            pass
-    return kids
-
-
-def procs_in(directory):
-    """Processes whose working directory is this one: every process of a
-    PostgreSQL server has its data directory as working directory."""
-    target = os.path.realpath(directory)
-    pids = []
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                if os.readlink(f"/proc/{name}/cwd") == target:
-                    pids.append(int(name))
-            except OSError:
-                pass
-    return pids
 
 
 class CrashRun:
@@ -496,20 +423,7 @@ class CrashRun:
         c = self.cluster
         rows = {r[0]: r for r in self.sql_retry(
             "SELECT idempotency_key, state, provider_id, last_error, id FROM withdraw.withdrawal")}
-        committed, not_committed = set(), set()
-        ambiguous = Counter()
-        partial = []
-        for b in self.batches:
-            present = [k for k in b["keys"] if k in rows]
-            if b["result"] == "committed":
-                committed.update(b["keys"])
-            elif b["result"] == "ambiguous":
-                if present and len(present) != len(b["keys"]):
-                    partial.append(b["keys"][0])
-                ambiguous["committed" if present else "not committed"] += 1
-                (committed if present else not_committed).update(b["keys"])
-            else:
-                not_committed.update(b["keys"])
+        committed, not_committed, ambiguous, partial = settle_batches(self.batches, rows)
         ledger = self.mock.ledger()
         execs = ledger["executions"]
         given_id = {}
@@ -518,26 +432,9 @@ class CrashRun:
         requests = self.mock.requests()
         requested = {r["requestId"] for r in requests if r.get("requestId")}
 
-        v = {}
-        v["lost"] = sorted(k for k in committed if execs.get(k, 0) == 0)
-        v["doubled"] = sorted(k for k in committed if execs.get(k, 0) > 1)
-        v["sent after rollback"] = sorted(k for k in not_committed if k in requested)
-        v["stored after rollback"] = sorted(k for k in not_committed if k in rows)
-        v["committed but missing"] = sorted(k for k in committed if k not in rows)
-        v["unknown rows"] = sorted(k for k in rows if k not in committed and k not in not_committed)
-        v["stuck"] = sorted(k for k in committed if k in rows and rows[k][1] in OPEN)
-        v["review"] = sorted(k for k in committed if k in rows and rows[k][1] == "review")
-        v["not succeeded"] = sorted(k for k in committed if k in rows and rows[k][1] in TERMINAL
-                                    and rows[k][1] != "succeeded")
-        v["wrong provider id"] = sorted(k for k in committed if k in rows and rows[k][2] is not None
-                                        and rows[k][2] != given_id.get(k))
-        v["phantom executions"] = sorted(k for k in execs if k not in committed)
-        v["partial batches"] = partial
-
+        v = verdicts(committed, not_committed, rows, execs, requested, given_id, partial)
         text = c.log_text()
-        v["server crashes not ours"] = sorted(set(
-            m.group(0) for m in re.finditer(r"terminated by signal (?!9\b)\d+[^\n]*", text)))
-        v["PANIC/TRAP"] = [ln for ln in text.splitlines() if "PANIC" in ln or "TRAP:" in ln][:5]
+        v.update(log_verdicts(text))
         unrecorded = len(re.findall(r"could not record the outcome", text))
         found = [int(n) for n in re.findall(r"found (\d+) withdrawals in flight", text)]
         stats = self.mock.stats()
@@ -655,12 +552,7 @@ class CrashRun:
         figures, v, rows = self.check(drain_s, drained)
         figures.append(("total runtime", f"{time.monotonic() - t0:.0f}s"))
         ok = not any(v.values())
-        width = max(len(k) for k, _ in figures)
-        print(f"\ncrash suite ({'quick' if a.quick else 'full'}, seed {a.seed})")
-        print(f"{'figure':<{width}}  value")
-        print(f"{'-' * width}  {'-' * 30}")
-        for k, val in figures:
-            print(f"{k:<{width}}  {val}")
+        print_figures(f"crash suite ({'quick' if a.quick else 'full'}, seed {a.seed})", figures)
         if not ok:
             self.explain(v, rows)
             print("\n---- server log (tail) ----")

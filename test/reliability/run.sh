@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The reliability suites: the crash suite (withdrawals committed while the
-# worker and the postmaster are killed -9) and the fault suite (one withdrawal
-# per injected provider fault).  Options (e.g. --quick) are passed to both.
+# worker and the postmaster are killed -9), the fault suite (one withdrawal
+# per injected provider fault) and the failover suite (a primary and a
+# streaming standby, the primary killed -9, the standby promoted: synchronous
+# and asynchronous replication).  Options (e.g. --quick) are passed to all.
 #
-#   bash test/reliability/run.sh --quick     # CI size: about 1,000 withdrawals, provider down 15 s
-#   bash test/reliability/run.sh             # full: 10,000 withdrawals, provider down 60 s
+#   bash test/reliability/run.sh --quick     # CI size: about 1,000 withdrawals, provider down 15 s, 2+2 failovers
+#   bash test/reliability/run.sh             # full: 10,000 withdrawals, provider down 60 s, 10+10 failovers
 #
 # As root: copies the tree to a temporary directory owned by postgres and runs
 # there as postgres (PostgreSQL refuses root).  As another user: runs in place
@@ -36,6 +38,9 @@ $PY test/reliability/crash_suite.py "$@" || failed+=(crash)
 
 echo "== fault suite $*"
 $PY test/reliability/fault_suite.py "$@" || failed+=(fault)
+
+echo "== failover suite $*"
+$PY test/reliability/failover_suite.py "$@" || failed+=(failover)
 
 if [ ${#failed[@]} -gt 0 ]; then
 	echo "reliability: FAILED: ${failed[*]}"
