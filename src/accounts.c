@@ -53,7 +53,7 @@ static const char *const generic_option_keys[] = {
 	"create_interval_ms", "polls_per_second", "poll_interval_ms", "request_timeout_ms",
 	"max_attempts", "idempotency_window_ms", "reconcile_timeout_ms", "deadline_ms",
 	"max_in_flight", "sync_interval_ms", "limits",
-	"approval", "allowlist", "stuck_after_ms",	/* issue 17: the payout desk */
+	"approval", "allowlist", "stuck_after_ms",	/* the payout desk (desk.c) */
 	NULL
 };
 

@@ -210,7 +210,7 @@ withdraw_create(PG_FUNCTION_ARGS)
 		else
 		{
 			WithdrawWakeWorkerAtCommit(account_id);
-			desk_after_insert(id, options, &validated); /* issue 17: approval */
+			desk_after_insert(id, options, &validated); /* approval threshold */
 		}
 	}
 	SPI_finish();

@@ -65,8 +65,9 @@ static const char *const kind_names[] = {"withdrawal", "deposit", "confirm"};
 #define CALLBACK_DETAIL_MAX 200
 
 /*
- * The queries every callback runs, prepared once per backend and kept
- * (issue 18: parsing and planning them was half of a callback's cost).
+ * The queries every callback runs, prepared once per backend and kept:
+ * a callback is one call, and parsing and planning its queries each time
+ * would cost more than running them.
  */
 static SPIPlanPtr log_plan = NULL;
 static SPIPlanPtr by_key_plan = NULL;

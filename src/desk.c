@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * desk.c
- *	  The payout desk (issue 17), where it meets the C code: the account
+ *	  The payout desk, where it meets the C code: the account
  *	  options it adds, the allowlist and the approval threshold applied by
  *	  withdraw_create, the same checks again for a retry under the same
  *	  key (withdraw._desk_admit), and the expiry of approval requests run

@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * desk.h
- *	  The payout desk (issue 17) as the C code sees it: the account options
+ *	  The payout desk as the C code sees it: the account options
  *	  "approval", "allowlist" and "stuck_after_ms", the checks
  *	  withdraw_create makes with them, and the expiry of approval requests.
  *

@@ -26,7 +26,7 @@
 #include "utils/timestamp.h"
 
 #include "compat.h"
-#include "standby.h"		/* issue 20 */
+#include "standby.h"
 #include "withdraw.h"
 
 #define WITHDRAW_ERROR_LEN 256
@@ -239,7 +239,7 @@ withdraw_worker_info(PG_FUNCTION_ARGS)
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	WithdrawShared copy;
 	int			first;
-	/* issue 20: on a standby the workers do not run, and the rows say why */
+	/* on a standby the workers do not run, and the rows say why */
 	const char *standby = standby_not_sending_reason();
 
 	InitMaterializedSRF(fcinfo, 0);

@@ -3,7 +3,7 @@
  * standby.c
  *	  The workers send only from a primary, and, where synchronous
  *	  replication is configured, only what a synchronous standby already
- *	  holds (issue 20: surviving the loss of the database server).
+ *	  holds (README, High availability).
  *
  * Two guards.  The workers are registered with
  * BgWorkerStart_RecoveryFinished (worker.c): the postmaster of a hot

@@ -2,7 +2,7 @@
  *
  * standby.h
  *	  Sending only from a primary, and only what a synchronous standby
- *	  holds (standby.c; issue 20).
+ *	  holds (standby.c).
  *
  *-------------------------------------------------------------------------
  */

@@ -59,7 +59,7 @@ static const char *const candidates_sql[2] = {
 	"    AND w.next_attempt_at <= now()"
 	"  ORDER BY w.next_attempt_at, w.id LIMIT $2"
 	"  FOR UPDATE OF w SKIP LOCKED) w"
-	" WHERE a.id <> ALL ($1) AND a.paused_at IS NULL"	/* issue 17: a paused account sends nothing */
+	" WHERE a.id <> ALL ($1) AND a.paused_at IS NULL"	/* a paused account sends nothing */
 	" ORDER BY w.next_attempt_at, w.id LIMIT $2",
 	/* JOB_STATUS: due polls, and reconciliation of unknown ones */
 	"SELECT w.id, w.account_id, a.provider, a.options, w.state = 'unknown', w.first_sent_at,"
@@ -376,7 +376,7 @@ store_account_by_name(const char *name)
 	Oid			types[1] = {TEXTOID};
 	Datum		values[1] = {CStringGetTextDatum(name)};
 	WithdrawAccount *account;
-	static SPIPlanPtr plan = NULL;	/* issue 18: prepared once per backend (a callback per call) */
+	static SPIPlanPtr plan = NULL;	/* prepared once per backend: callbacks call this */
 
 	if (plan == NULL)
 		plan = spi_prepare_kept("SELECT a.id, a.name, a.provider, a.base_url, a.options, "
