@@ -10,8 +10,11 @@ JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'withdraw'
 WHERE (p.prosecdef OR p.prolang IN (SELECT oid FROM pg_language WHERE lanname IN ('plpgsql', 'sql')))
   AND NOT coalesce('search_path=pg_catalog, pg_temp' = ANY (p.proconfig), false)
 ORDER BY 1::text;
--- case: ... and so does withdraw._refresh_remote, which runs SQL
-SELECT proconfig FROM pg_proc WHERE oid = 'withdraw._refresh_remote(text, text)'::regprocedure;
+-- case: ... and so do the C functions that run SQL without being SECURITY
+-- DEFINER (their callers pin it too, but they do not rely on them)
+SELECT oid::regprocedure AS c_function_running_sql, proconfig FROM pg_proc
+WHERE oid IN ('withdraw._refresh_remote(text, text)'::regprocedure, 'withdraw._desk_admit(bigint)'::regprocedure)
+ORDER BY 1::text;
 
 -- case: the role the workers' SQL runs as: no login, no attribute, no membership
 SELECT rolname, rolsuper, rolinherit, rolcreaterole, rolcreatedb, rolcanlogin, rolreplication, rolbypassrls

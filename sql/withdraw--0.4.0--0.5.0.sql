@@ -408,7 +408,8 @@ $$;
 -- src/desk.c: the checks withdraw_create makes (allowlist, limits), run again
 -- for a same-key retry; true when the account's approval threshold applies
 CREATE FUNCTION withdraw._desk_admit(id bigint) RETURNS boolean
-	AS 'MODULE_PATHNAME', 'withdraw_desk_admit' LANGUAGE C VOLATILE STRICT;
+	AS 'MODULE_PATHNAME', 'withdraw_desk_admit' LANGUAGE C VOLATILE STRICT
+	SET search_path = pg_catalog, pg_temp;
 
 -- -- operator actions ---------------------------------------------------------
 
