@@ -43,7 +43,8 @@ OBJS = \
 	src/providers/fiat_gateway.o
 
 DATA = sql/withdraw--0.1.0.sql sql/withdraw--0.1.0--0.2.0.sql sql/withdraw--0.2.0--0.3.0.sql \
-	sql/withdraw--0.3.0--0.4.0.sql sql/withdraw--0.4.0--0.5.0.sql sql/withdraw--0.5.0.sql
+	sql/withdraw--0.3.0--0.4.0.sql sql/withdraw--0.4.0--0.5.0.sql \
+	sql/withdraw--0.5.0--0.6.0.sql sql/withdraw--0.6.0.sql
 # issue 17: the queries of prometheus-postgres-exporter, installed beside the scripts
 DATA += sql/withdraw_prometheus.yaml
 PGFILEDESC = "withdraw - transactional payouts sent by background workers"

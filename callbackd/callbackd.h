@@ -28,7 +28,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-#define CALLBACKD_VERSION "0.5.0"
+#define CALLBACKD_VERSION "0.6.0"
 
 /* an IPv4 or IPv6 network (IPv4 kept as IPv4-mapped IPv6) */
 typedef struct Network

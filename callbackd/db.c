@@ -147,7 +147,7 @@ conn_get(void)
 	{
 		const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
 
-		log_msg("error", "event=db_prepare_failed sqlstate=%s hint=\"is the extension at 0.5.0, and does the role have withdraw_webhook?\"",
+		log_msg("error", "event=db_prepare_failed sqlstate=%s hint=\"is the extension at 0.6.0, and does the role have withdraw_webhook?\"",
 				state ? state : "none");
 		PQclear(res);
 		drop(db);

@@ -2,7 +2,7 @@
 -- upgrade: a database on 0.1.0 keeps its data through ALTER EXTENSION UPDATE
 --
 -- CREATE EXTENSION withdraw runs the full script of the current version
--- (withdraw--0.5.0.sql); catalog checks that it makes the same objects as
+-- (withdraw--0.6.0.sql); catalog checks that it makes the same objects as
 -- 0.1.0 updated step by step.  This file checks that the rows of a 0.1.0
 -- database survive each update and work.
 DROP EXTENSION withdraw CASCADE;
@@ -128,3 +128,28 @@ SELECT withdraw_retry(id, 'upgrade check') FROM withdraw.withdrawals WHERE idemp
 \set VERBOSITY default
 SELECT count(*) > 0 AS old_events_fed, bool_and(withdrawal_id IS NOT NULL OR remote_withdrawal_id IS NOT NULL) AS named
 FROM withdraw_feed(0, 10000);
+-- case: update to 0.6.0 (fewer writes per withdrawal): the finished
+-- withdrawal of 0.1.0 gets its finished_state, the open one none; the table
+-- leaves half of each page free; no index of withdraw.withdrawal names state
+-- (in its columns, expressions or predicate), so that the take is a HOT
+-- update; each open withdrawal is in exactly one due-work index and the
+-- health views still count it
+ALTER EXTENSION withdraw UPDATE TO '0.6.0';
+SELECT extversion FROM pg_extension WHERE extname = 'withdraw';
+SELECT idempotency_key, state, finished_state, finished_at IS NOT NULL AS finished
+FROM withdraw.withdrawal ORDER BY id;
+SELECT reloptions FROM pg_class WHERE oid = 'withdraw.withdrawal'::regclass;
+SELECT count(*) AS indexes,
+       count(*) FILTER (WHERE (SELECT attnum FROM pg_attribute WHERE attrelid = i.indrelid AND attname = 'state')
+                              = ANY (i.indkey::int2[])
+                           OR pg_get_expr(i.indpred, i.indrelid) ~ '\mstate\M'
+                           OR pg_get_expr(i.indexprs, i.indrelid) ~ '\mstate\M') AS naming_state
+FROM pg_index i WHERE i.indrelid = 'withdraw.withdrawal'::regclass;
+BEGIN;	-- held before the workers can see it
+SELECT withdraw_create('old', '{"requestId": "up3", "coin": "USDT", "addressType": 3, "address": "1", "amount": "2"}') > 0 AS created;
+SELECT withdraw_hold(id, 'upgrade check') FROM withdraw.withdrawals WHERE idempotency_key = 'up3';
+COMMIT;
+SELECT idempotency_key, finished_at IS NULL AND next_poll_at IS NULL AS in_due_send,
+       finished_at IS NULL AND next_poll_at IS NOT NULL AS in_due_poll
+FROM withdraw.withdrawal ORDER BY id;
+SELECT account, open, held, awaiting_approval FROM withdraw.health;

@@ -6,7 +6,7 @@
  *	  withdraw_create, the same checks again for a retry under the same
  *	  key (withdraw._desk_admit), and the expiry of approval requests run
  *	  by worker 0.  The desk's functions for people are PL/pgSQL in
- *	  sql/withdraw--0.4.0--0.5.0.sql.
+ *	  the install script's payout-desk section.
  *
  * Account options:
  *	  "approval": {"<asset>": {"above": "<amount>", "quorum": 1..5,
@@ -326,6 +326,7 @@ desk_expire_approvals(void)
 								" last_error = 'its approval request expired at ' || r.expires_at::text"
 								" FROM withdraw.approval_request r"
 								" WHERE w.state = 'awaiting_approval' AND r.withdrawal_id = w.id"
+								"   AND w.finished_at IS NULL AND w.next_poll_at IS NULL"	/* withdrawal_due_send */
 								"   AND r.expires_at <= pg_catalog.now()", 0, NULL);
 	if (SPI_execute_plan(plan, NULL, NULL, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "expiring approval requests failed");

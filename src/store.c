@@ -44,7 +44,13 @@ static SPIPlanPtr syncs_plan;
  * Due work, per account: each account's earliest due rows come from an
  * index on (account_id, due time, id), so a claim reads about as many rows
  * as it returns, however long the backlog, and a blocked account is never
- * scanned.  With several workers, SKIP LOCKED keeps their claims apart: a
+ * scanned.  The indexes' predicates name no state, so that the take is a
+ * HOT update (see the withdrawal indexes in the install script): each
+ * query repeats its index's predicate and filters the states itself.  A
+ * withdrawal with a status poll scheduled is settled by the poll, never
+ * sent; an unknown one is polled whenever a poll is scheduled (its poll
+ * is a reconciliation).
+ * With several workers, SKIP LOCKED keeps their claims apart: a
  * row one of them is claiming is passed over by the others.  (No filter
  * splits rows by id between workers: the planner, guessing such a filter
  * keeps one row in 200, chooses a sequential scan and a sort.)
@@ -56,7 +62,7 @@ static const char *const candidates_sql[2] = {
 	" (SELECT w.id, w.account_id, w.state, w.first_sent_at, w.created_at, w.next_attempt_at"
 	"  FROM withdraw.withdrawal w"
 	"  WHERE w.account_id = a.id AND w.state IN ('queued', 'unknown') AND NOT w.needs_reconcile"
-	"    AND w.next_attempt_at <= now()"
+	"    AND w.next_attempt_at <= now() AND w.finished_at IS NULL AND w.next_poll_at IS NULL"
 	"  ORDER BY w.next_attempt_at, w.id LIMIT $2"
 	"  FOR UPDATE OF w SKIP LOCKED) w"
 	" WHERE a.id <> ALL ($1) AND a.paused_at IS NULL"	/* a paused account sends nothing */
@@ -67,7 +73,7 @@ static const char *const candidates_sql[2] = {
 	" (SELECT w.id, w.account_id, w.state, w.first_sent_at, w.created_at, w.next_poll_at"
 	"  FROM withdraw.withdrawal w"
 	"  WHERE w.account_id = a.id AND w.state IN ('submitted', 'processing', 'review', 'unknown')"
-	"    AND w.next_poll_at <= now() AND (w.state <> 'unknown' OR w.needs_reconcile)"
+	"    AND w.next_poll_at <= now() AND w.finished_at IS NULL"
 	"  ORDER BY w.next_poll_at, w.id LIMIT $2"
 	"  FOR UPDATE OF w SKIP LOCKED) w"
 	" WHERE a.id <> ALL ($1)"
@@ -200,7 +206,7 @@ store_recover(int worker, int *quarantined)
 
 	rc = SPI_execute_with_args("UPDATE withdraw.withdrawal SET next_poll_at = now()"
 							   " WHERE state IN ('submitted', 'processing', 'review', 'unknown')"
-							   "   AND next_poll_at > now() AND" MINE,
+							   "   AND next_poll_at > now() AND finished_at IS NULL AND" MINE,
 							   2, types, args, NULL, false, 0);
 	if (rc != SPI_OK_UPDATE)
 		elog(ERROR, "recovery of status polls failed: %s", SPI_result_code_string(rc));

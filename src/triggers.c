@@ -171,8 +171,13 @@ trigger_data(FunctionCallInfo fcinfo, const char *name)
 }
 
 /*
- * BEFORE UPDATE OF state: the change must be listed; a final state stamps
- * finished_at and ends the polls.
+ * BEFORE UPDATE OF state: the change must be listed.  A final state stamps
+ * finished_at and finished_state (the index of finished withdrawals sorts
+ * by finished_state, since no index may name state: see the withdrawal
+ * indexes in the install script) and ends the polls; leaving a final state
+ * (withdraw_retry's failed to queued, or a change a DBA added to the state
+ * machine) clears both, so that the row is open again for the claims'
+ * indexes, which hold the rows with finished_at NULL.
  */
 Datum
 withdraw_check_transition(PG_FUNCTION_ARGS)
@@ -183,6 +188,7 @@ withdraw_check_transition(PG_FUNCTION_ARGS)
 	HeapTuple	new = trigdata->tg_newtuple;
 	char	   *from = column_text(old, desc, "state");
 	char	   *to = column_text(new, desc, "state");
+	bool		ends = state_is_final(state_of_name(to));
 
 	if (!transition_allowed(from, to))
 		ereport(ERROR,
@@ -190,13 +196,32 @@ withdraw_check_transition(PG_FUNCTION_ARGS)
 				 errmsg("withdrawal %s cannot change from state %s to state %s",
 						column_text(old, desc, "id"), from, to),
 				 errhint("The allowed changes are listed in withdraw.state_transition.")));
-	if (state_is_final(state_of_name(to)))
+	if (ends || state_is_final(state_of_name(from)))
 	{
-		int			cols[2] = {SPI_fnumber(desc, "finished_at"), SPI_fnumber(desc, "next_poll_at")};
-		Datum		values[2] = {TimestampTzGetDatum(GetCurrentTransactionStartTimestamp()), (Datum) 0};
-		bool		nulls[2] = {false, true};
+		int			cols[3];
+		Datum		values[3];
+		bool		nulls[3];
+		int			n = 0;
+		int			finished_state = SPI_fnumber(desc, "finished_state");
 
-		new = heap_modify_tuple_by_cols(new, desc, 2, cols, values, nulls);
+		cols[n] = SPI_fnumber(desc, "finished_at");
+		values[n] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+		nulls[n++] = !ends;
+		/* absent before 0.6.0: this library may run under an older schema until its update */
+		if (finished_state > 0)
+		{
+			cols[n] = finished_state;
+			values[n] = CStringGetTextDatum(to);
+			nulls[n++] = !ends;
+		}
+		/* a row that leaves a final state keeps the next poll it was given */
+		if (ends)
+		{
+			cols[n] = SPI_fnumber(desc, "next_poll_at");
+			values[n] = (Datum) 0;
+			nulls[n++] = true;
+		}
+		new = heap_modify_tuple_by_cols(new, desc, n, cols, values, nulls);
 	}
 	return PointerGetDatum(new);
 }

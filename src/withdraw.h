@@ -38,7 +38,7 @@ extern bool withdraw_allow_private_addresses;
 extern char *withdraw_proxy;
 
 /* the extension version (withdraw.control) whose objects this library uses */
-#define WITHDRAW_SCHEMA_VERSION "0.5.0"
+#define WITHDRAW_SCHEMA_VERSION "0.6.0"
 
 /* withdraw.workers is at most this (one shared-memory slot each) */
 #define WITHDRAW_MAX_WORKERS 16

@@ -1,4 +1,4 @@
-/* withdraw--0.5.0.sql: the whole schema of version 0.5.0, for a fresh install.
+/* withdraw--0.6.0.sql: the whole schema of version 0.6.0, for a fresh install.
 
    CREATE EXTENSION withdraw runs this file alone.  A database installed at an
    older version reaches the same objects by ALTER EXTENSION withdraw UPDATE,
@@ -198,8 +198,10 @@ CREATE TABLE withdraw.withdrawal (
 	claimed_by smallint,
 	strikes smallint NOT NULL DEFAULT 0,
 	polling boolean NOT NULL DEFAULT false,
+	finished_state text CONSTRAINT withdrawal_finished_state_check
+		CHECK (finished_state IS NULL OR (finished_state = state AND finished_at IS NOT NULL)),
 	UNIQUE (account_id, idempotency_key)
-);
+) WITH (fillfactor = 50);
 COMMENT ON TABLE withdraw.withdrawal IS 'One row per withdrawal: the outbox the worker sends from';
 COMMENT ON COLUMN withdraw.withdrawal.maybe_delivered IS 'Some attempt may have reached the provider: never declared failed without its word';
 COMMENT ON COLUMN withdraw.withdrawal.needs_reconcile IS 'The provider knows the idempotency key: settle by status query only';
@@ -212,22 +214,39 @@ COMMENT ON COLUMN withdraw.withdrawal.strikes IS
 	'Handlings of this withdrawal''s answers that failed in a row (an error, or the worker stopped while reading it); at withdraw.quarantine_after it goes to review';
 COMMENT ON COLUMN withdraw.withdrawal.polling IS
 	'A status query of this withdrawal is in flight (set when claimed, cleared when its outcome is recorded)';
+COMMENT ON COLUMN withdraw.withdrawal.finished_state IS
+	'The final state, set with finished_at (check_transition): what the index of finished withdrawals sorts by, as no index may name state';
 
 -- Claims go account by account (src/store.c): due rows by account, then time.
+--
+-- No index names state, in its columns or its predicate: the take (queued
+-- to sending: state, attempts, claimed_by, first_sent_at, updated_at,
+-- last_error) then changes no indexed column, so it is a HOT update, written
+-- beside the old version on the same page (the table's fillfactor 50 leaves
+-- the room) with no new index entry.  The two due-work indexes split the
+-- open withdrawals (finished_at IS NULL) by whether a status poll is
+-- scheduled: every open withdrawal is in exactly one of them, which is how
+-- the health views read them.
+--   withdrawal_due_send  no poll scheduled: queued, sending, unknown to be
+--                        sent again, held, awaiting_approval, review left
+--                        to a person; the send claim filters the states;
+--   withdrawal_due_poll  a poll scheduled: submitted, processing, unknown
+--                        being reconciled, review still polled.
+-- A withdrawal with a poll scheduled is settled by polling, never sent.
 CREATE INDEX withdrawal_due_send ON withdraw.withdrawal (account_id, next_attempt_at, id)
-	WHERE state IN ('queued', 'unknown');
+	WHERE finished_at IS NULL AND next_poll_at IS NULL;
 CREATE INDEX withdrawal_due_poll ON withdraw.withdrawal (account_id, next_poll_at, id)
-	WHERE state IN ('submitted', 'processing', 'review', 'unknown');
-CREATE INDEX withdrawal_sending ON withdraw.withdrawal (id) WHERE state = 'sending';
+	WHERE finished_at IS NULL AND next_poll_at IS NOT NULL;
 CREATE UNIQUE INDEX withdrawal_provider_id ON withdraw.withdrawal (account_id, provider_id)
 	WHERE provider_id IS NOT NULL;
 
 -- Refuses a change of state the state machine does not list; stamps
--- finished_at on a final state.
+-- finished_at and finished_state on a final state, clears them when a row
+-- leaves one.
 CREATE FUNCTION withdraw.check_transition() RETURNS trigger
 	AS 'MODULE_PATHNAME', 'withdraw_check_transition' LANGUAGE C;
 COMMENT ON FUNCTION withdraw.check_transition() IS
-	'Trigger: refuses a change of state that withdraw.state_transition does not list; a final state stamps finished_at';
+	'Trigger: refuses a change of state that withdraw.state_transition does not list; a final state stamps finished_at and finished_state, leaving one clears them';
 CREATE TRIGGER check_transition BEFORE UPDATE OF state ON withdraw.withdrawal
 	FOR EACH ROW WHEN (OLD.state IS DISTINCT FROM NEW.state)
 	EXECUTE FUNCTION withdraw.check_transition();
@@ -1212,8 +1231,8 @@ CREATE TABLE withdraw.approval_request (
 COMMENT ON TABLE withdraw.approval_request IS
 	'Withdrawals above their account''s approval threshold: how many approvals they need, until when';
 COMMENT ON COLUMN withdraw.approval_request.requested_by IS 'The role that created the withdrawal (or its copy): never one of its approvers';
--- the expiry (src/desk.c) walks the withdrawals awaiting approval, not every request ever made
-CREATE INDEX withdrawal_awaiting_approval ON withdraw.withdrawal (id) WHERE state = 'awaiting_approval';
+-- the expiry (src/desk.c) walks withdrawal_due_send (those awaiting
+-- approval are among them), not every request ever made
 
 CREATE TABLE withdraw.approval (
 	withdrawal_id bigint NOT NULL REFERENCES withdraw.approval_request ON DELETE CASCADE,
@@ -1820,12 +1839,11 @@ COMMENT ON VIEW withdraw.account_actions IS 'Pauses and resumptions of accounts'
 
 -- health: counts for everyone who monitors (no personal data, no rows).
 -- Read on every scrape, so neither view reads the whole table: the open
--- withdrawals come through the partial indexes of their states (the
--- claims' indexes, and two small ones below), the last success and
--- failure through an index of finished withdrawals (one entry per
--- withdrawal, made by the UPDATE that ends it).
-CREATE INDEX withdrawal_held ON withdraw.withdrawal (id) WHERE state = 'held';
-CREATE INDEX withdrawal_finished ON withdraw.withdrawal (account_id, state, finished_at)
+-- withdrawals come through the two due-work indexes that hold them
+-- (section 3), the last success and failure through an index of finished
+-- withdrawals (one entry per withdrawal, made by the UPDATE that ends it;
+-- by finished_state, as no index may name state).
+CREATE INDEX withdrawal_finished ON withdraw.withdrawal (account_id, finished_state, finished_at)
 	WHERE finished_at IS NOT NULL;
 
 CREATE FUNCTION withdraw._open_withdrawals(OUT account_id integer, OUT state text,
@@ -1833,22 +1851,13 @@ CREATE FUNCTION withdraw._open_withdrawals(OUT account_id integer, OUT state tex
 	RETURNS SETOF record
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 	SELECT w.account_id, w.state, w.created_at, w.updated_at FROM withdraw.withdrawal w
-	WHERE w.state IN ('queued', 'unknown')
+	WHERE w.finished_at IS NULL AND w.next_poll_at IS NULL
 	UNION ALL
 	SELECT w.account_id, w.state, w.created_at, w.updated_at FROM withdraw.withdrawal w
-	WHERE w.state IN ('submitted', 'processing', 'review')
-	UNION ALL
-	SELECT w.account_id, w.state, w.created_at, w.updated_at FROM withdraw.withdrawal w
-	WHERE w.state = 'sending'
-	UNION ALL
-	SELECT w.account_id, w.state, w.created_at, w.updated_at FROM withdraw.withdrawal w
-	WHERE w.state = 'awaiting_approval'
-	UNION ALL
-	SELECT w.account_id, w.state, w.created_at, w.updated_at FROM withdraw.withdrawal w
-	WHERE w.state = 'held'
+	WHERE w.finished_at IS NULL AND w.next_poll_at IS NOT NULL
 $$;
 COMMENT ON FUNCTION withdraw._open_withdrawals() IS
-	'Account, state and times of the withdrawals in a state that is not final, each state read through its partial index (for the health views; no personal data)';
+	'Account, state and times of the withdrawals not finished, read through the two due-work indexes that hold them (for the health views; no personal data)';
 
 CREATE VIEW withdraw.health_states AS
 SELECT a.name AS account, s.state, count(o.state) AS withdrawals,
@@ -1893,13 +1902,13 @@ SELECT a.name AS account, a.provider,
 	   coalesce((a.options->>'stuck_after_ms')::bigint, 3600000) AS stuck_after_ms,
 	   coalesce(extract(epoch FROM now() - o.oldest_open_at), 0)::double precision AS oldest_open_age_s,
 	   (SELECT max(f.finished_at) FROM withdraw.withdrawal f
-		WHERE f.account_id = a.id AND f.state = 'succeeded' AND f.finished_at IS NOT NULL) AS last_success_at,
+		WHERE f.account_id = a.id AND f.finished_state = 'succeeded' AND f.finished_at IS NOT NULL) AS last_success_at,
 	   greatest((SELECT max(f.finished_at) FROM withdraw.withdrawal f
-				 WHERE f.account_id = a.id AND f.state = 'failed' AND f.finished_at IS NOT NULL),
+				 WHERE f.account_id = a.id AND f.finished_state = 'failed' AND f.finished_at IS NOT NULL),
 				(SELECT max(f.finished_at) FROM withdraw.withdrawal f
-				 WHERE f.account_id = a.id AND f.state = 'rejected' AND f.finished_at IS NOT NULL),
+				 WHERE f.account_id = a.id AND f.finished_state = 'rejected' AND f.finished_at IS NOT NULL),
 				(SELECT max(f.finished_at) FROM withdraw.withdrawal f
-				 WHERE f.account_id = a.id AND f.state = 'expired' AND f.finished_at IS NOT NULL)) AS last_failure_at,
+				 WHERE f.account_id = a.id AND f.finished_state = 'expired' AND f.finished_at IS NOT NULL)) AS last_failure_at,
 	   a.paused_at IS NOT NULL AS paused, a.paused_by, a.pause_reason,
 	   CASE WHEN k.alive = 0
 			THEN 'no worker serving this database is running (withdraw.database_name, withdraw.workers)'

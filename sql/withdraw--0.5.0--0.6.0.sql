@@ -1,0 +1,112 @@
+/* withdraw--0.5.0--0.6.0.sql: fewer writes per withdrawal (README, Figures).
+
+   The take of a withdrawal for sending (queued to sending) becomes a HOT
+   update: no index names state any more, in its columns or its predicate,
+   and the table keeps half of each page free (fillfactor 50) so that the
+   new version of a row fits beside the old one.
+   - withdraw.withdrawal: fillfactor 50; new column finished_state (the
+     final state, stamped by check_transition with finished_at);
+   - the due-work indexes hold the open withdrawals (finished_at IS NULL)
+     split by whether a poll is scheduled; withdrawal_sending,
+     withdrawal_awaiting_approval and withdrawal_held are dropped;
+     withdrawal_finished sorts by finished_state;
+   - withdraw._open_withdrawals and the view withdraw.health read through
+     them.
+   Updating rewrites the rows of finished withdrawals once (finished_state)
+   and rebuilds three indexes: on a large table, run it in a quiet hour.
+   Pages written before the update keep their old fill until rewritten
+   (VACUUM FULL or pg_repack apply the fillfactor to them). */
+
+\echo Use "ALTER EXTENSION withdraw UPDATE TO '0.6.0'" to load this file. \quit
+
+ALTER TABLE withdraw.withdrawal SET (fillfactor = 50);
+
+ALTER TABLE withdraw.withdrawal ADD COLUMN finished_state text CONSTRAINT withdrawal_finished_state_check
+	CHECK (finished_state IS NULL OR (finished_state = state AND finished_at IS NOT NULL));
+COMMENT ON COLUMN withdraw.withdrawal.finished_state IS
+	'The final state, set with finished_at (check_transition): what the index of finished withdrawals sorts by, as no index may name state';
+UPDATE withdraw.withdrawal SET finished_state = state
+WHERE finished_at IS NOT NULL AND state IN ('succeeded', 'failed', 'rejected', 'cancelled', 'expired');
+
+COMMENT ON FUNCTION withdraw.check_transition() IS
+	'Trigger: refuses a change of state that withdraw.state_transition does not list; a final state stamps finished_at and finished_state, leaving one clears them';
+
+DROP INDEX withdraw.withdrawal_due_send;
+DROP INDEX withdraw.withdrawal_due_poll;
+DROP INDEX withdraw.withdrawal_sending;
+DROP INDEX withdraw.withdrawal_awaiting_approval;
+DROP INDEX withdraw.withdrawal_held;
+DROP INDEX withdraw.withdrawal_finished;
+CREATE INDEX withdrawal_due_send ON withdraw.withdrawal (account_id, next_attempt_at, id)
+	WHERE finished_at IS NULL AND next_poll_at IS NULL;
+CREATE INDEX withdrawal_due_poll ON withdraw.withdrawal (account_id, next_poll_at, id)
+	WHERE finished_at IS NULL AND next_poll_at IS NOT NULL;
+CREATE INDEX withdrawal_finished ON withdraw.withdrawal (account_id, finished_state, finished_at)
+	WHERE finished_at IS NOT NULL;
+
+CREATE OR REPLACE FUNCTION withdraw._open_withdrawals(OUT account_id integer, OUT state text,
+										   OUT created_at timestamptz, OUT updated_at timestamptz)
+	RETURNS SETOF record
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+	SELECT w.account_id, w.state, w.created_at, w.updated_at FROM withdraw.withdrawal w
+	WHERE w.finished_at IS NULL AND w.next_poll_at IS NULL
+	UNION ALL
+	SELECT w.account_id, w.state, w.created_at, w.updated_at FROM withdraw.withdrawal w
+	WHERE w.finished_at IS NULL AND w.next_poll_at IS NOT NULL
+$$;
+COMMENT ON FUNCTION withdraw._open_withdrawals() IS
+	'Account, state and times of the withdrawals not finished, read through the two due-work indexes that hold them (for the health views; no personal data)';
+
+CREATE OR REPLACE VIEW withdraw.health AS
+WITH o AS (
+	SELECT o.account_id,
+		   count(*) AS open,
+		   count(*) FILTER (WHERE o.state = 'review') AS review,
+		   count(*) FILTER (WHERE o.state = 'unknown') AS unknown,
+		   count(*) FILTER (WHERE o.state = 'awaiting_approval') AS awaiting_approval,
+		   count(*) FILTER (WHERE o.state = 'held') AS held,
+		   min(o.created_at) AS oldest_open_at
+	FROM withdraw._open_withdrawals() o GROUP BY o.account_id
+), stuck AS (
+	SELECT o.account_id, count(*) AS stuck
+	FROM withdraw._open_withdrawals() o JOIN withdraw.account a ON a.id = o.account_id
+	WHERE o.state NOT IN ('awaiting_approval', 'held')
+	  AND o.created_at < now() - coalesce((a.options->>'stuck_after_ms')::bigint, 3600000) * interval '1 millisecond'
+	GROUP BY o.account_id
+), workers AS (
+	SELECT count(*) FILTER (WHERE k.state = 'running' AND k.database = current_database()
+							  AND k.heartbeat_at > now() - interval '1 minute') AS alive,
+		   string_agg(DISTINCT k.last_error, '; ') FILTER (WHERE k.last_error_at > now() - interval '5 minutes') AS recent_error
+	FROM withdraw._worker_info() k
+)
+SELECT a.name AS account, a.provider,
+	   coalesce(o.open, 0) AS open,
+	   coalesce(o.review, 0) AS review,
+	   coalesce(o.unknown, 0) AS unknown,
+	   coalesce(o.awaiting_approval, 0) AS awaiting_approval,
+	   coalesce(o.held, 0) AS held,
+	   coalesce(st.stuck, 0) AS stuck,
+	   coalesce((a.options->>'stuck_after_ms')::bigint, 3600000) AS stuck_after_ms,
+	   coalesce(extract(epoch FROM now() - o.oldest_open_at), 0)::double precision AS oldest_open_age_s,
+	   (SELECT max(f.finished_at) FROM withdraw.withdrawal f
+		WHERE f.account_id = a.id AND f.finished_state = 'succeeded' AND f.finished_at IS NOT NULL) AS last_success_at,
+	   greatest((SELECT max(f.finished_at) FROM withdraw.withdrawal f
+				 WHERE f.account_id = a.id AND f.finished_state = 'failed' AND f.finished_at IS NOT NULL),
+				(SELECT max(f.finished_at) FROM withdraw.withdrawal f
+				 WHERE f.account_id = a.id AND f.finished_state = 'rejected' AND f.finished_at IS NOT NULL),
+				(SELECT max(f.finished_at) FROM withdraw.withdrawal f
+				 WHERE f.account_id = a.id AND f.finished_state = 'expired' AND f.finished_at IS NOT NULL)) AS last_failure_at,
+	   a.paused_at IS NOT NULL AS paused, a.paused_by, a.pause_reason,
+	   CASE WHEN k.alive = 0
+			THEN 'no worker serving this database is running (withdraw.database_name, withdraw.workers)'
+				 || coalesce(': ' || k.recent_error, '')
+			WHEN a.paused_at IS NOT NULL THEN format('paused by %s: %s', a.paused_by, a.pause_reason)
+			WHEN s.account_id IS NULL THEN 'the account has no credentials'
+			WHEN s.credentials IS NULL THEN withdraw._credentials_problem(s.account_id, s.sealed, s.key_id)
+		END AS not_sending,
+	   k.recent_error AS workers_last_error
+FROM withdraw.account a
+LEFT JOIN o ON o.account_id = a.id
+LEFT JOIN stuck st ON st.account_id = a.id
+LEFT JOIN withdraw.account_secret s ON s.account_id = a.id
+CROSS JOIN workers k;;
