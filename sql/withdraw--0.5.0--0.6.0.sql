@@ -5,15 +5,16 @@
    and the table keeps half of each page free (fillfactor 50) so that the
    new version of a row fits beside the old one.
    - withdraw.withdrawal: fillfactor 50; new column finished_state (the
-     final state, stamped by check_transition with finished_at);
+     final state, stamped by check_transition with finished_at); created_by
+     is text and last in the row (the views that show it keep type name);
    - the due-work indexes hold the open withdrawals (finished_at IS NULL)
      split by whether a poll is scheduled; withdrawal_sending,
      withdrawal_awaiting_approval and withdrawal_held are dropped;
      withdrawal_finished sorts by finished_state;
    - withdraw._open_withdrawals and the view withdraw.health read through
      them.
-   Updating rewrites the rows of finished withdrawals once (finished_state)
-   and rebuilds three indexes: on a large table, run it in a quiet hour.
+   Updating rewrites every row of withdraw.withdrawal once and rebuilds
+   three indexes: on a large table, run it in a quiet hour.
    Pages written before the update keep their old fill until rewritten
    (VACUUM FULL or pg_repack apply the fillfactor to them). */
 
@@ -25,8 +26,112 @@ ALTER TABLE withdraw.withdrawal ADD COLUMN finished_state text CONSTRAINT withdr
 	CHECK (finished_state IS NULL OR (finished_state = state AND finished_at IS NOT NULL));
 COMMENT ON COLUMN withdraw.withdrawal.finished_state IS
 	'The final state, set with finished_at (check_transition): what the index of finished withdrawals sorts by, as no index may name state';
-UPDATE withdraw.withdrawal SET finished_state = state
-WHERE finished_at IS NOT NULL AND state IN ('succeeded', 'failed', 'rejected', 'cancelled', 'expired');
+
+-- created_by becomes text, last in the row: as a name (64 bytes, fixed)
+-- amid the columns that an update changes, it was logged with every
+-- update.  The views keep their columns (created_by::name) and move to the
+-- new column; the old one is dropped and the new one takes its name.
+ALTER TABLE withdraw.withdrawal ADD COLUMN created_by_text text;
+-- one pass over the rows for both new columns
+UPDATE withdraw.withdrawal SET created_by_text = created_by,
+	finished_state = CASE WHEN finished_at IS NOT NULL
+							   AND state IN ('succeeded', 'failed', 'rejected', 'cancelled', 'expired')
+						  THEN state END;
+ALTER TABLE withdraw.withdrawal ALTER COLUMN created_by_text SET NOT NULL;
+CREATE OR REPLACE VIEW withdraw.withdrawals WITH (security_barrier) AS
+SELECT w.id, a.name AS account, a.provider, w.idempotency_key, w.state, w.provider_status,
+	   w.provider_id, w.asset, w.amount,
+	   CASE WHEN w.created_by_text = (SELECT withdraw._calling_role()) OR (SELECT withdraw._sees_personal_data())
+			THEN w.destination ELSE withdraw._mask_destination(w.destination, w.request) END AS destination,
+	   CASE WHEN w.created_by_text = (SELECT withdraw._calling_role()) OR (SELECT withdraw._sees_personal_data())
+			THEN w.request ELSE withdraw._mask_personal(w.request) END AS request,
+	   w.attempts, w.last_error,
+	   w.created_by_text::name COLLATE pg_catalog."C" AS created_by, w.created_at, w.first_sent_at, w.submitted_at, w.finished_at, w.updated_at,
+	   CASE WHEN w.state IN ('queued', 'unknown') AND NOT w.needs_reconcile
+			THEN w.next_attempt_at END AS next_attempt_at,
+	   w.next_poll_at,
+	   w.details->>'txid' AS txid,
+	   (w.details->>'confirmations')::bigint AS confirmations,
+	   (w.details->>'fee')::numeric AS fee,
+	   w.details->>'fee_asset' AS fee_asset,
+	   (w.details->>'real_fee')::numeric AS real_fee,
+	   w.details->>'real_fee_asset' AS real_fee_asset,
+	   w.details
+FROM withdraw.withdrawal w
+JOIN withdraw.account a ON a.id = w.account_id
+WHERE w.created_by_text = (SELECT withdraw._calling_role()) OR (SELECT withdraw._sees_all());;
+CREATE OR REPLACE VIEW withdraw.attempts WITH (security_barrier) AS
+SELECT t.id, t.withdrawal_id, a.name AS account, a.provider, t.kind, t.started_at, t.latency_ms,
+	   t.method, t.url,
+	   CASE WHEN w.created_by_text = (SELECT withdraw._calling_role()) OR (SELECT withdraw._sees_personal_data())
+			THEN t.request_body ELSE withdraw._mask_body(t.request_body) END AS request_body,
+	   t.http_status,
+	   CASE WHEN w.created_by_text = (SELECT withdraw._calling_role()) OR (SELECT withdraw._sees_personal_data())
+			THEN t.response_body ELSE withdraw._mask_body(t.response_body) END AS response_body,
+	   t.error, t.outcome
+FROM withdraw.attempt t
+JOIN withdraw.withdrawal w ON w.id = t.withdrawal_id
+JOIN withdraw.account a ON a.id = w.account_id
+WHERE w.created_by_text = (SELECT withdraw._calling_role()) OR (SELECT withdraw._sees_all());;
+CREATE OR REPLACE VIEW withdraw.events WITH (security_barrier) AS
+SELECT e.withdrawal_id, e.remote_withdrawal_id, e.at, e.from_state, e.to_state, e.provider_status, e.detail,
+	   e.actor, e.actor_role, e.action, e.reason,
+	   CASE WHEN (SELECT withdraw._sees_all()) THEN e.evidence END AS evidence, e.feed_id, e.id AS event_id
+FROM withdraw.event e
+WHERE (SELECT withdraw._sees_all())
+   OR EXISTS (SELECT FROM withdraw.withdrawal w
+			  WHERE w.id = e.withdrawal_id AND w.created_by_text = (SELECT withdraw._calling_role()))
+   OR EXISTS (SELECT FROM withdraw.remote_withdrawal r JOIN withdraw.withdrawal w ON w.id = r.withdrawal_id
+			  WHERE r.id = e.remote_withdrawal_id AND w.created_by_text = (SELECT withdraw._calling_role()))
+UNION ALL
+SELECT w.id, NULL, w.created_at, NULL, 'queued', NULL, ('created by ' || w.created_by_text) COLLATE pg_catalog."C",
+	   NULL, NULL, NULL, NULL, NULL, NULL, NULL
+FROM withdraw.withdrawal w
+WHERE w.created_by_text = (SELECT withdraw._calling_role()) OR (SELECT withdraw._sees_all())
+UNION ALL
+SELECT c.withdrawal_id, NULL, c.received_at, NULL, NULL, NULL,
+	   c.kind || ' callback refused: ' || coalesce(c.detail, ''),
+	   NULL, NULL, NULL, NULL, NULL, NULL, NULL
+FROM withdraw.callback c
+JOIN withdraw.withdrawal w ON w.id = c.withdrawal_id
+WHERE c.verdict = 'refused'
+  AND (w.created_by_text = (SELECT withdraw._calling_role()) OR (SELECT withdraw._sees_all()));;
+CREATE OR REPLACE VIEW withdraw.remote_withdrawals WITH (security_barrier) AS
+SELECT r.id, a.name AS account, a.provider, r.provider_id, r.request_id, r.withdrawal_id,
+	   r.state, r.status, r.asset, r.amount, r.fee, r.fee_asset, r.txid, r.block_number,
+	   r.chain_id, r.nonce, r.deadline, r.requested_at, r.confirmed_at, r.first_seen_at,
+	   r.updated_at, r.raw, r.confirmations, r.real_fee, r.real_fee_asset
+FROM withdraw.remote_withdrawal r
+JOIN withdraw.account a ON a.id = r.account_id
+WHERE (SELECT withdraw._sees_all())
+   OR EXISTS (SELECT FROM withdraw.withdrawal w
+			  WHERE w.id = r.withdrawal_id AND w.created_by_text = (SELECT withdraw._calling_role()));;
+CREATE OR REPLACE VIEW withdraw.callbacks WITH (security_barrier) AS
+SELECT c.id, a.name AS account, a.provider, c.kind, c.verdict, c.withdrawal_id, c.idempotency_key,
+	   c.detail,
+	   CASE WHEN (SELECT withdraw._sees_personal_data())
+				 OR EXISTS (SELECT FROM withdraw.withdrawal w
+							WHERE w.id = c.withdrawal_id AND w.created_by_text = (SELECT withdraw._calling_role()))
+			THEN c.content ELSE withdraw._mask_personal(c.content) END AS content,
+	   c.received_at, c.source, c.http_status
+FROM withdraw.callback c
+JOIN withdraw.account a ON a.id = c.account_id;;
+CREATE OR REPLACE VIEW withdraw.approvals WITH (security_barrier) AS
+SELECT w.id AS withdrawal_id, a.name AS account, w.asset, w.amount,
+	   CASE WHEN (SELECT withdraw._sees_personal_data()) THEN w.destination
+			ELSE withdraw._mask_destination(w.destination, w.request) END AS destination,
+	   w.state, w.created_by_text::name COLLATE pg_catalog."C" AS created_by, r.requested_by, r.requested_at, r.threshold, r.quorum,
+	   (SELECT count(*) FROM withdraw.approval p WHERE p.withdrawal_id = w.id) AS approvals,
+	   ARRAY(SELECT p.approver FROM withdraw.approval p WHERE p.withdrawal_id = w.id ORDER BY p.approved_at) AS approvers,
+	   r.expires_at
+FROM withdraw.approval_request r
+JOIN withdraw.withdrawal w ON w.id = r.withdrawal_id
+JOIN withdraw.account a ON a.id = w.account_id
+WHERE (SELECT withdraw._sees_all());;
+ALTER TABLE withdraw.withdrawal DROP COLUMN created_by;
+ALTER TABLE withdraw.withdrawal RENAME COLUMN created_by_text TO created_by;
+COMMENT ON COLUMN withdraw.withdrawal.created_by IS
+	'The role that created the withdrawal; it decides who sees it.  text, last in the row: a name (64 bytes) amid the columns an update changes was logged with every update';
 
 COMMENT ON FUNCTION withdraw.check_transition() IS
 	'Trigger: refuses a change of state that withdraw.state_transition does not list; a final state stamps finished_at and finished_state, leaving one clears them';

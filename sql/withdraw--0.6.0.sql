@@ -186,7 +186,6 @@ CREATE TABLE withdraw.withdrawal (
 	needs_reconcile boolean NOT NULL DEFAULT false,
 	reconcile_cursor text,
 	last_error text,
-	created_by name NOT NULL,
 	created_at timestamptz NOT NULL DEFAULT now(),
 	updated_at timestamptz NOT NULL DEFAULT now(),
 	first_sent_at timestamptz,
@@ -200,6 +199,7 @@ CREATE TABLE withdraw.withdrawal (
 	polling boolean NOT NULL DEFAULT false,
 	finished_state text CONSTRAINT withdrawal_finished_state_check
 		CHECK (finished_state IS NULL OR (finished_state = state AND finished_at IS NOT NULL)),
+	created_by text NOT NULL,
 	UNIQUE (account_id, idempotency_key)
 ) WITH (fillfactor = 50);
 COMMENT ON TABLE withdraw.withdrawal IS 'One row per withdrawal: the outbox the worker sends from';
@@ -214,6 +214,8 @@ COMMENT ON COLUMN withdraw.withdrawal.strikes IS
 	'Handlings of this withdrawal''s answers that failed in a row (an error, or the worker stopped while reading it); at withdraw.quarantine_after it goes to review';
 COMMENT ON COLUMN withdraw.withdrawal.polling IS
 	'A status query of this withdrawal is in flight (set when claimed, cleared when its outcome is recorded)';
+COMMENT ON COLUMN withdraw.withdrawal.created_by IS
+	'The role that created the withdrawal; it decides who sees it.  text, last in the row: a name (64 bytes) amid the columns an update changes was logged with every update';
 COMMENT ON COLUMN withdraw.withdrawal.finished_state IS
 	'The final state, set with finished_at (check_transition): what the index of finished withdrawals sorts by, as no index may name state';
 
@@ -657,7 +659,7 @@ SELECT w.id, a.name AS account, a.provider, w.idempotency_key, w.state, w.provid
 	   CASE WHEN w.created_by = (SELECT withdraw._calling_role()) OR (SELECT withdraw._sees_personal_data())
 			THEN w.request ELSE withdraw._mask_personal(w.request) END AS request,
 	   w.attempts, w.last_error,
-	   w.created_by, w.created_at, w.first_sent_at, w.submitted_at, w.finished_at, w.updated_at,
+	   w.created_by::name COLLATE pg_catalog."C" AS created_by, w.created_at, w.first_sent_at, w.submitted_at, w.finished_at, w.updated_at,
 	   CASE WHEN w.state IN ('queued', 'unknown') AND NOT w.needs_reconcile
 			THEN w.next_attempt_at END AS next_attempt_at,
 	   w.next_poll_at,
@@ -703,7 +705,7 @@ WHERE (SELECT withdraw._sees_all())
    OR EXISTS (SELECT FROM withdraw.remote_withdrawal r JOIN withdraw.withdrawal w ON w.id = r.withdrawal_id
 			  WHERE r.id = e.remote_withdrawal_id AND w.created_by = (SELECT withdraw._calling_role()))
 UNION ALL
-SELECT w.id, NULL, w.created_at, NULL, 'queued', NULL, 'created by ' || w.created_by,
+SELECT w.id, NULL, w.created_at, NULL, 'queued', NULL, ('created by ' || w.created_by) COLLATE pg_catalog."C",
 	   NULL, NULL, NULL, NULL, NULL, NULL, NULL
 FROM withdraw.withdrawal w
 WHERE w.created_by = (SELECT withdraw._calling_role()) OR (SELECT withdraw._sees_all())
@@ -1791,7 +1793,7 @@ CREATE VIEW withdraw.approvals WITH (security_barrier) AS
 SELECT w.id AS withdrawal_id, a.name AS account, w.asset, w.amount,
 	   CASE WHEN (SELECT withdraw._sees_personal_data()) THEN w.destination
 			ELSE withdraw._mask_destination(w.destination, w.request) END AS destination,
-	   w.state, w.created_by, r.requested_by, r.requested_at, r.threshold, r.quorum,
+	   w.state, w.created_by::name COLLATE pg_catalog."C" AS created_by, r.requested_by, r.requested_at, r.threshold, r.quorum,
 	   (SELECT count(*) FROM withdraw.approval p WHERE p.withdrawal_id = w.id) AS approvals,
 	   ARRAY(SELECT p.approver FROM withdraw.approval p WHERE p.withdrawal_id = w.id ORDER BY p.approved_at) AS approvers,
 	   r.expires_at
