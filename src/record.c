@@ -17,6 +17,7 @@
  */
 #include "postgres.h"
 
+#include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
@@ -438,9 +439,17 @@ record_rules(Job *job, HttpResponse *res)
 /*
  * Records completed exchanges in one transaction; returns the sync jobs
  * whose next page must be fetched (in inflight_cxt()).
+ *
+ * !wait_for_flush (withdraw.synchronous_outcomes off): the commit does not
+ * wait for its WAL to reach the disk (or a synchronous standby).  Exactly
+ * once does not rest on this commit but on the claim's, which always
+ * waits: an outcome lost in a crash leaves its withdrawal in 'sending',
+ * which the recovery makes 'unknown' and reconciles under its key.  And
+ * the next claim's commit, later in the same WAL, makes it durable anyway;
+ * what a crash can lose is the last fraction of a second of answers.
  */
 static List *
-record_some(List *completions, const char *activity)
+record_some(List *completions, const char *activity, bool wait_for_flush)
 {
 	ListCell   *lc;
 	List	   *answers = NIL;
@@ -458,6 +467,9 @@ record_some(List *completions, const char *activity)
 	changes = palloc(sizeof(Change) * total);
 
 	worker_begin(activity);
+	if (!wait_for_flush)
+		(void) set_config_option("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE,
+								 GUC_ACTION_LOCAL, true, 0, false);
 	foreach(lc, completions)
 	{
 		HttpCompletion *c = lfirst(lc);
@@ -513,7 +525,8 @@ record_completions(List *completions)
 		else
 			normal = lappend(normal, c);
 	}
-	next_pages = normal != NIL ? record_some(normal, "withdraw: recording outcomes") : NIL;
+	next_pages = normal != NIL ?
+		record_some(normal, "withdraw: recording outcomes", withdraw_synchronous_outcomes) : NIL;
 	MemoryContextSwitchTo(cxt);
 	foreach(lc, suspects)
 	{
@@ -535,7 +548,8 @@ record_completions(List *completions)
 		store_stamp(ids);
 		worker_end();
 		MemoryContextSwitchTo(cxt);
-		(void) record_some(list_make1(c), activity);
+		/* its outcome clears the stamp: durable like the stamp */
+		(void) record_some(list_make1(c), activity, true);
 		MemoryContextSwitchTo(cxt);
 	}
 

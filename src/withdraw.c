@@ -39,6 +39,7 @@ bool		withdraw_allow_http = false;
 int			withdraw_retention_s = 30 * 24 * 3600;
 int			withdraw_retention_batch = 1000;
 int			withdraw_quarantine_after = 3;
+bool		withdraw_synchronous_outcomes = true;
 
 /* network guard (issue 14): where requests may go */
 char	   *withdraw_allowed_hosts = NULL;
@@ -262,6 +263,18 @@ define_settings(void)
 							3, 2, 100,
 							PGC_SIGHUP, 0,
 							NULL, NULL, NULL);
+	/* the commits of outcomes: see record.c, record_some */
+	DefineCustomBoolVariable("withdraw.synchronous_outcomes",
+							 "Whether the workers' commits of answers wait for the WAL flush.",
+							 "off: the transaction that records answers commits as with synchronous_commit "
+							 "off, and the next claim's commit makes it durable.  A crash or failover "
+							 "can then forget answers already received; those withdrawals are found "
+							 "in sending, become unknown and are reconciled under their key, as after "
+							 "a crash before the commit.  The commit of a claim always waits.",
+							 &withdraw_synchronous_outcomes,
+							 true,
+							 PGC_SIGHUP, 0,
+							 NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("withdraw");
 }

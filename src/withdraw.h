@@ -31,6 +31,7 @@ extern bool withdraw_allow_http;
 extern int	withdraw_retention_s;
 extern int	withdraw_retention_batch;
 extern int	withdraw_quarantine_after;
+extern bool withdraw_synchronous_outcomes;
 
 /* network guard (issue 14) */
 extern char *withdraw_allowed_hosts;

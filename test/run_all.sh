@@ -126,6 +126,11 @@ bash test/reliability/run.sh --quick || failed+=(reliability)
 echo "== crash suite (quick), with two workers"
 WITHDRAW_WORKERS=2 $PY test/reliability/crash_suite.py --quick || failed+=(crash-two-workers)
 
+# answers recorded by commits that do not wait for the flush: a kill loses
+# the last of them, and exactly once must still hold
+echo "== crash suite (quick), withdraw.synchronous_outcomes off"
+$PY test/reliability/crash_suite.py --quick --set withdraw.synchronous_outcomes=off || failed+=(crash-async-outcomes)
+
 if [ ${#failed[@]} -gt 0 ]; then
 	echo "PostgreSQL $PG_MAJOR: FAILED: ${failed[*]}"
 	exit 1

@@ -125,7 +125,7 @@ class CrashRun:
             # the mock's query limit (300/min per key by default) follows the account's
             zoomex["query_limit_per_min"] = 1000000 if a.polls_per_second == 0 else max(300, 60 * a.polls_per_second)
         self.mock = Mock({"zoomex": zoomex})
-        self.cluster = Cluster(keep=a.keep).start()
+        self.cluster = Cluster(dict(kv.split("=", 1) for kv in a.set), keep=a.keep).start()
         self.cluster.sql("CREATE EXTENSION withdraw")
         self.cluster.wait_ready()
         options = {"create_interval_ms": 0, "poll_interval_ms": a.poll_ms, "request_timeout_ms": 3000}
@@ -584,6 +584,8 @@ def main():
                     help="stop waiting for the drain after this many seconds without progress")
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--keep", action="store_true", help="keep the cluster directory")
+    ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                    help="a server setting (e.g. withdraw.synchronous_outcomes=off); repeatable")
     args = ap.parse_args()
     if args.n is None:
         args.n = 1000 if args.quick else 10000
