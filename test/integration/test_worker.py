@@ -114,6 +114,35 @@ def test_committed_withdrawal_is_sent_promptly_and_followed_to_success():
     return f"commit -> mock {delay_ms:.1f} ms; events {' > '.join(t for _, t in ev)}"
 
 
+def test_the_take_is_a_hot_update():
+    """Marking a withdrawal 'sending' changes no indexed column (no index of
+    withdraw.withdrawal names state) and finds room on its page (fillfactor
+    50): each take is a HOT update, with no index entry.  The other updates
+    of this suite's rows (polls, outcomes) change next_poll_at or
+    provider_id, which are indexed, so HOT updates come from takes."""
+    account, _ = new_account({"create_interval_ms": 0, "poll_interval_ms": 3600000})
+    mock.configure({"zoomex": {"create_interval_s": 0}})
+    hot = "SELECT n_tup_hot_upd FROM pg_stat_user_tables WHERE relid = 'withdraw.withdrawal'::regclass"
+    before = cluster.value(hot)
+    n = 20
+    try:
+        with cluster.connect(autocommit=False) as conn:
+            cur = conn.cursor()
+            cur.execute("SELECT array_agg(withdraw_create(%s, json_build_object('requestId', 'hot' || g,"
+                        " 'coin', 'USDT', 'addressType', 3, 'address', '100200', 'amount', '1')::jsonb))"
+                        " FROM generate_series(1, %s) g", (account, n))
+            ids = cur.fetchone()[0]
+            conn.commit()
+        wait_until(lambda: cluster.value("SELECT count(*) FROM withdraw.withdrawal WHERE id = ANY (%s)"
+                                         " AND state = 'submitted'", (ids,)) == n, 20, 0.05, "all submitted")
+    finally:
+        mock.configure({"zoomex": {"create_interval_s": 1.0}})
+    # the workers flush their statistics at most once a second
+    delta = wait_until(lambda: (lambda d: d if d >= n * 0.9 else None)(cluster.value(hot) - before),
+                       10, 0.2, f"at least {int(n * 0.9)} HOT updates of withdraw.withdrawal")
+    return f"{delta} HOT updates for {n} takes"
+
+
 def test_seed_examples_pass_through_the_parser():
     """Seed 000: its request example's fields (requestId = uuid4().hex, amount "1",
     remark) are sent as is; its response example {"retCode":0,"retMsg":"success",
