@@ -39,12 +39,12 @@ KINDS = ("create", "status")
 HISTORY_SQL = """
 INSERT INTO withdraw.withdrawal (account_id, idempotency_key, request, asset, amount, destination, state,
     provider_status, provider_id, attempts, created_by, created_at, updated_at, first_sent_at, submitted_at,
-    finished_at, next_attempt_at, next_poll_at)
+    finished_at, next_attempt_at, next_poll_at, finished_state)
 SELECT a.id, 'hist' || g,
        jsonb_build_object('requestId', 'hist' || g, 'coin', 'USDT', 'addressType', 3, 'address', '100200',
                           'amount', '1.25', 'remark', 'history'),
        'USDT', 1.25, '100200', 'succeeded', 'Transferred successfully', 'prov-hist-' || g, 1, 'postgres',
-       t, t, t, t, t + interval '5 minutes', t, NULL
+       t, t, t, t, t + interval '5 minutes', t, NULL, 'succeeded'
 FROM withdraw.account a, generate_series(%s, %s) g,
      LATERAL (SELECT now() - interval '30 days' + g * interval '1 second') AS x(t)
 WHERE a.name = 'sink'
