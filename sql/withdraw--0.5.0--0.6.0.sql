@@ -59,7 +59,7 @@ SELECT w.id, a.name AS account, a.provider, w.idempotency_key, w.state, w.provid
 	   w.details
 FROM withdraw.withdrawal w
 JOIN withdraw.account a ON a.id = w.account_id
-WHERE w.created_by_text = (SELECT withdraw._calling_role()) OR (SELECT withdraw._sees_all());;
+WHERE w.created_by_text = (SELECT withdraw._calling_role()) OR (SELECT withdraw._sees_all());
 CREATE OR REPLACE VIEW withdraw.attempts WITH (security_barrier) AS
 SELECT t.id, t.withdrawal_id, a.name AS account, a.provider, t.kind, t.started_at, t.latency_ms,
 	   t.method, t.url,
@@ -72,7 +72,7 @@ SELECT t.id, t.withdrawal_id, a.name AS account, a.provider, t.kind, t.started_a
 FROM withdraw.attempt t
 JOIN withdraw.withdrawal w ON w.id = t.withdrawal_id
 JOIN withdraw.account a ON a.id = w.account_id
-WHERE w.created_by_text = (SELECT withdraw._calling_role()) OR (SELECT withdraw._sees_all());;
+WHERE w.created_by_text = (SELECT withdraw._calling_role()) OR (SELECT withdraw._sees_all());
 CREATE OR REPLACE VIEW withdraw.events WITH (security_barrier) AS
 SELECT e.withdrawal_id, e.remote_withdrawal_id, e.at, e.from_state, e.to_state, e.provider_status, e.detail,
 	   e.actor, e.actor_role, e.action, e.reason,
@@ -95,7 +95,7 @@ SELECT c.withdrawal_id, NULL, c.received_at, NULL, NULL, NULL,
 FROM withdraw.callback c
 JOIN withdraw.withdrawal w ON w.id = c.withdrawal_id
 WHERE c.verdict = 'refused'
-  AND (w.created_by_text = (SELECT withdraw._calling_role()) OR (SELECT withdraw._sees_all()));;
+  AND (w.created_by_text = (SELECT withdraw._calling_role()) OR (SELECT withdraw._sees_all()));
 CREATE OR REPLACE VIEW withdraw.remote_withdrawals WITH (security_barrier) AS
 SELECT r.id, a.name AS account, a.provider, r.provider_id, r.request_id, r.withdrawal_id,
 	   r.state, r.status, r.asset, r.amount, r.fee, r.fee_asset, r.txid, r.block_number,
@@ -105,7 +105,7 @@ FROM withdraw.remote_withdrawal r
 JOIN withdraw.account a ON a.id = r.account_id
 WHERE (SELECT withdraw._sees_all())
    OR EXISTS (SELECT FROM withdraw.withdrawal w
-			  WHERE w.id = r.withdrawal_id AND w.created_by_text = (SELECT withdraw._calling_role()));;
+			  WHERE w.id = r.withdrawal_id AND w.created_by_text = (SELECT withdraw._calling_role()));
 CREATE OR REPLACE VIEW withdraw.callbacks WITH (security_barrier) AS
 SELECT c.id, a.name AS account, a.provider, c.kind, c.verdict, c.withdrawal_id, c.idempotency_key,
 	   c.detail,
@@ -115,7 +115,7 @@ SELECT c.id, a.name AS account, a.provider, c.kind, c.verdict, c.withdrawal_id, 
 			THEN c.content ELSE withdraw._mask_personal(c.content) END AS content,
 	   c.received_at, c.source, c.http_status
 FROM withdraw.callback c
-JOIN withdraw.account a ON a.id = c.account_id;;
+JOIN withdraw.account a ON a.id = c.account_id;
 CREATE OR REPLACE VIEW withdraw.approvals WITH (security_barrier) AS
 SELECT w.id AS withdrawal_id, a.name AS account, w.asset, w.amount,
 	   CASE WHEN (SELECT withdraw._sees_personal_data()) THEN w.destination
@@ -127,7 +127,7 @@ SELECT w.id AS withdrawal_id, a.name AS account, w.asset, w.amount,
 FROM withdraw.approval_request r
 JOIN withdraw.withdrawal w ON w.id = r.withdrawal_id
 JOIN withdraw.account a ON a.id = w.account_id
-WHERE (SELECT withdraw._sees_all());;
+WHERE (SELECT withdraw._sees_all());
 ALTER TABLE withdraw.withdrawal DROP COLUMN created_by;
 ALTER TABLE withdraw.withdrawal RENAME COLUMN created_by_text TO created_by;
 COMMENT ON COLUMN withdraw.withdrawal.created_by IS
@@ -214,4 +214,4 @@ FROM withdraw.account a
 LEFT JOIN o ON o.account_id = a.id
 LEFT JOIN stuck st ON st.account_id = a.id
 LEFT JOIN withdraw.account_secret s ON s.account_id = a.id
-CROSS JOIN workers k;;
+CROSS JOIN workers k;
