@@ -143,6 +143,31 @@ def test_the_take_is_a_hot_update():
     return f"{delta} HOT updates for {n} takes"
 
 
+def test_an_unknown_withdrawal_with_a_poll_scheduled_is_polled_not_sent_again():
+    """The due-work indexes split the open withdrawals by whether a poll is
+    scheduled: one with a poll scheduled is settled by the poll (a
+    reconciliation, for an unknown one) and never sent again, even when it
+    is not yet flagged for reconciliation (as a status answer mapped to
+    unknown leaves it)."""
+    account, _ = new_account({"create_interval_ms": 0, "poll_interval_ms": 3600000})
+    with cluster.connect(autocommit=False) as conn:
+        cur = conn.cursor()
+        cur.execute("SELECT withdraw_create(%s, %s)", (account, json.dumps(request(requestId="polledunknown"))))
+        wid = cur.fetchone()[0]
+        # as the state machine allows, before the workers can see it
+        cur.execute("UPDATE withdraw.withdrawal SET state = 'sending' WHERE id = %s", (wid,))
+        cur.execute("UPDATE withdraw.withdrawal SET state = 'unknown', maybe_delivered = true,"
+                    " needs_reconcile = false, next_poll_at = now(), next_attempt_at = now() WHERE id = %s", (wid,))
+        conn.commit()
+    wait_until(lambda: cluster.value("SELECT count(*) FROM withdraw.attempts WHERE withdrawal_id = %s"
+                                     " AND kind = 'status'", (wid,)), 10, 0.05, "a status poll")
+    time.sleep(0.5)
+    assert creates_for("polledunknown") == [], "an unknown withdrawal with a poll scheduled was sent again"
+    assert cluster.value("SELECT count(*) FROM withdraw.attempts WHERE withdrawal_id = %s AND kind = 'create'",
+                         (wid,)) == 0
+    return "polled, not sent"
+
+
 def test_seed_examples_pass_through_the_parser():
     """Seed 000: its request example's fields (requestId = uuid4().hex, amount "1",
     remark) are sent as is; its response example {"retCode":0,"retMsg":"success",
