@@ -327,6 +327,8 @@ claim_and_send(void)
 		return false;
 
 	worker_begin("withdraw: claiming work");
+	/* 'sending' is on disk before any request leaves */
+	worker_commit_waits(true);
 	if (!readiness_schema(now))
 	{
 		worker_end();

@@ -17,7 +17,6 @@
  */
 #include "postgres.h"
 
-#include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
@@ -468,8 +467,7 @@ record_some(List *completions, const char *activity, bool wait_for_flush)
 
 	worker_begin(activity);
 	if (!wait_for_flush)
-		(void) set_config_option("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE,
-								 GUC_ACTION_LOCAL, true, 0, false);
+		worker_commit_waits(false);
 	foreach(lc, completions)
 	{
 		HttpCompletion *c = lfirst(lc);

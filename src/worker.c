@@ -103,6 +103,24 @@ worker_end(void)
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
 
+/*
+ * How the commit of the transaction under way waits for its WAL, set for
+ * this transaction alone (as SET LOCAL: a session source, undone at its
+ * end; an override source would become the session's default for good).
+ * durable: at least flushed locally, whatever synchronous_commit a
+ * database or role setting gave the worker (a claim must be on disk
+ * before its request leaves; standby.c waits for the standbys).  Not
+ * durable: synchronous_commit off (withdraw.synchronous_outcomes).
+ */
+void
+worker_commit_waits(bool durable)
+{
+	if (durable && synchronous_commit >= SYNCHRONOUS_COMMIT_LOCAL_FLUSH)
+		return;
+	(void) set_config_option("synchronous_commit", durable ? "local" : "off", PGC_USERSET,
+							 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
+}
+
 /* Does the transaction under way run as the workers' role? */
 bool
 worker_in_role(void)

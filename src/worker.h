@@ -20,6 +20,7 @@ extern WithdrawWorkerFigures worker_figures;
 
 extern void worker_begin(const char *activity);
 extern void worker_end(void);
+extern void worker_commit_waits(bool durable);
 extern bool worker_in_role(void);
 extern void worker_about(int64 withdrawal_id);
 

@@ -403,6 +403,43 @@ def test_kill9_of_the_worker_mid_flight_loses_nothing_and_pays_once():
     return " > ".join(ev)
 
 
+def test_a_claim_is_on_disk_before_its_request_leaves_when_outcomes_do_not_wait():
+    """withdraw.synchronous_outcomes off: answers are recorded by commits
+    that do not wait for the flush, and a claim's commit still waits,
+    whatever commits came before it in the worker.  The WAL writer is slowed
+    (wal_writer_delay 10 s), so WAL reaches the disk only by a commit's own
+    flush: one withdrawal is sent and recorded first, then one whose answer
+    the mock holds after executing it, then kill -9 of the worker.  The
+    second comes back as sending (its claim on disk) and is reconciled,
+    never as queued (sent again with nothing recorded, then review)."""
+    try:
+        cluster.sql("ALTER SYSTEM SET withdraw.synchronous_outcomes = off")
+        cluster.sql("ALTER SYSTEM SET wal_writer_delay = '10s'")
+        cluster.sql("SELECT pg_reload_conf()")
+        time.sleep(0.5)
+        account, _ = new_account({"request_timeout_ms": 20000, "create_interval_ms": 0})
+        mock.configure({"zoomex": {"create_interval_s": 0}})
+        first = create(account, request(requestId="durable0", address="700900"))
+        wait_state(first, "submitted")
+        mock.fault(provider="zoomex", path="inner-create", kind="timeout_after", count=1, delay_s=30)
+        wid = create(account, request(requestId="durable1", address="700901"))
+        wait_until(lambda: executions("durable1") == 1, 10, 0.01, "the mock to execute")
+        os.kill(cluster.worker_pid(), signal.SIGKILL)
+        time.sleep(1)
+        cluster.wait_ready(60)
+        wait_state(wid, ("succeeded", "review"), 30)
+    finally:
+        mock.configure({"zoomex": {"create_interval_s": 1.0}})
+        cluster.sql("ALTER SYSTEM RESET withdraw.synchronous_outcomes")
+        cluster.sql("ALTER SYSTEM RESET wal_writer_delay")
+        cluster.sql("SELECT pg_reload_conf()")
+    ev = [t for _, t in events(wid)]
+    assert ev[:4] == ["queued", "sending", "unknown", "sending"] and ev[-1] == "succeeded", \
+        f"the claim was not on disk when its request left: {ev}"
+    assert executions("durable1") == 1
+    return " > ".join(ev)
+
+
 def test_kill9_storm_over_a_batch():
     """40 withdrawals over 8 accounts (each at the provider's 1 request/s), with
     the worker killed -9 three times at random moments while they are sent."""
