@@ -130,6 +130,18 @@ JOIN withdraw.account a ON a.id = w.account_id
 WHERE (SELECT withdraw._sees_all());
 ALTER TABLE withdraw.withdrawal DROP COLUMN created_by;
 ALTER TABLE withdraw.withdrawal RENAME COLUMN created_by_text TO created_by;
+-- PostgreSQL 18 names NOT NULL constraints after their column: the name a
+-- fresh install gives (the old column's constraint went with it)
+DO $$
+BEGIN
+	IF EXISTS (SELECT FROM pg_catalog.pg_constraint
+			   WHERE conrelid = 'withdraw.withdrawal'::pg_catalog.regclass
+				 AND conname = 'withdrawal_created_by_text_not_null') THEN
+		ALTER TABLE withdraw.withdrawal
+			RENAME CONSTRAINT withdrawal_created_by_text_not_null TO withdrawal_created_by_not_null;
+	END IF;
+END
+$$;
 COMMENT ON COLUMN withdraw.withdrawal.created_by IS
 	'The role that created the withdrawal; it decides who sees it.  text, last in the row: a name (64 bytes) amid the columns an update changes was logged with every update';
 
